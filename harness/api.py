@@ -1,0 +1,69 @@
+"""The public lookup API (DESIGN.md section 2): build any registered plugin by name.
+
+Each function looks the name up in :func:`ctbench.registry.default_registry`; an unknown name
+raises :class:`ctbench.registry.UnknownPluginError` listing the known names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctbench.registry import default_registry
+
+
+def _input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 4 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(
+            f"input_shape must be four positive ints (H, C, Y, X), e.g. (135, 3, 420, 420); "
+            f"got {input_shape!r}"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def create_model(
+    name: str, n_classes: int, input_shape: tuple[int, int, int, int], **options: Any
+) -> Any:
+    """Build architecture ``name`` for ``n_classes`` outputs and inputs ``[B, *input_shape]``.
+
+    ``options`` go to the factory (for example ``pretrained=True``, ``weights=PATH``).
+    """
+    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
+    shape = _input_shape(input_shape)
+    entry = default_registry().get("architectures", name)
+    model = entry.factory(n_classes, shape, **options)
+
+    import torch  # deferred: `ctbench --help` and the registry never import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"architecture {entry.name!r} from {entry.provider!r} returned "
+            f"{type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def create_explainer(name: str, **options: Any) -> Any:
+    """Build explainer ``name``: a callable ``explainer(model, x, classes=None)``."""
+    return default_registry().create("explainers", name, **options)
+
+
+def create_segmenter(name: str, **options: Any) -> Any:
+    """Build organ segmenter ``name``: a callable ``segmenter(volume_hu, spacing_mm)``."""
+    return default_registry().create("segmenters", name, **options)
+
+
+def create_downsampler(name: str, **options: Any) -> Any:
+    """Build mask downsampler ``name``: ``downsample(mask, representation_shape, dilate)``."""
+    return default_registry().create("downsamplers", name, **options)
+
+
+def create_dataset(name: str, **options: Any) -> Any:
+    """Build dataset ``name`` with its options (for example ``preset='tiny'``)."""
+    return default_registry().create("datasets", name, **options)
+
+
+def list_plugins() -> dict[str, list[str]]:
+    """``{kind: [registered names]}`` for the five plugin kinds."""
+    return default_registry().list_plugins()

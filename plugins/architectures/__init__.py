@@ -1,0 +1,1 @@
+"""Architecture plugins (paper Table 1), one module per model family."""

@@ -1,0 +1,1 @@
+"""Dataset plugins (the embedded phantom, real CT formats)."""

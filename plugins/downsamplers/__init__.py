@@ -1,0 +1,1 @@
+"""Mask downsampler plugins (paper Table 5)."""

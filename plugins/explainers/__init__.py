@@ -1,0 +1,1 @@
+"""Explainer plugins (paper sections 3.3-3.5)."""

@@ -1,0 +1,1 @@
+"""Organ segmenter plugins (paper appendix 7.2.2)."""

@@ -1,0 +1,85 @@
+"""Shared fixtures: install plugins for one test through a temporary dist-info on sys.path."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from ctbench.registry import reset_default_registry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parent / "example_plugin"
+
+
+def write_dist_info(
+    site: Path, name: str, version: str, entry_points: dict[str, dict[str, str]]
+) -> Path:
+    """Write the smallest dist-info importlib.metadata accepts: METADATA and entry_points.txt."""
+    dist_info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    )
+    lines = []
+    for group, points in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{key} = {value}" for key, value in points.items()]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return dist_info
+
+
+class PluginSite:
+    """A temporary site folder on sys.path whose dist-infos ctbench's registry will load."""
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path = path
+        self.paths = [str(path)]
+        self._monkeypatch = monkeypatch
+        monkeypatch.syspath_prepend(str(path))
+
+    def add_source(self, folder: Path) -> None:
+        """Make the modules in ``folder`` importable (as an installed package's would be)."""
+        self.paths.append(str(folder))
+        self._monkeypatch.syspath_prepend(str(folder))
+
+    def install(self, name: str, entry_points: dict[str, str], version: str = "1.0") -> None:
+        write_dist_info(self.path, name, version, {"ctbench": entry_points})
+        importlib.invalidate_caches()
+        reset_default_registry()
+
+    def add_module(self, module_name: str, source: str) -> None:
+        (self.path / f"{module_name}.py").write_text(source)
+        importlib.invalidate_caches()
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that should see the same plugins."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([*self.paths, env.get("PYTHONPATH", "")])
+        return env
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An empty plugin site; the default registry is reset before and after the test."""
+    reset_default_registry()
+    site = PluginSite(tmp_path / "site", monkeypatch)
+    site.path.mkdir()
+    yield site
+    for name in [m for m in sys.modules if m.startswith("ctbench_test_")]:
+        del sys.modules[name]
+    reset_default_registry()
+
+
+@pytest.fixture
+def example_plugin(plugin_site: PluginSite) -> PluginSite:
+    """The example plugin of tests/example_plugin, installed from its own pyproject's metadata."""
+    project = tomllib.loads((EXAMPLE_PLUGIN_DIR / "pyproject.toml").read_text())["project"]
+    plugin_site.add_source(EXAMPLE_PLUGIN_DIR)
+    plugin_site.install(
+        project["name"], project["entry-points"]["ctbench"], version=project["version"]
+    )
+    return plugin_site
