@@ -12,6 +12,7 @@ import importlib
 import click
 
 COMMANDS: dict[str, str] = {
+    "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
 }
 """Command name -> ``module:attribute`` of its click command."""

@@ -1,7 +1,9 @@
-"""One module per ``ctbench`` subcommand, plus the parameter types they share."""
+"""One module per ``ctbench`` subcommand, plus the parameter types and options they share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,3 +26,51 @@ class PluginName(click.ParamType):
             return default_registry().get(self.kind, str(value)).name
         except PluginError as error:
             self.fail(str(error), param, ctx)
+
+
+class InputShape(click.ParamType):
+    """A model input shape ``H,C,Y,X`` (slice groups, channels, rows, columns)."""
+
+    name = "H,C,Y,X"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, tuple):
+            return value
+        try:
+            shape = tuple(int(part) for part in str(value).replace("x", ",").split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 4 or min(shape) < 1:
+            self.fail(f"{value!r} is not four positive integers H,C,Y,X (e.g. 16,3,128,128)")
+        return shape
+
+
+def weights_options(command: Callable) -> Callable:
+    """``--pretrained/--no-pretrained`` and ``--weights PATH``, as every model command takes them.
+
+    ``--pretrained`` left unset means "the preset decides" (``None``); ``--weights`` implies
+    pretrained. :func:`resolve_weights` turns them into the options recorded in config.json.
+    """
+    command = click.option(
+        "--weights",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Local torchvision ResNet-18 weights file (implies --pretrained). Never downloaded.",
+    )(command)
+    return click.option(
+        "--pretrained/--no-pretrained",
+        default=None,
+        help="Start ResNet-18 from ImageNet weights (local file or torch hub cache). "
+        "Default: the preset decides (paper: yes, phantom: no).",
+    )(command)
+
+
+def resolve_weights(
+    pretrained: bool | None, weights: Path | None, preset_default: bool = False
+) -> dict[str, Any]:
+    """The ``pretrained`` / ``weights`` model options, resolved and JSON-ready."""
+    if weights is not None:
+        if pretrained is False:
+            raise click.UsageError("--weights loads pretrained weights; drop --no-pretrained")
+        return {"pretrained": True, "weights": str(weights.resolve())}
+    return {"pretrained": preset_default if pretrained is None else pretrained, "weights": None}

@@ -17,6 +17,7 @@ class TinySliceNet(nn.Module):
     """Per slice group: a small conv stem, a ReLU (the CAM layer), one linear map, then the mean."""
 
     explainable = True
+    cam_layout = "per_slice"
 
     def __init__(
         self, n_classes: int, input_shape: tuple[int, int, int, int], features: int = 8

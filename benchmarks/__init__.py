@@ -1,0 +1,1 @@
+"""ctbench benchmarks (pytest-benchmark); run with `python -m pytest benchmarks`."""

@@ -1,0 +1,62 @@
+"""``ctbench model``: build one architecture and say what it is (size, CAM grid, weights)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from ctbench.commands import InputShape, PluginName, resolve_weights, weights_options
+
+
+@click.command()
+@click.argument("name", type=PluginName("architectures"))
+@click.option(
+    "--input-shape",
+    type=InputShape(),
+    default="16,3,128,128",
+    show_default=True,
+    help="Model input H,C,Y,X; the paper's is 135,3,420,420.",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=1),
+    default=80,
+    show_default=True,
+    help="Number of outputs M.",
+)
+@weights_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def model(name, input_shape, classes, pretrained, weights, as_json) -> None:
+    """Build architecture NAME and print its parameter count and representation grid."""
+    import ctbench
+    from ctbench.registry import default_registry
+
+    options = resolve_weights(pretrained, weights)
+    build_options = {k: v for k, v in options.items() if k != "weights" or v is not None}
+    try:
+        network = ctbench.create_model(name, classes, input_shape, **build_options)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    entry = default_registry().get("architectures", name)
+    summary = {
+        "name": name,
+        "provider": entry.provider,
+        "paper_name": entry.meta.get("paper_name"),
+        "input_shape": list(input_shape),
+        "n_classes": classes,
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "explainable": bool(getattr(network, "explainable", False)),
+        "cam_layout": getattr(network, "cam_layout", None),
+        "representation_shape": list(getattr(network, "representation_shape", ()) or []) or None,
+        "slice_aggregation": getattr(network, "slice_aggregation", None),
+        **options,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for key, value in summary.items():
+        click.echo(
+            f"{key:21s} {value:,}"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else f"{key:21s} {value}"
+        )

@@ -1,0 +1,168 @@
+"""Building blocks shared by the architecture plugins (reference facts section 8).
+
+- :func:`resnet18_features`: torchvision's ResNet-18 without avgpool and fc, optionally with
+  ImageNet weights from a local file or the torch hub cache. Nothing is ever downloaded.
+- :func:`scaled_step`: the one rule that derives kernel sizes and strides from the input shape.
+- :func:`check_input`, :func:`mlp_head`, :func:`refuse_pretrained`: small shared pieces.
+
+The scaling rule
+----------------
+The paper's layers were sized for 135 slice groups of 420 x 420 pixels. At smaller inputs
+(for example the phantom's 16 x 3 x 128 x 128) the same layers would shrink the representation
+to nothing. Rule: each reducing layer keeps the paper's kernel and stride along an axis when
+the result along that axis is still at least ``min(size, floor)`` cells, where ``floor`` is the
+paper's final size of that family (6 for the AxialNet family's 6 x 6 grid, 5 for the 3-D
+models' 5 x 5 x 5 grid) and ``size`` is the axis length entering the layer; otherwise that
+layer uses kernel 1 and stride 1 along that axis. Paddings stay 0 as in the paper. At the
+paper's shape every layer keeps its paper values, so the parameter counts are the paper's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+AXIALNET_FLOOR = 6
+"""Final in-plane grid of the AxialNet family at the paper's shape (6 x 6)."""
+
+VOLUME_FLOOR = 5
+"""Final grid of BodyConv, 3DConv and CTNet along each axis at the paper's shape (5 x 5 x 5)."""
+
+RESNET_CHANNELS = 512
+
+
+class PretrainedWeightsNotFoundError(FileNotFoundError):
+    """ImageNet weights were asked for but no local copy exists; ctbench never downloads."""
+
+
+def conv_output_size(size: int, kernel: int, stride: int) -> int:
+    """Length of a valid (unpadded) convolution's output along one axis."""
+    return (size - kernel) // stride + 1
+
+
+def scaled_step(size: int, kernel: int, stride: int, floor: int) -> tuple[int, int]:
+    """The paper's ``(kernel, stride)`` on one axis if it leaves ``min(size, floor)`` cells.
+
+    Otherwise ``(1, 1)``: the layer keeps that axis as it is (see the module docstring).
+    """
+    if size >= kernel and conv_output_size(size, kernel, stride) >= min(size, floor):
+        return kernel, stride
+    return 1, 1
+
+
+def scaled_conv3d(
+    in_channels: int,
+    out_channels: int,
+    sizes: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    floor: int,
+) -> tuple[nn.Conv3d, tuple[int, int, int]]:
+    """A valid Conv3d, kernel and stride scaled per axis; returns it and its output sizes."""
+    steps = [scaled_step(n, k, s, floor) for n, k, s in zip(sizes, kernel, stride, strict=True)]
+    kernels = tuple(k for k, _ in steps)
+    strides = tuple(s for _, s in steps)
+    out = tuple(conv_output_size(n, k, s) for n, (k, s) in zip(sizes, steps, strict=True))
+    return nn.Conv3d(in_channels, out_channels, kernels, strides), out  # type: ignore[return-value]
+
+
+def resnet_grid(side: int) -> int:
+    """In-plane size of ResNet-18's layer4 output for a ``side`` x ``side`` input."""
+    side = conv_output_size(side + 2 * 3, 7, 2)  # conv1: 7x7, stride 2, padding 3
+    side = conv_output_size(side + 2 * 1, 3, 2)  # maxpool: 3x3, stride 2, padding 1
+    for _ in range(3):  # layer2..layer4 each start with a 3x3 stride-2 conv, padding 1
+        side = conv_output_size(side + 2 * 1, 3, 2)
+    return side
+
+
+def imagenet_weights_cache_path() -> Path:
+    """Where torchvision would cache ResNet-18's ImageNet weights (``$TORCH_HOME/hub/...``)."""
+    from torchvision.models import ResNet18_Weights
+
+    filename = ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _missing_weights_message() -> str:
+    from torchvision.models import ResNet18_Weights
+
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    return (
+        "ImageNet weights for ResNet-18 were asked for (pretrained=True) but none are available "
+        f"offline: {imagenet_weights_cache_path()} does not exist and no weights=PATH was given. "
+        f"ctbench never downloads. On a machine with internet access fetch {url} "
+        '(or run `python -c "import torchvision; '
+        "torchvision.models.resnet18(weights='DEFAULT')\"`), "
+        "then copy the file to that cache path or pass weights=PATH (CLI: --weights PATH). "
+        "Or train from scratch with pretrained=False (CLI: --no-pretrained)."
+    )
+
+
+def load_resnet18_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a torchvision ResNet-18 state dict safely; errors name the file and the problem."""
+    if not path.is_file():
+        raise PretrainedWeightsNotFoundError(f"{path}: weights file does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{path}: not a readable PyTorch weights file ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a torchvision ResNet-18 state dict (name -> tensor)")
+    return state
+
+
+def resnet18_features(pretrained: bool = False, weights: str | Path | None = None) -> nn.Sequential:
+    """ResNet-18 up to layer4: ``[N, 3, Y, X] -> [N, 512, Y/32, X/32]`` (11,176,512 parameters).
+
+    ``weights`` (a torchvision ResNet-18 state dict file) implies ``pretrained``; with
+    ``pretrained`` and no file, the torch hub cache is used; with neither, an error says how to
+    provide the weights.
+    """
+    from torchvision.models import resnet18
+
+    network = resnet18(weights=None)
+    if weights is not None or pretrained:
+        path = Path(weights) if weights is not None else imagenet_weights_cache_path()
+        if weights is None and not path.is_file():
+            raise PretrainedWeightsNotFoundError(_missing_weights_message())
+        state = load_resnet18_state_dict(path)
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: not a torchvision ResNet-18 state dict: {error}") from error
+    return nn.Sequential(*list(network.children())[:-2])
+
+
+def refuse_pretrained(name: str, options: dict) -> None:
+    """For models the paper trains from scratch: asking for weights is an error, not ignored."""
+    if options.pop("pretrained", False) or options.pop("weights", None) is not None:
+        raise ValueError(
+            f"{name} never loads pretrained weights (the paper trains it from scratch)"
+        )
+
+
+def check_input(x: torch.Tensor, input_shape: tuple[int, int, int, int], name: str) -> None:
+    """One clear error when a batch does not have the shape the model was built for."""
+    if x.dim() != 5 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"{name} was built for x of shape [B, {', '.join(map(str, input_shape))}] "
+            f"([B, H, 3, Y, X]); got {list(x.shape)}"
+        )
+
+
+def mlp_head(in_features: int, n_classes: int, dropout: float) -> nn.Sequential:
+    """The CT-Net family's classifier: in -> 128 -> 96 -> M with ReLU and dropout."""
+    return nn.Sequential(
+        nn.Linear(in_features, 128),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(128, 96),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(96, n_classes),
+    )

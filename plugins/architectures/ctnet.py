@@ -1,0 +1,211 @@
+"""The CT-Net family: BodyConv, 3DConv and CTNet (paper Table 1; reference facts section 8).
+
+These models mix information across slices with 3-D convolutions and end in a three-layer
+classifier (128 -> 96 -> M), so their explanations are not guaranteed faithful:
+
+- BodyConv: ResNet-18 per slice group, layer4 maps stacked into ``[512, H, G, G]``, three
+  reducing Conv3d to ``[16, 5, 5, 5]``, then the classifier (dropout 0.5).
+- 3DConv: the raw volume ``[1, 3H, Y, X]`` through four Conv3d (kernel 3, stride 3), two 1x1x1
+  Conv3d to ``[64, 5, 5, 5]``, then the classifier (dropout 0.1). Never pretrained.
+- CTNet: ResNet-18 per slice group, then the H slice maps become *channels* and the 512
+  features become *depth* (``[H, 512, G, G]``); three reducing Conv3d and the classifier
+  (dropout 0.5). The spatial link to the input is destroyed, so it is not explainable.
+
+The CAM layer of BodyConv and 3DConv is the last ReLU of their reducing convolutions; its output
+``[B, F, H', D1, D2]`` spans the whole input volume along depth (``cam_layout = "volume"``), so
+explainers resample it onto the input's slice groups. Layer sizes follow the scaling rule of
+``components`` (floor 5 per axis).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import ctbench
+import torch
+from ctbench.plugins.architectures.components import (
+    RESNET_CHANNELS,
+    VOLUME_FLOOR,
+    check_input,
+    mlp_head,
+    refuse_pretrained,
+    resnet18_features,
+    resnet_grid,
+    scaled_conv3d,
+)
+from torch import nn
+
+# (out_channels, kernel, stride) of the three reducing Conv3d of BodyConv and CTNet.
+REDUCING_CONVS = (
+    (64, (3, 3, 3), (3, 1, 1)),
+    (32, (3, 3, 3), (3, 1, 1)),
+    (16, (3, 2, 2), (3, 2, 2)),
+)
+
+
+def reducing_convs(
+    in_channels: int, sizes: tuple[int, int, int], plan=REDUCING_CONVS
+) -> tuple[nn.Sequential, tuple[int, int, int], int]:
+    """Conv3d + ReLU per step of ``plan``, scaled to ``sizes``; returns layers, sizes, channels."""
+    layers: list[nn.Module] = []
+    for out_channels, kernel, stride in plan:
+        conv, sizes = scaled_conv3d(in_channels, out_channels, sizes, kernel, stride, VOLUME_FLOOR)
+        layers += [conv, nn.ReLU()]
+        in_channels = out_channels
+    return nn.Sequential(*layers), sizes, in_channels
+
+
+def _check_three_channels(input_shape: tuple[int, int, int, int]) -> None:
+    if input_shape[1] != 3:
+        raise ValueError(f"ResNet-18 slice models take 3-slice groups; input_shape {input_shape}")
+
+
+class BodyConv(nn.Module):
+    """ResNet-18 per slice group, then 3-D convolutions over the stack of layer4 maps."""
+
+    explainable = True
+    cam_layout = "volume"
+
+    def __init__(
+        self,
+        n_classes: int,
+        input_shape: tuple[int, int, int, int],
+        *,
+        pretrained: bool = False,
+        weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        _check_three_channels(input_shape)
+        slices, _, height, width = input_shape
+        self.input_shape = tuple(input_shape)
+        self.resnet = resnet18_features(pretrained, weights)
+        sizes = (slices, resnet_grid(height), resnet_grid(width))
+        self.reducing_convs, sizes, channels = reducing_convs(RESNET_CHANNELS, sizes)
+        self.representation_shape = sizes
+        self.classifier = mlp_head(channels * math.prod(sizes), n_classes, dropout=0.5)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.reducing_convs[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.input_shape, type(self).__name__)
+        batch, slices = x.shape[:2]
+        maps = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
+        maps = maps.view(batch, slices, *maps.shape[1:]).transpose(1, 2)  # [B, 512, H, G, G]
+        z = self.reducing_convs(maps)  # [B, 16, H', D1, D2]
+        return self.classifier(z.flatten(1))
+
+
+# (out_channels, kernel, stride) of 3DConv's convolutions; the last two are 1x1x1.
+THREE_D_CONVS = (
+    (64, (3, 3, 3), (3, 3, 3)),
+    (128, (3, 3, 3), (3, 3, 3)),
+    (256, (3, 3, 3), (3, 3, 3)),
+    (512, (3, 3, 3), (3, 3, 3)),
+    (128, (1, 1, 1), (1, 1, 1)),
+    (64, (1, 1, 1), (1, 1, 1)),
+)
+
+
+class ThreeDConv(nn.Module):
+    """A plain 3-D CNN on the single-channel volume ``[1, 3H, Y, X]``, trained from scratch."""
+
+    explainable = True
+    cam_layout = "volume"
+
+    def __init__(self, n_classes: int, input_shape: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        slices, channels, height, width = input_shape
+        self.input_shape = tuple(input_shape)
+        sizes = (slices * channels, height, width)
+        self.reducing_convs, sizes, out_channels = reducing_convs(1, sizes, THREE_D_CONVS)
+        self.representation_shape = sizes
+        self.classifier = mlp_head(out_channels * math.prod(sizes), n_classes, dropout=0.1)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.reducing_convs[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.input_shape, type(self).__name__)
+        batch, slices, channels, height, width = x.shape
+        volume = x.reshape(batch, 1, slices * channels, height, width)  # slice 3h+c = group h, c
+        z = self.reducing_convs(volume)  # [B, 64, S', D1, D2]
+        return self.classifier(z.flatten(1))
+
+
+class CTNet(nn.Module):
+    """ResNet-18 per slice group; slice maps as channels and features as depth for 3-D convs."""
+
+    explainable = False
+    cam_layout = None
+
+    def __init__(
+        self,
+        n_classes: int,
+        input_shape: tuple[int, int, int, int],
+        *,
+        pretrained: bool = False,
+        weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        _check_three_channels(input_shape)
+        slices, _, height, width = input_shape
+        self.input_shape = tuple(input_shape)
+        self.resnet = resnet18_features(pretrained, weights)
+        sizes = (RESNET_CHANNELS, resnet_grid(height), resnet_grid(width))
+        self.reducing_convs, sizes, channels = reducing_convs(slices, sizes)
+        self.classifier = mlp_head(channels * math.prod(sizes), n_classes, dropout=0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.input_shape, type(self).__name__)
+        batch, slices = x.shape[:2]
+        maps = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
+        maps = maps.view(batch, slices, *maps.shape[1:])  # [B, H as channels, 512 as depth, G, G]
+        return self.classifier(self.reducing_convs(maps).flatten(1))
+
+
+def bodyconv(n_classes: int, input_shape: tuple[int, int, int, int], **options) -> BodyConv:
+    return BodyConv(n_classes, input_shape, **options)
+
+
+def three_d_conv(n_classes: int, input_shape: tuple[int, int, int, int], **options) -> ThreeDConv:
+    refuse_pretrained("3dconv", options)
+    return ThreeDConv(n_classes, input_shape, **options)
+
+
+def ctnet(n_classes: int, input_shape: tuple[int, int, int, int], **options) -> CTNet:
+    return CTNet(n_classes, input_shape, **options)
+
+
+@ctbench.hookimpl
+def register_architectures(register):
+    register(
+        "bodyconv",
+        bodyconv,
+        paper_name="BodyConv",
+        pretrainable=True,
+        explainable=True,
+        mil=False,
+        description="BodyConv: ResNet-18 per slice, 3-D convs over the stack, 3 FC",
+    )
+    register(
+        "3dconv",
+        three_d_conv,
+        paper_name="3DConv",
+        pretrainable=False,
+        explainable=True,
+        mil=False,
+        description="3DConv: plain 3-D CNN on the raw volume, 3 FC, from scratch",
+    )
+    register(
+        "ctnet",
+        ctnet,
+        paper_name="CTNet",
+        pretrainable=True,
+        explainable=False,
+        mil=False,
+        description="CT-Net: ResNet-18 per slice, slices as channels for 3-D convs, 3 FC",
+    )
