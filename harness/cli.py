@@ -12,6 +12,7 @@ import importlib
 import click
 
 COMMANDS: dict[str, str] = {
+    "data": "ctbench.commands.data:data",
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
 }

@@ -83,3 +83,22 @@ def example_plugin(plugin_site: PluginSite) -> PluginSite:
         project["name"], project["entry-points"]["ctbench"], version=project["version"]
     )
     return plugin_site
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory):
+    """The tiny phantom preset, fully generated once per test session in a private cache."""
+    from ctbench.plugins.datasets.phantom import PhantomSource
+
+    source = PhantomSource("tiny", seed=0, cache_dir=tmp_path_factory.mktemp("phantom-cache"))
+    source.materialise(progress=False)
+    return source
+
+
+@pytest.fixture(scope="session")
+def tiny_cases(tiny_phantom):
+    return [
+        tiny_phantom.load(cid)
+        for s in ("train", "valid", "test")
+        for cid in tiny_phantom.case_ids(s)
+    ]

@@ -205,7 +205,7 @@ def test_entry_point_that_fails_to_import_warns_and_others_load(plugin_site):
         "'broken'" in m and "'broken-dist'" in m and "ImportError: needs a library" in m
         for m in messages
     )
-    assert names["datasets"] == ["test-data"]
+    assert "test-data" in names["datasets"]
     assert default_registry().get("datasets", "test-data").provider == "good-dist"
     assert ctbench.create_dataset("test-data", a=1) == {"a": 1}
 

@@ -1,0 +1,40 @@
+"""Training augmentation (reference facts section 6): one random flip and one random rotation.
+
+With probability 1/2 the volume is flipped along one axis drawn uniformly from {0, 1, 2}; with
+probability 1/2 it is rotated by k x 90 degrees in the axial plane (axes 1, 2), k in {1, 2, 3}.
+The draw is an :class:`Augmentation` record, applied identically to the volume and to every
+mask, and kept with the sample so that allowed regions can follow it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """``flip_axis`` in {0, 1, 2} or None; ``rotations`` = k quarter turns in the axial plane."""
+
+    flip_axis: int | None = None
+    rotations: int = 0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Augmentation:
+        flip = int(rng.integers(3)) if rng.random() < 0.5 else None
+        turns = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
+        return cls(flip, turns)
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        """Transform the last three axes ``[..., S, Y, X]`` (volume or stacked masks)."""
+        offset = array.ndim - 3
+        if self.flip_axis is not None:
+            array = np.flip(array, axis=offset + self.flip_axis)
+        if self.rotations:
+            array = np.rot90(array, k=self.rotations, axes=(offset + 1, offset + 2))
+        return np.ascontiguousarray(array)
+
+    def as_array(self) -> np.ndarray:
+        """``[flip_axis or -1, rotations]`` as int64, for batching."""
+        return np.array([-1 if self.flip_axis is None else self.flip_axis, self.rotations])

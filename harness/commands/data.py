@@ -1,0 +1,98 @@
+"""``ctbench data``: materialise a dataset, or look at one of its cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from ctbench.commands import PluginName
+
+
+@click.group()
+def data() -> None:
+    """Generate datasets and show their cases."""
+
+
+def _dataset_options(command):
+    command = click.option(
+        "--confounders",
+        is_flag=True,
+        help="Plant the phantom's spurious cues (shifted test split).",
+    )(command)
+    command = click.option("--seed", type=int, default=0, show_default=True)(command)
+    return click.option(
+        "--preset",
+        default="default",
+        show_default=True,
+        help="Dataset preset (phantom: tiny, default, paper).",
+    )(command)
+
+
+def _source(name: str, preset: str, seed: int, confounders: bool, cache_dir: Path | None = None):
+    import ctbench
+
+    options = {"preset": preset, "seed": seed, "confounders": confounders}
+    if cache_dir is not None:
+        options["cache_dir"] = cache_dir
+    try:
+        return ctbench.create_dataset(name, **options)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@data.command("phantom")
+@_dataset_options
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Cache folder to write into (default: $CTBENCH_CACHE_DIR or ~/.cache/ctbench).",
+)
+def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None) -> None:
+    """Generate every case of the phantom preset into its cache folder."""
+    source = _source("phantom", preset, seed, confounders, out)
+    generated = source.materialise(progress=True)
+    total = sum(len(source.case_ids(s)) for s in ("train", "valid", "test"))
+    click.echo(f"{source.folder}: {total} cases ({generated} generated now)")
+
+
+@data.command("show")
+@click.option(
+    "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
+)
+@_dataset_options
+@click.option(
+    "--split", type=click.Choice(["train", "valid", "test"]), default="train", show_default=True
+)
+@click.option(
+    "--index",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Case number within the split.",
+)
+@click.option("--case", "case_id", default=None, help="Case id (overrides --split/--index).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PNG to write (default: <case id>.png).",
+)
+def show(dataset_name, preset, seed, confounders, split, index, case_id, out) -> None:
+    """Write a PNG of one case: three planes, organ and finding contours, the report."""
+    from ctbench.figures import plot_case
+
+    source = _source(dataset_name, preset, seed, confounders)
+    if case_id is None:
+        ids = source.case_ids(split)
+        if index >= len(ids):
+            raise click.BadParameter(f"split {split!r} has {len(ids)} cases", param_hint="--index")
+        case_id = ids[index]
+    try:
+        case = source.load(case_id)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    path = plot_case(
+        case, out or Path(f"{case_id}.png"), title=f"{dataset_name} {preset}: {case_id}"
+    )
+    click.echo(str(path))

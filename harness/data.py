@@ -1,0 +1,133 @@
+"""Torch datasets and loaders over any :class:`ctbench.cases.CaseSource` (DESIGN.md section 3).
+
+:class:`VolumeDataset` validates each case on load, runs the shared preprocessing
+(``preprocess``) and, for training, one random flip/rotation (``augment``) applied identically
+to the volume and to the organ and finding masks. Samples are dicts of tensors, so the default
+collate batches them (batch size above 1, workers). Augmentation draws come from
+``(seed, epoch, index)``: the same run gives the same batches whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ctbench.augment import Augmentation
+from ctbench.cases import Case, CaseSource, InvalidCaseError, validate_volume
+from ctbench.preprocess import Preprocessing, centre_crop, group_slices, normalise, pad_to_at_least
+from ctbench.vocabulary import ORGANS
+from torch.utils.data import DataLoader, Dataset
+
+
+class VolumeDataset(Dataset):
+    """One split of a case source as model-ready samples.
+
+    Each sample has ``x`` float32 ``[H, 3, Y, X]``, ``y`` float32 ``[M]``, ``case_id``,
+    ``index`` and ``augmentation`` (``[flip_axis or -1, quarter turns]``). With
+    ``with_organs`` it adds ``organs`` bool ``[len(ORGANS), S, Y, X]``; with ``with_findings``,
+    ``findings`` bool ``[M, S, Y, X]`` (the union of each label's finding masks), both on the
+    same grid and under the same augmentation as ``x``.
+    """
+
+    def __init__(
+        self,
+        source: CaseSource,
+        split: str,
+        *,
+        preprocessing: Preprocessing | None = None,
+        augment: bool = False,
+        seed: int = 0,
+        with_organs: bool = False,
+        with_findings: bool = False,
+    ) -> None:
+        self.source = source
+        self.split = split
+        self.case_ids = source.case_ids(split)
+        self.preprocessing = preprocessing or Preprocessing(volume_shape=tuple(source.volume_shape))
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.with_organs = with_organs
+        self.with_findings = with_findings
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the augmentation draws of ``epoch`` (call before iterating a new epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def augmentation(self, index: int) -> Augmentation:
+        if not self.augment:
+            return Augmentation()
+        return Augmentation.draw(np.random.default_rng([self.seed, self.epoch, index]))
+
+    def load_case(self, index: int) -> Case:
+        case_id = self.case_ids[index]
+        case = self.source.load(case_id)
+        validate_volume(case.volume, case_id)
+        expected = len(self.source.label_names)
+        if case.labels.shape != (expected,):
+            raise InvalidCaseError(
+                f"{case_id}: {case.labels.shape[0] if case.labels.ndim else 0} labels, "
+                f"expected {expected} ({self.source.name} label_names)"
+            )
+        return case
+
+    def _transform(self, array: np.ndarray, fill, augmentation: Augmentation) -> np.ndarray:
+        """Pad, augment and centre-crop the last three axes, as the reference orders them."""
+        shape = self.preprocessing.volume_shape
+        lead = array.shape[:-3]
+        padded = pad_to_at_least(array, lead + tuple(shape), fill)
+        # Augment only the spatial axes, then crop them.
+        moved = augmentation.apply(padded)
+        return np.ascontiguousarray(centre_crop(moved, lead + tuple(shape)))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        case = self.load_case(index)
+        augmentation = self.augmentation(index)
+        volume = self._transform(case.volume, case.volume.min(), augmentation)
+        x = group_slices(normalise(volume, self.preprocessing), self.preprocessing.slices_per_group)
+        sample: dict[str, Any] = {
+            "x": torch.from_numpy(x),
+            "y": torch.from_numpy(case.labels.astype(np.float32)),
+            "case_id": case.case_id,
+            "index": index,
+            "augmentation": torch.from_numpy(augmentation.as_array()),
+        }
+        if self.with_organs:
+            if case.organs is None:
+                raise InvalidCaseError(f"{case.case_id}: the dataset has no organ masks")
+            stack = np.stack([case.organs[name] for name in ORGANS])
+            sample["organs"] = torch.from_numpy(self._transform(stack, False, augmentation))
+        if self.with_findings:
+            empty = np.zeros(case.volume.shape, bool)
+            stack = np.stack(
+                [
+                    m if (m := case.finding_mask(name)) is not None else empty
+                    for name in self.source.label_names
+                ]
+            )
+            sample["findings"] = torch.from_numpy(self._transform(stack, False, augmentation))
+        return sample
+
+
+def make_loader(
+    dataset: VolumeDataset,
+    *,
+    batch_size: int = 2,
+    shuffle: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    """A DataLoader whose shuffling is seeded; workers are fresh each epoch (see set_epoch)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        persistent_workers=False,
+    )

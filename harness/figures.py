@@ -1,0 +1,110 @@
+"""Figures people look at rather than read: a case in three planes with its truth and report.
+
+Display follows the radiological convention: axial and coronal views show the patient's right
+on the image's left (array X runs patient right -> left), anterior at the top of axial views
+and on the left of sagittal views. Pixels are drawn with the voxel spacing's aspect ratio.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from ctbench.cases import Case
+from ctbench.storage import atomic_open
+
+ORGAN_COLOURS = {
+    "right_lung": "#2ca02c",
+    "left_lung": "#1f77b4",
+    "heart": "#d62728",
+    "great_vessel": "#ff7f0e",
+    "mediastinum": "#e6c700",
+}
+FINDING_COLOUR = "#ff00ff"
+WINDOW = (-1000.0, 400.0)  # wide enough to show lung and soft tissue together
+
+
+def _focus(case: Case) -> tuple[int, int, int]:
+    """Voxel to cut through: the centroid of the largest finding, else the volume centre."""
+    masks = [f.mask for f in case.findings if f.mask is not None and f.mask.any()]
+    if masks:
+        largest = max(masks, key=lambda m: m.sum())
+        return tuple(int(np.rint(c)) for c in np.argwhere(largest).mean(axis=0))
+    return tuple(n // 2 for n in case.volume.shape)
+
+
+def plot_case(case: Case, path: Path, title: str | None = None) -> Path:
+    """Write a PNG: axial, coronal and sagittal slices with organ and finding contours, and
+    the report beside them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    s, y, x = _focus(case)
+    dz, dy, dx = case.spacing
+    views = [
+        ("axial", lambda a: a[s], dy / dx, ("R", "L")),
+        ("coronal", lambda a: a[:, y, :], dz / dx, ("R", "L")),
+        ("sagittal", lambda a: a[:, :, x], dz / dy, ("A", "P")),
+    ]
+    figure = plt.figure(figsize=(17, 6))
+    grid = figure.add_gridspec(1, 4, width_ratios=[1, 1, 1, 0.9])
+    for column, (name, cut, aspect, (left, right)) in enumerate(views):
+        axis = figure.add_subplot(grid[0, column])
+        axis.imshow(cut(case.volume), cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], aspect=aspect)
+        for organ, mask in (case.organs or {}).items():
+            plane = cut(mask)
+            if plane.any():
+                axis.contour(plane, levels=[0.5], colors=ORGAN_COLOURS[organ], linewidths=1.0)
+        for finding in case.findings:
+            if finding.mask is not None and cut(finding.mask).any():
+                axis.contour(cut(finding.mask), levels=[0.5], colors=FINDING_COLOUR, linewidths=1.6)
+        axis.set_title(f"{name} ({['S', 'Y', 'X'][column]} = {[s, y, x][column]})")
+        axis.text(
+            0.02,
+            0.5,
+            left,
+            transform=axis.transAxes,
+            color="yellow",
+            fontsize=14,
+            fontweight="bold",
+            va="center",
+        )
+        axis.text(
+            0.98,
+            0.5,
+            right,
+            transform=axis.transAxes,
+            color="yellow",
+            fontsize=14,
+            fontweight="bold",
+            va="center",
+            ha="right",
+        )
+        axis.set_xticks([])
+        axis.set_yticks([])
+    text_axis = figure.add_subplot(grid[0, 3])
+    text_axis.axis("off")
+    labels = sorted({f.label for f in case.findings}) or ["(no findings)"]
+    body = "\n".join(textwrap.fill(p, 58) for p in (case.report or "(no report)").split("\n"))
+    text_axis.text(
+        0,
+        1,
+        "Labels:\n  " + "\n  ".join(labels) + "\n\nReport:\n" + body,
+        va="top",
+        family="monospace",
+        fontsize=8.5,
+    )
+    handles = [Line2D([0], [0], color=c, label=o) for o, c in ORGAN_COLOURS.items()]
+    handles.append(Line2D([0], [0], color=FINDING_COLOUR, lw=2, label="findings"))
+    figure.legend(handles=handles, loc="lower center", ncol=6, frameon=False)
+    figure.suptitle(title or case.case_id)
+    figure.tight_layout(rect=(0, 0.05, 1, 0.95))
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=80)
+    plt.close(figure)
+    return path

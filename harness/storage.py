@@ -1,0 +1,59 @@
+"""Atomic file writes and safe array loading, shared by caches and run folders.
+
+A file is written to a temporary name in the same folder and renamed into place, so a reader
+(another DataLoader worker, a resumed run) sees either nothing or the whole file. Arrays are
+read with ``allow_pickle=False``: ctbench never unpickles data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "wb"):
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    with atomic_open(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` file; a corrupt file is a ValueError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise ValueError(
+            f"{path}: unreadable array file ({type(error).__name__}: {error})"
+        ) from error

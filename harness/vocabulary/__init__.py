@@ -1,0 +1,45 @@
+"""The paper's label space as shipped data (DESIGN.md section 5; reference facts section 3).
+
+``output_labels.csv`` lists the 80 output labels in model order (29 great vessel / mediastinum
+/ heart labels, then 51 ``lung_*`` labels that mean "left OR right lung"), each with its region
+and the organs among ``ORGANS`` where that abnormality may be found.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from functools import cache
+from importlib import resources
+
+ORGANS: tuple[str, ...] = ("right_lung", "left_lung", "heart", "great_vessel", "mediastinum")
+"""Location-specific truth and allowed regions are expressed over these organs."""
+
+
+@cache
+def _table() -> tuple[dict[str, str], ...]:
+    text = resources.files(__name__).joinpath("output_labels.csv").read_text()
+    return tuple(csv.DictReader(text.splitlines()))
+
+
+@cache
+def output_labels() -> tuple[str, ...]:
+    """The 80 output labels in the paper's model order."""
+    return tuple(row["label"] for row in _table())
+
+
+@cache
+def label_organs() -> dict[str, tuple[str, ...]]:
+    """``{label: organs where it may be found}`` (lung labels: both lungs)."""
+    return {row["label"]: tuple(row["organs"].split("|")) for row in _table()}
+
+
+def check_labels(names, source: str) -> tuple[str, ...]:
+    """Return ``names`` as a tuple; an unknown label is one error naming ``source``."""
+    known = set(output_labels())
+    for name in names:
+        if name not in known:
+            closest = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" Did you mean {closest[0]!r}?" if closest else ""
+            raise ValueError(f"{source}: unknown label {name!r}.{hint}")
+    return tuple(names)

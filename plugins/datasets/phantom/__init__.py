@@ -1,0 +1,179 @@
+"""The ``phantom`` dataset: procedural chest CT with voxel truth, reports and planted cues.
+
+Each case is generated independently from ``(seed, split, index)``: normal anatomy in HU
+(``anatomy``), findings drawn inside their organs with masks (``findings``), a free-text
+report (``reports``) and, when asked, confounder cues that predict a label in train and valid
+but are reversed in the shifted test split (thick body-wall fat with aortic calcification; a
+bright skin marker with pleural effusion). Generated once into a cache folder keyed by the
+configuration and reused after (``store``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ctbench
+import numpy as np
+from ctbench.cases import SPLITS, Case, Finding, InvalidCaseError
+
+from .anatomy import add_noise, draw_anatomy, render_anatomy
+from .config import FINDING_LABELS, PRESETS, PhantomConfig
+from .findings import SPLIT_PREFIX, CasePlan, anatomy_modifiers, case_id, paint_findings, plan_case
+from .geometry import Grid, ellipsoid
+from .reports import write_report
+from .store import CaseStore, default_cache_dir
+
+MARKER_HU = 1800.0
+
+__all__ = ["FINDING_LABELS", "PRESETS", "PhantomConfig", "PhantomSource", "generate_case"]
+
+
+def generate_case(config: PhantomConfig, split: str, index: int) -> Case:
+    """Render one case from its plan: HU volume, organ and finding masks, report."""
+    plan = plan_case(config, split, index)
+    grid = Grid(config.volume_shape, config.spacing_mm)
+    modifiers = anatomy_modifiers(plan)
+    anatomy = draw_anatomy(
+        np.random.default_rng(plan.seeds["anatomy"]),
+        plan.fat_mm,
+        modifiers["heart_scale"],
+        marker=plan.marker,
+    )
+    anatomy.pericardial_effusion_mm = modifiers["pericardial_effusion_mm"]
+    rng = np.random.default_rng(plan.seeds["paint"])
+    rendered = render_anatomy(anatomy, grid, rng)
+    masks = paint_findings(plan, anatomy, grid, rendered, rng)
+    if anatomy.marker is not None:
+        radius = max(4.0, 0.6 * max(grid.spacing))
+        rendered.hu[ellipsoid(grid, anatomy.marker, (radius, radius, radius))] = MARKER_HU
+    volume = add_noise(rendered.hu, anatomy, rng)
+    report = write_report(plan, np.random.default_rng(plan.seeds["report"]))
+    findings = [
+        Finding(f.label, f.organs, mask, {k: v for k, v in f.details.items() if k != "u"})
+        for f, mask in zip(plan.findings, masks, strict=True)
+    ]
+    meta = {
+        "split": split,
+        "fat_mm": round(float(plan.fat_mm), 2),
+        "marker": plan.marker,
+        "noise_hu": round(float(anatomy.noise_sigma), 2),
+        "generator_version": config.version,
+    }
+    return Case(
+        plan.case_id,
+        volume,
+        config.spacing_mm,
+        plan.label_vector(),
+        report,
+        rendered.organs,
+        findings,
+        meta,
+    )
+
+
+class PhantomSource:
+    """The phantom as a :class:`ctbench.cases.CaseSource`, cached on disk."""
+
+    name = "phantom"
+    label_names = FINDING_LABELS
+
+    def __init__(
+        self,
+        preset: str = "default",
+        *,
+        seed: int = 0,
+        confounders: bool = False,
+        cache_dir: str | Path | None = None,
+        **overrides,
+    ) -> None:
+        self.config = PhantomConfig.from_preset(
+            preset, seed=seed, confounders=confounders, **overrides
+        )
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.folder = root / f"phantom-{self.config.preset}-{self.config.key()}"
+        self.store = CaseStore(self.folder)
+        self._plans: dict[str, CasePlan] = {}
+        self._ids = {
+            split: [case_id(split, i) for i in range(n)]
+            for split, n in self.config.split_sizes().items()
+        }
+        self._write_index()
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        return self.config.volume_shape
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.config.spacing_mm
+
+    def case_ids(self, split: str) -> list[str]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        return list(self._ids[split])
+
+    def plan(self, case_id: str) -> CasePlan:
+        """The case's labels, findings and cues, without rendering a voxel."""
+        if case_id not in self._plans:
+            split, index = self._parse(case_id)
+            self._plans[case_id] = plan_case(self.config, split, index)
+        return self._plans[case_id]
+
+    def load(self, case_id: str) -> Case:
+        """The case from the cache, generating and storing it on first use."""
+        split, index = self._parse(case_id)
+        labels = self.plan(case_id).label_vector()
+        if not self.store.has(case_id):
+            case = generate_case(self.config, split, index)
+            self.store.save(case)
+            return case
+        return self.store.load(case_id, labels)
+
+    def materialise(self, progress: bool = True) -> int:
+        """Generate every case not yet cached; returns how many were generated."""
+        from tqdm import tqdm
+
+        missing = [cid for split in SPLITS for cid in self._ids[split] if not self.store.has(cid)]
+        for cid in tqdm(missing, desc="phantom", unit="volume", disable=not progress):
+            self.load(cid)
+        return len(missing)
+
+    def _parse(self, case_id: str) -> tuple[str, int]:
+        for split, prefix in SPLIT_PREFIX.items():
+            if case_id.startswith(prefix) and case_id[len(prefix) :].isdigit():
+                index = int(case_id[len(prefix) :])
+                if index < len(self._ids[split]):
+                    return split, index
+        raise InvalidCaseError(f"{case_id}: not a case of phantom {self.folder.name}")
+
+    def _write_index(self) -> None:
+        from ctbench.storage import write_json, write_text
+
+        index = self.folder / "index.csv"
+        if index.exists():
+            return
+        rows = ["case_id,split," + ",".join(self.label_names)]
+        for split in SPLITS:
+            for cid in self._ids[split]:
+                labels = self.plan(cid).label_vector().astype(int)
+                rows.append(f"{cid},{split}," + ",".join(map(str, labels)))
+        write_json(self.folder / "config.json", self.config.to_json())
+        write_text(index, "\n".join(rows) + "\n")
+
+
+def phantom(preset: str = "default", **options) -> PhantomSource:
+    """Factory for ``create_dataset("phantom", preset=..., seed=..., confounders=...)``."""
+    return PhantomSource(preset, **options)
+
+
+@ctbench.hookimpl
+def register_datasets(register):
+    register(
+        "phantom",
+        phantom,
+        description="Procedural chest CT phantom: voxel truth, reports, optional confounders",
+        presets=tuple(PRESETS),
+        labels=FINDING_LABELS,
+        organ_masks=True,
+        finding_masks=True,
+    )

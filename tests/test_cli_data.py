@@ -1,0 +1,42 @@
+"""`ctbench data phantom` and `ctbench data show` from the command line."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from ctbench.cli import main
+
+
+def test_data_phantom_materialises_the_preset(tmp_path):
+    result = CliRunner().invoke(
+        main, ["data", "phantom", "--preset", "tiny", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    folder = next(tmp_path.glob("phantom-tiny-*"))
+    assert len(list(folder.glob("cases/*.npz"))) == 48
+    assert len((folder / "index.csv").read_text().splitlines()) == 49
+    assert "48 cases (48 generated now)" in result.output
+    again = CliRunner().invoke(
+        main, ["data", "phantom", "--preset", "tiny", "--out", str(tmp_path)]
+    )
+    assert "(0 generated now)" in again.output
+
+
+def test_data_show_writes_a_png(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "case.png"
+    result = CliRunner().invoke(
+        main, ["data", "show", "--preset", "tiny", "--index", "2", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 20_000
+
+
+def test_data_show_rejects_bad_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["data", "show", "--preset", "huge"])
+    assert result.exit_code == 1 and "unknown phantom preset 'huge'" in result.output
+    result = CliRunner().invoke(main, ["data", "show", "--preset", "tiny", "--index", "99"])
+    assert result.exit_code == 2 and "has 24 cases" in result.output
+    result = CliRunner().invoke(main, ["data", "show", "--dataset", "phantm"])
+    assert result.exit_code == 2 and "Did you mean 'phantom'?" in result.output
