@@ -13,6 +13,7 @@ import click
 
 COMMANDS: dict[str, str] = {
     "data": "ctbench.commands.data:data",
+    "explain": "ctbench.commands.explain:explain",
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
 }

@@ -88,9 +88,8 @@ class VolumeDataset(Dataset):
         case = self.load_case(index)
         augmentation = self.augmentation(index)
         volume = self._transform(case.volume, case.volume.min(), augmentation)
-        x = group_slices(normalise(volume, self.preprocessing), self.preprocessing.slices_per_group)
         sample: dict[str, Any] = {
-            "x": torch.from_numpy(x),
+            "x": model_input(volume, self.preprocessing),
             "y": torch.from_numpy(case.labels.astype(np.float32)),
             "case_id": case.case_id,
             "index": index,
@@ -111,6 +110,21 @@ class VolumeDataset(Dataset):
             )
             sample["findings"] = torch.from_numpy(self._transform(stack, False, augmentation))
         return sample
+
+
+def model_input(volume_hu: np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
+    """An ``[S, Y, X]`` HU volume already of ``volume_shape`` -> float32 ``[H, 3, Y, X]``."""
+    normalised = normalise(volume_hu, preprocessing)
+    return torch.from_numpy(group_slices(normalised, preprocessing.slices_per_group))
+
+
+def prepare_volume(
+    volume_hu: np.ndarray, preprocessing: Preprocessing
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Pad and centre-crop one volume (no augmentation): ``(HU [S, Y, X], model input)``."""
+    shape = preprocessing.volume_shape
+    cropped = centre_crop(pad_to_at_least(volume_hu, shape, volume_hu.min()), shape)
+    return cropped, model_input(cropped, preprocessing)
 
 
 def make_loader(

@@ -108,3 +108,72 @@ def plot_case(case: Case, path: Path, title: str | None = None) -> Path:
         figure.savefig(handle, format="png", dpi=80)
     plt.close(figure)
     return path
+
+
+LUNG_WINDOW = (-1350.0, 150.0)  # W 1500, L -600
+
+
+def plot_explanation(
+    ct: np.ndarray,
+    overlays: dict[str, np.ndarray],
+    slice_scores: np.ndarray,
+    top_groups: list[int],
+    path: Path,
+    *,
+    title: str,
+    score_label: str,
+    slices_per_group: int = 3,
+) -> Path:
+    """Top slice groups with each explainer's heatmap side by side, and the per-slice scores.
+
+    ``ct`` is the preprocessed HU volume ``[S, Y, X]``; ``overlays`` map an explainer's name to
+    its ReLU'd, min-max-normalised map upsampled to ``[S, Y, X]``. Each row shows the middle
+    slice of one slice group (patient right on the image's left); the bottom panel plots
+    ``slice_scores`` against the slice group, top groups marked (paper Figure 3).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = len(top_groups), 1 + len(overlays)
+    figure = plt.figure(figsize=(3.2 * columns + 0.5, 3.2 * rows + 2.6))
+    grid = figure.add_gridspec(rows + 1, columns, height_ratios=[1] * rows + [0.8])
+    for row, group in enumerate(top_groups):
+        s = group * slices_per_group + slices_per_group // 2
+        panels = [("CT", None), *overlays.items()]
+        for column, (name, heat) in enumerate(panels):
+            axis = figure.add_subplot(grid[row, column])
+            axis.imshow(ct[s], cmap="gray", vmin=LUNG_WINDOW[0], vmax=LUNG_WINDOW[1])
+            if heat is not None:
+                axis.imshow(
+                    np.ma.masked_less_equal(heat[s], 0.02), cmap="jet", alpha=0.45, vmin=0, vmax=1
+                )
+            axis.text(
+                0.03,
+                0.5,
+                "R",
+                transform=axis.transAxes,
+                color="yellow",
+                fontsize=12,
+                fontweight="bold",
+                va="center",
+            )
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_title(
+                f"{name} - group {group} (rank {row + 1})" if column == 0 else name, fontsize=9
+            )
+    axis = figure.add_subplot(grid[rows, :])
+    axis.plot(np.arange(len(slice_scores)), slice_scores, marker="o", ms=3, color="#1f77b4")
+    axis.scatter(top_groups, slice_scores[top_groups], color="#d62728", zorder=3, label="shown")
+    axis.set_xlabel("slice group (superior -> inferior)")
+    axis.set_ylabel(score_label)
+    axis.legend(loc="upper right", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=80)
+    plt.close(figure)
+    return path

@@ -178,7 +178,7 @@ def test_weights_path_loads_into_the_resnet(imagenet_like_weights, empty_hub):
     path, state = imagenet_like_weights
     for name in ("axialnet", "bodyconv", "ctnet"):
         model = ctbench.create_model(name, 3, (9, 3, 64, 64), weights=str(path))
-        resnet = model.trunk.resnet if hasattr(model, "trunk") else model.resnet
+        resnet = model.trunk.resnet
         torch.testing.assert_close(resnet[0].weight, state["conv1.weight"])
         torch.testing.assert_close(resnet[4][0].conv1.weight, state["layer1.0.conv1.weight"])
 

@@ -19,70 +19,12 @@ layer4 for NoCustomConv. Layer sizes follow the scaling rule of ``components``.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 
 import ctbench
 import torch
-from ctbench.plugins.architectures.components import (
-    AXIALNET_FLOOR,
-    RESNET_CHANNELS,
-    check_input,
-    conv_output_size,
-    refuse_pretrained,
-    resnet18_features,
-    resnet_grid,
-    scaled_step,
-)
+from ctbench.plugins.architectures.components import SliceTrunk, check_input, refuse_pretrained
 from torch import nn
-
-CUSTOM_CONV_CHANNELS = (RESNET_CHANNELS, 64, 32, 16, 16)
-
-
-def custom_conv_layers(grid: tuple[int, int]) -> tuple[nn.Sequential, tuple[int, int]]:
-    """Appendix 7.5's custom convolutions scaled to ``grid``; returns them and the output grid."""
-    layers: list[nn.Module] = []
-    for in_channels, out_channels in pairwise(CUSTOM_CONV_CHANNELS):
-        kernel = tuple(scaled_step(n, 3, 1, AXIALNET_FLOOR)[0] for n in grid)
-        layers += [nn.Conv2d(in_channels, out_channels, kernel), nn.ReLU()]
-        grid = tuple(conv_output_size(n, k, 1) for n, k in zip(grid, kernel, strict=True))
-    return nn.Sequential(*layers), grid  # type: ignore[return-value]
-
-
-class SliceTrunk(nn.Module):
-    """ResNet-18 (+ custom convs) per slice group: ``[B, H, 3, Y, X] -> [B*H, F, D1, D2]``."""
-
-    def __init__(
-        self,
-        input_shape: tuple[int, int, int, int],
-        *,
-        custom_convs: bool,
-        pretrained: bool,
-        weights: str | Path | None,
-    ) -> None:
-        super().__init__()
-        _, channels, height, width = input_shape
-        if channels != 3:
-            raise ValueError(
-                f"ResNet-18 slice models take 3-slice groups; input_shape {input_shape}"
-            )
-        self.resnet = resnet18_features(pretrained, weights)
-        grid = (resnet_grid(height), resnet_grid(width))
-        self.custom_convs: nn.Sequential | None = None
-        self.out_channels = RESNET_CHANNELS
-        if custom_convs:
-            self.custom_convs, grid = custom_conv_layers(grid)
-            self.out_channels = CUSTOM_CONV_CHANNELS[-1]
-        self.grid = grid
-
-    @property
-    def last_layer(self) -> nn.Module:
-        """The module whose output is the representation (the CAM layer)."""
-        return self.custom_convs[-1] if self.custom_convs is not None else self.resnet[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
-        return self.custom_convs(z) if self.custom_convs is not None else z  # [B*H, F, D1, D2]
 
 
 class AxialNet(nn.Module):
@@ -90,6 +32,7 @@ class AxialNet(nn.Module):
 
     explainable = True
     cam_layout = "per_slice"
+    head_is_affine = True  # s_m = mean (or max) over slices of <W_m, z_h> + b_m
 
     def __init__(
         self,
@@ -138,6 +81,7 @@ class BodyCAM(nn.Module):
 
     explainable = True
     cam_layout = "per_slice"
+    head_is_affine = True  # s_m = <w_m, mean(Z)> + b_m
 
     def __init__(
         self,

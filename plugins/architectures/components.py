@@ -3,6 +3,8 @@
 - :func:`resnet18_features`: torchvision's ResNet-18 without avgpool and fc, optionally with
   ImageNet weights from a local file or the torch hub cache. Nothing is ever downloaded.
 - :func:`scaled_step`: the one rule that derives kernel sizes and strides from the input shape.
+- :class:`SliceTrunk`: ResNet-18 (and the custom convolutions of appendix 7.5) applied to
+  every slice group, the trunk of the AxialNet family, BodyConv and CTNet.
 - :func:`check_input`, :func:`mlp_head`, :func:`refuse_pretrained`: small shared pieces.
 
 The scaling rule
@@ -20,6 +22,7 @@ paper's shape every layer keeps its paper values, so the parameter counts are th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -166,3 +169,52 @@ def mlp_head(in_features: int, n_classes: int, dropout: float) -> nn.Sequential:
         nn.Dropout(dropout),
         nn.Linear(96, n_classes),
     )
+
+
+CUSTOM_CONV_CHANNELS = (RESNET_CHANNELS, 64, 32, 16, 16)
+
+
+def custom_conv_layers(grid: tuple[int, int]) -> tuple[nn.Sequential, tuple[int, int]]:
+    """Appendix 7.5's custom convolutions scaled to ``grid``; returns them and the output grid."""
+    layers: list[nn.Module] = []
+    for in_channels, out_channels in pairwise(CUSTOM_CONV_CHANNELS):
+        kernel = tuple(scaled_step(n, 3, 1, AXIALNET_FLOOR)[0] for n in grid)
+        layers += [nn.Conv2d(in_channels, out_channels, kernel), nn.ReLU()]
+        grid = tuple(conv_output_size(n, k, 1) for n, k in zip(grid, kernel, strict=True))
+    return nn.Sequential(*layers), grid  # type: ignore[return-value]
+
+
+class SliceTrunk(nn.Module):
+    """ResNet-18 (+ custom convs) per slice group: ``[B, H, 3, Y, X] -> [B*H, F, D1, D2]``."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int, int],
+        *,
+        custom_convs: bool,
+        pretrained: bool,
+        weights: str | Path | None,
+    ) -> None:
+        super().__init__()
+        _, channels, height, width = input_shape
+        if channels != 3:
+            raise ValueError(
+                f"ResNet-18 slice models take 3-slice groups; input_shape {input_shape}"
+            )
+        self.resnet = resnet18_features(pretrained, weights)
+        grid = (resnet_grid(height), resnet_grid(width))
+        self.custom_convs: nn.Sequential | None = None
+        self.out_channels = RESNET_CHANNELS
+        if custom_convs:
+            self.custom_convs, grid = custom_conv_layers(grid)
+            self.out_channels = CUSTOM_CONV_CHANNELS[-1]
+        self.grid = grid
+
+    @property
+    def last_layer(self) -> nn.Module:
+        """The module whose output is the representation (the CAM layer)."""
+        return self.custom_convs[-1] if self.custom_convs is not None else self.resnet[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
+        return self.custom_convs(z) if self.custom_convs is not None else z  # [B*H, F, D1, D2]

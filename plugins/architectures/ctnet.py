@@ -25,13 +25,11 @@ from pathlib import Path
 import ctbench
 import torch
 from ctbench.plugins.architectures.components import (
-    RESNET_CHANNELS,
     VOLUME_FLOOR,
+    SliceTrunk,
     check_input,
     mlp_head,
     refuse_pretrained,
-    resnet18_features,
-    resnet_grid,
     scaled_conv3d,
 )
 from torch import nn
@@ -56,16 +54,12 @@ def reducing_convs(
     return nn.Sequential(*layers), sizes, in_channels
 
 
-def _check_three_channels(input_shape: tuple[int, int, int, int]) -> None:
-    if input_shape[1] != 3:
-        raise ValueError(f"ResNet-18 slice models take 3-slice groups; input_shape {input_shape}")
-
-
 class BodyConv(nn.Module):
     """ResNet-18 per slice group, then 3-D convolutions over the stack of layer4 maps."""
 
     explainable = True
     cam_layout = "volume"
+    head_is_affine = False  # three FC layers with ReLUs: explanations are not complete
 
     def __init__(
         self,
@@ -76,12 +70,12 @@ class BodyConv(nn.Module):
         weights: str | Path | None = None,
     ) -> None:
         super().__init__()
-        _check_three_channels(input_shape)
-        slices, _, height, width = input_shape
         self.input_shape = tuple(input_shape)
-        self.resnet = resnet18_features(pretrained, weights)
-        sizes = (slices, resnet_grid(height), resnet_grid(width))
-        self.reducing_convs, sizes, channels = reducing_convs(RESNET_CHANNELS, sizes)
+        self.trunk = SliceTrunk(
+            input_shape, custom_convs=False, pretrained=pretrained, weights=weights
+        )
+        sizes = (input_shape[0], *self.trunk.grid)
+        self.reducing_convs, sizes, channels = reducing_convs(self.trunk.out_channels, sizes)
         self.representation_shape = sizes
         self.classifier = mlp_head(channels * math.prod(sizes), n_classes, dropout=0.5)
 
@@ -92,7 +86,7 @@ class BodyConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_shape, type(self).__name__)
         batch, slices = x.shape[:2]
-        maps = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
+        maps = self.trunk(x)  # [B*H, 512, G, G]
         maps = maps.view(batch, slices, *maps.shape[1:]).transpose(1, 2)  # [B, 512, H, G, G]
         z = self.reducing_convs(maps)  # [B, 16, H', D1, D2]
         return self.classifier(z.flatten(1))
@@ -114,6 +108,7 @@ class ThreeDConv(nn.Module):
 
     explainable = True
     cam_layout = "volume"
+    head_is_affine = False  # three FC layers with ReLUs: explanations are not complete
 
     def __init__(self, n_classes: int, input_shape: tuple[int, int, int, int]) -> None:
         super().__init__()
@@ -141,6 +136,7 @@ class CTNet(nn.Module):
 
     explainable = False
     cam_layout = None
+    head_is_affine = False
 
     def __init__(
         self,
@@ -151,18 +147,18 @@ class CTNet(nn.Module):
         weights: str | Path | None = None,
     ) -> None:
         super().__init__()
-        _check_three_channels(input_shape)
-        slices, _, height, width = input_shape
         self.input_shape = tuple(input_shape)
-        self.resnet = resnet18_features(pretrained, weights)
-        sizes = (RESNET_CHANNELS, resnet_grid(height), resnet_grid(width))
-        self.reducing_convs, sizes, channels = reducing_convs(slices, sizes)
+        self.trunk = SliceTrunk(
+            input_shape, custom_convs=False, pretrained=pretrained, weights=weights
+        )
+        sizes = (self.trunk.out_channels, *self.trunk.grid)  # the 512 features become depth
+        self.reducing_convs, sizes, channels = reducing_convs(input_shape[0], sizes)
         self.classifier = mlp_head(channels * math.prod(sizes), n_classes, dropout=0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_shape, type(self).__name__)
         batch, slices = x.shape[:2]
-        maps = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
+        maps = self.trunk(x)  # [B*H, 512, G, G]
         maps = maps.view(batch, slices, *maps.shape[1:])  # [B, H as channels, 512 as depth, G, G]
         return self.classifier(self.reducing_convs(maps).flatten(1))
 

@@ -18,6 +18,7 @@ class TinySliceNet(nn.Module):
 
     explainable = True
     cam_layout = "per_slice"
+    head_is_affine = True  # the score is the mean over slices of one linear map
 
     def __init__(
         self, n_classes: int, input_shape: tuple[int, int, int, int], features: int = 8

@@ -1,0 +1,74 @@
+"""`ctbench explain`: overlays for a checkpoint or an untrained model, on a case or a file."""
+
+from __future__ import annotations
+
+import ctbench
+import numpy as np
+import torch
+from click.testing import CliRunner
+from ctbench.checkpoints import save_checkpoint
+from ctbench.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["explain", *args])
+
+
+def test_explain_untrained_arch_on_a_phantom_case(tmp_path, monkeypatch, tiny_phantom):
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    result = run(
+        "--arch",
+        "axialnet",
+        "--preset",
+        "tiny",
+        "--split",
+        "train",
+        "--index",
+        "1",
+        "--label",
+        "lung_pleural_effusion",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "trn00001_lung_pleural_effusion.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_explain_a_checkpoint_on_a_file(tmp_path):
+    torch.manual_seed(0)
+    model = ctbench.create_model("bodyconv", 2, (9, 3, 64, 64))
+    checkpoint = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        arch="bodyconv",
+        input_shape=(9, 3, 64, 64),
+        label_names=["lung_nodule", "heart_cardiomegaly"],
+    )
+    volume = np.full((30, 70, 70), -1000, np.int16)
+    volume[:, 10:60, 10:60] = 40
+    np.savez_compressed(tmp_path / "scan.npz", ct=volume)
+    result = run(
+        "--checkpoint",
+        str(checkpoint),
+        "--volume",
+        str(tmp_path / "scan.npz"),
+        "--label",
+        "heart_cardiomegaly",
+        "--explainer",
+        "hirescam",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scan_heart_cardiomegaly.png").exists()
+
+
+def test_explain_errors_are_clear(tmp_path, monkeypatch, tiny_phantom):
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    result = run("--arch", "axialnet", "--preset", "tiny", "--label", "lung_efusion")
+    assert result.exit_code == 2 and "is not among the model's labels" in result.output
+    result = run("--preset", "tiny", "--label", "lung_nodule")
+    assert result.exit_code == 2 and "exactly one of --checkpoint and --arch" in result.output
+    result = run("--arch", "ctnet", "--preset", "tiny", "--label", "lung_nodule")
+    assert result.exit_code == 1 and "CTNet is not explainable" in result.output
