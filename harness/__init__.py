@@ -18,6 +18,7 @@ from ctbench.api import (
     list_plugins,
 )
 from ctbench.hookspecs import hookimpl, hookspec
+from ctbench.labeler import label_report
 
 try:
     __version__ = metadata.version("ctbench")
@@ -33,5 +34,6 @@ __all__ = [
     "create_segmenter",
     "hookimpl",
     "hookspec",
+    "label_report",
     "list_plugins",
 ]

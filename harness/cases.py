@@ -45,11 +45,13 @@ class Case:
     meta: dict = field(default_factory=dict)
 
     def locations(self) -> dict[str, list[str]]:
-        """Location-specific truth: ``{present label: sorted organs holding it}``."""
+        """Location-specific truth: ``{present label: organs holding it, in ORGANS order}``."""
+        from ctbench.vocabulary import ORGANS
+
         out: dict[str, set[str]] = {}
         for finding in self.findings:
             out.setdefault(finding.label, set()).update(finding.organs)
-        return {label: sorted(organs) for label, organs in sorted(out.items())}
+        return {label: sorted(organs, key=ORGANS.index) for label, organs in sorted(out.items())}
 
     def finding_mask(self, label: str) -> np.ndarray | None:
         """Union of the masks of every instance of ``label`` (None if no instance has one)."""

@@ -14,8 +14,10 @@ import click
 COMMANDS: dict[str, str] = {
     "data": "ctbench.commands.data:data",
     "explain": "ctbench.commands.explain:explain",
+    "labels": "ctbench.commands.labels:labels",
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
+    "segment": "ctbench.commands.segment:segment",
 }
 """Command name -> ``module:attribute`` of its click command."""
 

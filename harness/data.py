@@ -27,7 +27,8 @@ class VolumeDataset(Dataset):
     ``index`` and ``augmentation`` (``[flip_axis or -1, quarter turns]``). With
     ``with_organs`` it adds ``organs`` bool ``[len(ORGANS), S, Y, X]``; with ``with_findings``,
     ``findings`` bool ``[M, S, Y, X]`` (the union of each label's finding masks), both on the
-    same grid and under the same augmentation as ``x``.
+    same grid and under the same augmentation as ``x``. With ``allowed_regions`` it adds
+    ``allowed`` bool ``[M, H', D1, D2]`` (PARTITION's G_true) under the same flip/rotation.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class VolumeDataset(Dataset):
         seed: int = 0,
         with_organs: bool = False,
         with_findings: bool = False,
+        allowed_regions=None,
     ) -> None:
         self.source = source
         self.split = split
@@ -50,6 +52,7 @@ class VolumeDataset(Dataset):
         self.epoch = 0
         self.with_organs = with_organs
         self.with_findings = with_findings
+        self.allowed_regions = allowed_regions  # a ctbench.partition.AllowedRegions, or None
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the augmentation draws of ``epoch`` (call before iterating a new epoch)."""
@@ -109,6 +112,8 @@ class VolumeDataset(Dataset):
                 ]
             )
             sample["findings"] = torch.from_numpy(self._transform(stack, False, augmentation))
+        if self.allowed_regions is not None:
+            sample["allowed"] = torch.from_numpy(augmentation.apply(self.allowed_regions(case)))
         return sample
 
 

@@ -177,3 +177,62 @@ def plot_explanation(
         figure.savefig(handle, format="png", dpi=80)
     plt.close(figure)
     return path
+
+
+SEGMENT_COLOURS = {"right_lung": "#2ca02c", "left_lung": "#1f77b4", "mediastinum": "#e6c700"}
+
+
+def plot_segmentation(
+    volume: np.ndarray, masks: dict[str, np.ndarray], spacing, path: Path, title: str
+) -> Path:
+    """Three organs over three axial slices and one coronal slice of the volume."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lungs = masks["right_lung"] | masks["left_lung"]
+    rows = np.flatnonzero(lungs.any(axis=(1, 2)))
+    picks = (
+        rows[np.linspace(0, len(rows) - 1, 3).astype(int)]
+        if len(rows)
+        else [volume.shape[0] // 2] * 3
+    )
+    y = int(np.argwhere(lungs).mean(axis=0)[1]) if lungs.any() else volume.shape[1] // 2
+    figure, axes = plt.subplots(1, 4, figsize=(16, 4.6))
+    views = [
+        (f"axial S = {s}", volume[s], {k: m[s] for k, m in masks.items()}, spacing[1] / spacing[2])
+        for s in picks
+    ]
+    views.append(
+        (
+            f"coronal Y = {y}",
+            volume[:, y],
+            {k: m[:, y] for k, m in masks.items()},
+            spacing[0] / spacing[2],
+        )
+    )
+    for axis, (name, image, planes, aspect) in zip(axes, views, strict=True):
+        axis.imshow(image, cmap="gray", vmin=-1000, vmax=400, aspect=aspect)
+        for organ, plane in planes.items():
+            if plane.any():
+                axis.contour(plane, levels=[0.5], colors=SEGMENT_COLOURS[organ], linewidths=1.2)
+        axis.text(0.02, 0.5, "R", transform=axis.transAxes, color="yellow", fontweight="bold")
+        axis.set_title(name)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    from matplotlib.lines import Line2D
+
+    figure.legend(
+        handles=[Line2D([0], [0], color=c, label=o) for o, c in SEGMENT_COLOURS.items()],
+        loc="lower center",
+        ncol=3,
+        frameon=False,
+    )
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=80)
+    plt.close(figure)
+    return path

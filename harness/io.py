@@ -9,6 +9,10 @@ so that "right lung" means the patient's right lung whatever the file's own orie
 - ``.npy``: an array in these axes (spacing 1 mm unless given).
 - ``.nii`` / ``.nii.gz``: reoriented through nibabel to RAS+, then flipped and transposed:
   RAS+ axis 0 runs toward the patient's right, axis 1 toward anterior, axis 2 toward superior.
+- a DICOM folder (one axial series): slices sorted superior first by their position along the
+  slice normal, HU = pixel x slope + intercept. DICOM's patient axes (x toward the patient's
+  left, y toward posterior) already match ``[Y, X]`` for the standard axial orientation
+  [1,0,0,0,1,0], the only one accepted (as the reference pipeline does).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
     name = path.name.lower()
     if not path.exists():
         raise InvalidCaseError(f"{path}: no such file")
+    if path.is_dir():
+        return _load_dicom_folder(path)
     try:
         if name.endswith(".npz"):
             return _load_npz(path)
@@ -39,7 +45,9 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
         raise
     except Exception as error:
         raise InvalidCaseError(f"{path}: unreadable ({type(error).__name__}: {error})") from error
-    raise InvalidCaseError(f"{path}: unsupported file type; ctbench reads {', '.join(SUFFIXES)}")
+    raise InvalidCaseError(
+        f"{path}: unsupported file type; ctbench reads {', '.join(SUFFIXES)} or a DICOM folder"
+    )
 
 
 def _load_npz(path: Path):
@@ -65,3 +73,37 @@ def _load_nifti(path: Path):
     data = np.asanyarray(image.dataobj)
     zooms = image.header.get_zooms()[:3]
     return ras_to_ctbench(data), (float(zooms[2]), float(zooms[1]), float(zooms[0]))
+
+
+def _load_dicom_folder(path: Path):
+    import pydicom
+
+    slices = []
+    for file in sorted(p for p in path.iterdir() if p.is_file()):
+        try:
+            slices.append(pydicom.dcmread(file))
+        except Exception as error:
+            raise InvalidCaseError(f"{file}: not a readable DICOM file ({error})") from error
+    if not slices:
+        raise InvalidCaseError(f"{path}: folder holds no DICOM files")
+    orientation = [round(float(v)) for v in slices[0].ImageOrientationPatient]
+    if orientation != [1, 0, 0, 0, 1, 0]:
+        raise InvalidCaseError(f"{path}: orientation {orientation} is not standard axial")
+    slices.sort(key=lambda d: -float(d.ImagePositionPatient[2]))  # superior first
+    try:
+        volume = np.stack(
+            [
+                d.pixel_array * float(getattr(d, "RescaleSlope", 1))
+                + float(getattr(d, "RescaleIntercept", 0))
+                for d in slices
+            ]
+        )
+    except Exception as error:
+        raise InvalidCaseError(
+            f"{path}: pixel data unreadable ({type(error).__name__}: {error})"
+        ) from error
+    z = np.array([float(d.ImagePositionPatient[2]) for d in slices])
+    gaps = np.abs(np.diff(z))
+    dz = float(np.median(gaps)) if len(gaps) else float(getattr(slices[0], "SliceThickness", 1.0))
+    row, column = (float(v) for v in slices[0].PixelSpacing)
+    return np.rint(volume).astype(np.int16), (dz, row, column)

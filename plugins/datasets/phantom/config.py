@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ctbench.vocabulary import output_labels
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the generator's output changes for the same configuration."""
 
 FINDING_LABELS = (

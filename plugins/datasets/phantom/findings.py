@@ -334,7 +334,7 @@ def paint_findings(
             pleural[d["side"]] |= mask
         elif label == "lung_emphysema":
             zone = organ & (z < anatomy.z_apex + 0.5 * lung_height)
-            drop = {"mild": 45.0, "moderate": 70.0, "severe": 95.0}[d["severity"]]
+            drop = {"mild": 20.0, "moderate": 30.0, "severe": 40.0}[d["severity"]]
             hu[zone] -= drop
             holes = np.zeros(grid.shape, bool)
             points = np.argwhere(zone)

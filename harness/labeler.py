@@ -1,0 +1,200 @@
+"""SARLE-style report labeler with locations (paper appendix 7.2.1, Table 3; reference facts 3-4).
+
+1. Sentences: the report is split into sentences (decimals such as "1.5 cm" stay whole).
+2. Phrase classification: ordered rules delete normal and negated phrases ("No pleural
+   effusion.", "... without pericardial effusion", "The lungs are clear."); a sentence is
+   abnormal if any text remains.
+3. Term search on what remains: abnormality and location terms (any-of substrings, term pairs
+   that must both occur, exclusions that veto a hit), all vocabulary shipped as data
+   (``vocabulary/sarle.json``).
+4. Location inference: a lobe implies its lung; "bilateral"/"both" imply both lungs; a
+   lung-only pathology implies the lungs (the side from "right"/"left"/"lingula" in the
+   sentence, else both); a heart-only pathology implies the heart; abnormalities an organ
+   cannot hold are removed from it. Measurement rules: a nodule over 1 cm adds
+   ``nodulegr1cm``; a node over 1 cm is lymphadenopathy.
+
+Output: the abnormality x location matrix, the output labels of the paper's 80-label
+vocabulary and, per label, the organs among right_lung, left_lung, heart, great_vessel and
+mediastinum that hold it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from ctbench.vocabulary import ORGANS, output_labels
+
+ORGAN_PREFIX = {
+    "great_vessel": "h_great_vessel_",
+    "mediastinum": "h_mediastinum_",
+    "heart": "heart_",
+    "right_lung": "lung_",
+    "left_lung": "lung_",
+}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x\s*\d+(?:\.\d+)?\s*)?(mm|cm)\b")
+
+
+@cache
+def vocabulary() -> dict:
+    """The shipped labeler vocabulary (terms, organ rules, negation rules)."""
+    text = resources.files("ctbench.vocabulary").joinpath("sarle.json").read_text()
+    return json.loads(text)
+
+
+def split_sentences(report: str) -> list[str]:
+    """Sentences of a report; section headers and list numbers are dropped."""
+    text = re.sub(r"\b[A-Z][A-Z ]{2,}:", " ", report)  # FINDINGS:, IMPRESSION:, ...
+    text = re.sub(r"(?:^|\s)\d+[.)]\s+", " ", text)  # "1. ", "2) "
+    parts = re.split(r"(?<=[.;!?])\s+|\n+", text)
+    return [p.strip() for p in parts if p.strip(" .")]
+
+
+def _apply_rule(text: str, rule: dict) -> str:
+    phrase, kind = rule["phrase"], rule["kind"]
+    if kind == "delete_word_starting":
+        return re.sub(rf"\b{phrase}\S*", " ", text)
+    position = text.find(phrase)
+    if position < 0:
+        return text
+    if kind == "delete_sentence":
+        after = text[position + len(phrase) :].split()[:2]
+        if any(w.strip() in " ".join(after) for w in rule.get("unless_within", [])):
+            return text
+        return " "
+    if kind == "delete_sentence_if_first":
+        return " " if text[:position].strip() == "" else text
+    if kind == "delete_before":
+        return " " + text[position:]
+    if kind == "delete_after":
+        rest = text[position:]
+        stops = [rest.find(s) for s in rule.get("stop", []) if rest.find(s) > 0]
+        keep = rest[min(stops) :] if stops else ""
+        return text[:position] + " " + keep
+    raise ValueError(f"unknown rule kind {kind!r}")
+
+
+def abnormal_phrase(sentence: str) -> str:
+    """What is left of a sentence after the normal/negation rules ('' if it is normal)."""
+    text = " " + re.sub(r"[^a-z0-9.\- ]", " ", sentence.lower()) + " "
+    for rule in vocabulary()["rules"]:
+        text = _apply_rule(text, rule)
+    text = re.sub(r"\s+", " ", text).strip(" .")
+    return f" {text} " if text else ""
+
+
+def _matches(text: str, entry: dict) -> bool:
+    hit = any(term in text for term in entry.get("any", []))
+    hit = hit or any(a in text and b in text for a, b in entry.get("pairs", []))
+    return hit and not any(term in text for term in entry.get("exclude", []))
+
+
+@dataclass
+class ReportLabels:
+    """The labeler's output for one report."""
+
+    matrix: dict[str, set[str]] = field(default_factory=dict)  # abnormality -> organs
+    sentences: list[tuple[str, str]] = field(default_factory=list)  # (sentence, kept phrase)
+
+    def labels(self) -> list[str]:
+        """Output labels present, in the paper's model order."""
+        vocab = set(output_labels())
+        found = {
+            ORGAN_PREFIX[organ] + abnormality
+            for abnormality, organs in self.matrix.items()
+            for organ in organs
+        }
+        return [name for name in output_labels() if name in found and name in vocab]
+
+    def locations(self) -> dict[str, list[str]]:
+        """``{label: organs}``: where each output label's abnormality was placed."""
+        out: dict[str, set[str]] = {}
+        for abnormality, organs in self.matrix.items():
+            for organ in organs:
+                label = ORGAN_PREFIX[organ] + abnormality
+                if label in output_labels():
+                    out.setdefault(label, set()).add(organ)
+        order = {name: i for i, name in enumerate(ORGANS)}
+        return {
+            label: sorted(out[label], key=order.__getitem__)
+            for label in output_labels()
+            if label in out
+        }
+
+
+def _sentence_locations(phrase: str, vocab: dict) -> set[str]:
+    found = {name for name, entry in vocab["locations"].items() if _matches(phrase, entry)}
+    if "both_lungs" in found:
+        found |= {"right_lung", "left_lung"}
+    if "lung" in found and not found & {"right_lung", "left_lung"}:
+        if " right " in phrase:
+            found.add("right_lung")
+        if " left " in phrase or "lingula" in phrase:
+            found.add("left_lung")
+    if found & {"right_lung", "left_lung"}:
+        found.discard("lung")  # a stated side is more specific than "lung"
+    return found - {"both_lungs"}
+
+
+def _organs_for(abnormality: str, locations: set[str], phrase: str, vocab: dict) -> set[str]:
+    """Location inference and sanity checks for one abnormality found in one phrase."""
+    lungs = {"right_lung", "left_lung"}
+    if abnormality in vocab["lung_only"]:
+        sides = locations & lungs
+        if not sides:
+            if " right " in phrase:
+                sides.add("right_lung")
+            if " left " in phrase or "lingula" in phrase:
+                sides.add("left_lung")
+        return sides or set(lungs)  # side unknown: both lungs allowed
+    if abnormality in vocab["heart_only"]:
+        return {"heart"}
+    organs = set()
+    allows = vocab["organ_allows"]
+    for organ in locations:
+        if organ in lungs and abnormality in allows["lung"]:
+            organs.add(organ)
+        elif organ == "lung" and abnormality in allows["lung"]:
+            organs |= lungs  # "pulmonary nodules": either lung
+        elif organ in ("heart", "great_vessel", "mediastinum") and abnormality in allows[organ]:
+            organs.add(organ)
+    return organs
+
+
+def _sizes_cm(phrase: str) -> list[float]:
+    return [float(v) / (10.0 if unit == "mm" else 1.0) for v, unit in _SIZE.findall(phrase)]
+
+
+def label_sentences(report: str) -> ReportLabels:
+    """Run the whole labeler on one report and keep the per-sentence trace."""
+    vocab = vocabulary()
+    result = ReportLabels()
+    for sentence in split_sentences(report):
+        phrase = abnormal_phrase(sentence)
+        result.sentences.append((sentence, phrase.strip()))
+        if not phrase:
+            continue
+        found = {n for n, entry in vocab["abnormalities"].items() if _matches(phrase, entry)}
+        sizes = _sizes_cm(phrase)
+        rule = vocab["measurements"]
+        if "nodule" in found and any(s > rule["nodulegr1cm"]["over_cm"] for s in sizes):
+            found.add("nodulegr1cm")
+        if any(t in phrase for t in rule["lymphadenopathy"]["needs_any"]) and any(
+            s > rule["lymphadenopathy"]["over_cm"] for s in sizes
+        ):
+            found.add("lymphadenopathy")
+        locations = _sentence_locations(phrase, vocab)
+        for abnormality in found:
+            organs = _organs_for(abnormality, locations, phrase, vocab)
+            if organs:
+                result.matrix.setdefault(abnormality, set()).update(organs)
+    return result
+
+
+def label_report(text: str) -> dict[str, object]:
+    """``{"labels": [...], "locations": {label: [organs]}}`` for one free-text report."""
+    result = label_sentences(text)
+    return {"labels": result.labels(), "locations": result.locations()}

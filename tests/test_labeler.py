@@ -1,0 +1,136 @@
+"""The SARLE-style report labeler with locations (paper Table 3, appendix 7.2.1)."""
+
+from __future__ import annotations
+
+import json
+
+import ctbench
+import ctbench.vocabulary
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from ctbench.cli import main
+from ctbench.labeler import abnormal_phrase, label_sentences, split_sentences
+
+# Paper Table 3: (sentence, kept abnormal phrase or "", expected labels with their organs).
+TABLE_3 = [
+    (
+        "the heart is enlarged without pericardial effusion",
+        "the heart is enlarged",
+        {"heart_cardiomegaly": ["heart"]},
+    ),
+    (
+        "there is a nodule in the right upper lobe",
+        "there is a nodule in the right upper lobe",
+        {"lung_nodule": ["right_lung"]},
+    ),
+    ("left pneumonia", "left pneumonia", {"lung_pneumonia": ["left_lung"]}),
+    (
+        "calcifications in the aorta",
+        "calcifications in the aorta",
+        {"h_great_vessel_calcification": ["great_vessel"]},
+    ),
+    (
+        "a calcified granuloma is visible in the apex of the left lung",
+        "a calcified granuloma is visible in the apex of the left lung",
+        {"lung_calcification": ["left_lung"], "lung_granuloma": ["left_lung"]},
+    ),
+    (
+        "the catheter tip is visible in the SVC",
+        "the catheter tip is visible in the svc",
+        {"h_great_vessel_catheter_or_port": ["great_vessel"]},
+    ),
+    ("The lungs are clear", "", {}),
+    ("The consolidation has resolved", "", {}),
+]
+
+
+@pytest.mark.parametrize(("sentence", "kept", "expected"), TABLE_3)
+def test_paper_table_3(sentence, kept, expected):
+    assert abnormal_phrase(sentence).strip() == kept
+    assert ctbench.label_report(sentence) == {"labels": list(expected), "locations": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # negation scope: " no " stops at "and"
+        (
+            "No pleural effusion and a small right pneumothorax.",
+            {"lung_pneumothorax": ["right_lung"]},
+        ),
+        ("Negative for pneumothorax.", {}),
+        ("No evidence of emphysema.", {}),
+        ("Noncalcified nodule in the left lower lobe.", {"lung_nodule": ["left_lung"]}),
+        # location inference
+        ("Bilateral lower lobe atelectasis.", {"lung_atelectasis": ["right_lung", "left_lung"]}),
+        ("Pleural effusions.", {"lung_pleural_effusion": ["right_lung", "left_lung"]}),
+        ("Scattered pulmonary nodules.", {"lung_nodule": ["right_lung", "left_lung"]}),
+        ("Consolidation in the lingula.", {"lung_consolidation": ["left_lung"]}),
+        ("Mild cardiomegaly.", {"heart_cardiomegaly": ["heart"]}),
+        ("Enlarged subcarinal lymph node.", {"h_mediastinum_lymphadenopathy": ["mediastinum"]}),
+        # measurement rules
+        (
+            "A 14 mm nodule in the right lower lobe.",
+            {"lung_nodule": ["right_lung"], "lung_nodulegr1cm": ["right_lung"]},
+        ),
+        ("A 1.0 cm nodule in the right lower lobe.", {"lung_nodule": ["right_lung"]}),
+        (
+            "Subcarinal mediastinal node measuring 1.6 cm.",
+            {"h_mediastinum_lymphadenopathy": ["mediastinum"]},
+        ),
+        # an abnormality an organ cannot hold is dropped from it
+        ("Aneurysm of the left upper lobe.", {}),
+    ],
+)
+def test_rules_and_inference(text, expected):
+    assert ctbench.label_report(text)["locations"] == expected
+
+
+def test_sentence_splitting_keeps_decimals_and_drops_numbering():
+    text = "FINDINGS: A 1.5 cm mass. No effusion.\nIMPRESSION: 1. Mass. 2. Nothing else."
+    assert split_sentences(text) == ["A 1.5 cm mass.", "No effusion.", "Mass.", "Nothing else."]
+
+
+def test_trace_keeps_every_sentence_and_what_survived():
+    trace = label_sentences("The heart is enlarged without pericardial effusion. Lungs are clear.")
+    assert trace.sentences == [
+        ("The heart is enlarged without pericardial effusion.", "the heart is enlarged"),
+        ("Lungs are clear.", ""),
+    ]
+
+
+def test_phantom_reports_against_their_truth(tiny_cases):
+    """Per-label agreement with the phantom's truth, locations included."""
+    for case in tiny_cases:
+        result = ctbench.label_report(case.report)
+        assert result["locations"] == case.locations(), (case.case_id, case.report)
+        assert result["labels"] == [
+            n for n in ctbench.vocabulary.output_labels() if n in result["locations"]
+        ]
+
+
+def test_labels_command(tmp_path):
+    report = tmp_path / "report.txt"
+    report.write_text("FINDINGS: Small left pleural effusion. Heart size is normal.")
+    result = CliRunner().invoke(main, ["labels", str(report), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "labels": ["lung_pleural_effusion"],
+        "locations": {"lung_pleural_effusion": ["left_lung"]},
+    }
+    text = CliRunner().invoke(main, ["labels", "--text", "Mild cardiomegaly."])
+    assert "heart_cardiomegaly" in text.output and "heart" in text.output
+    assert CliRunner().invoke(main, ["labels"]).exit_code == 2
+    missing = CliRunner().invoke(main, ["labels", str(tmp_path / "none.txt")])
+    assert missing.exit_code == 2
+
+
+def test_vocabulary_is_shipped_data():
+    from ctbench.labeler import vocabulary
+
+    vocab = vocabulary()
+    assert len(vocab["lung_only"]) == 27 and len(vocab["heart_only"]) == 9
+    assert np.all(
+        [isinstance(e["any"], list) for e in vocab["abnormalities"].values() if "any" in e]
+    )

@@ -1,0 +1,233 @@
+"""PARTITION: organ segmentation (phantom and real CT), downsamplers, allowed regions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ctbench
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from ctbench.augment import Augmentation
+from ctbench.cases import InvalidCaseError
+from ctbench.cli import main
+from ctbench.data import VolumeDataset
+from ctbench.io import load_volume
+from ctbench.partition import AllowedRegions, allowed_regions
+from ctbench.plugins.datasets.phantom import PhantomConfig, generate_case
+from ctbench.plugins.segmenters.organs import lung_mask, per_slice_reference
+from ctbench.preprocess import Preprocessing
+from ctbench.segmentation import dice, heuristic_masks
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent (CI has it)")
+
+
+@pytest.fixture(scope="module")
+def real_ct():
+    volume, spacing = load_volume(SHARED / "example_ct.nii.gz")
+    reference, _ = load_volume(SHARED / "example_seg_fast_force_split.nii.gz")
+    return volume, spacing, np.isin(reference, (12, 13, 14)), np.isin(reference, (10, 11))
+
+
+@needs_shared
+def test_real_ct_lungs_match_the_reference_lobes(real_ct):
+    volume, spacing, right, left = real_ct
+    masks = ctbench.create_segmenter("morphological")(volume, spacing)
+    assert masks.qc.passed and masks.method == "morphological"
+    assert dice(masks.right_lung, right) >= 0.85
+    assert dice(masks.left_lung, left) >= 0.85
+
+
+@needs_shared
+def test_vectorised_pipeline_equals_the_per_slice_loop_on_real_ct(real_ct):
+    volume, spacing, _, _ = real_ct
+    assert np.array_equal(lung_mask(volume, spacing), per_slice_reference(volume, spacing))
+
+
+AIRLESS = {
+    "lung_pleural_effusion",
+    "lung_atelectasis",
+    "lung_consolidation",
+    "lung_mass",
+    "lung_nodule",
+}
+
+
+@pytest.mark.parametrize(
+    "shape", [(27, 64, 64), (48, 128, 128), (60, 96, 160)], ids=["tiny", "default", "anisotropic"]
+)
+def test_phantom_lungs_at_several_shapes_and_spacings(shape):
+    """Mean Dice over 24 cases against the organ masks (which include airless findings such as
+    effusions, invisible to a threshold) and against the aerated lung."""
+    config = PhantomConfig.from_preset("tiny", volume_shape=shape, n_train=24)
+    segment = ctbench.create_segmenter("morphological")
+    organ, aerated = [], []
+    for index in range(24):
+        case = generate_case(config, "train", index)
+        masks = segment(case.volume, case.spacing)
+        assert masks.qc.passed, masks.qc.reason
+        airless = np.logical_or.reduce(
+            [f.mask for f in case.findings if f.label in AIRLESS] + [np.zeros(shape, bool)]
+        )
+        for side in ("right_lung", "left_lung"):
+            organ.append(dice(getattr(masks, side), case.organs[side]))
+            aerated.append(dice(getattr(masks, side), case.organs[side] & ~airless))
+        if index < 3:
+            assert np.array_equal(
+                lung_mask(case.volume, case.spacing), per_slice_reference(case.volume, case.spacing)
+            )
+    right, left = np.mean(organ[0::2]), np.mean(organ[1::2])
+    assert right >= 0.95 and left >= 0.95, (right, left)
+    assert min(aerated) >= 0.95, min(aerated)
+
+
+def test_qc_failure_falls_back_to_the_heuristic_and_says_why():
+    volume = np.full((12, 64, 64), 40, np.int16)  # soft tissue only: no lung
+    volume[:, :, :4] = -1000
+    masks = ctbench.create_segmenter("morphological")(volume, (3.0, 3.0, 3.0))
+    assert not masks.qc.passed and "no lung" in masks.qc.reason
+    assert masks.method == "heuristic (fallback)"
+    one_lung = generate_case(PhantomConfig.from_preset("tiny"), "train", 0).volume.copy()
+    one_lung[:, :, 32:] = 40  # the patient's left half is solid: the left lung is missing
+    masks = ctbench.create_segmenter("morphological")(one_lung, (12.0, 5.25, 5.25))
+    assert not masks.qc.passed and "left lung missing" in masks.qc.reason
+
+
+def test_heuristic_masks_are_halves():
+    masks = heuristic_masks((2, 4, 8))
+    assert masks.right_lung[0, 0].tolist() == [True] * 4 + [False] * 4  # low X = patient right
+    assert masks.left_lung[0, 0].tolist() == [False] * 4 + [True] * 4
+    assert masks.mediastinum[0, 0].tolist() == [False, False, True, True, True, True, False, False]
+    assert (
+        ctbench.create_segmenter("heuristic")(np.zeros((2, 4, 8)), (1, 1, 1)).method == "heuristic"
+    )
+
+
+# --- downsamplers -------------------------------------------------------------------------
+
+
+def test_downsamplers_allow_any_nonzero_cell():
+    mask = np.zeros((12, 12, 12), bool)
+    mask[1, 1, 1] = True  # nearest samples 0, 3, 6, 9 and misses it; trilinear samples 1, 4, ...
+    nearest = ctbench.create_downsampler("nearest")(mask, (4, 4, 4))
+    trilinear = ctbench.create_downsampler("trilinear")(mask, (4, 4, 4))
+    area = ctbench.create_downsampler("area")(mask, (4, 4, 4))
+    assert not nearest.any()
+    assert area.sum() == 1 and area[0, 0, 0]
+    assert trilinear[0, 0, 0]
+    dilated = ctbench.create_downsampler("area", dilate=True)(mask, (4, 4, 4))
+    assert dilated.sum() == 8  # the 3x3x3 neighbourhood of the corner cell, clipped
+    assert ctbench.create_downsampler("area")(mask, (4, 4, 4), dilate=True).sum() == 8
+
+
+def test_nearest_samples_like_pytorch_default():
+    mask = np.zeros((6, 6, 6), bool)
+    mask[::3, ::3, ::3] = True  # exactly the voxels nearest picks for a 2x2x2 grid
+    assert ctbench.create_downsampler("nearest")(mask, (2, 2, 2)).all()
+
+
+# --- allowed regions ----------------------------------------------------------------------
+
+
+def test_allowed_regions_are_organ_unions_for_present_labels_only():
+    grids = {name: np.zeros((2, 3, 3), bool) for name in ("right_lung", "left_lung", "mediastinum")}
+    grids["right_lung"][:, :, 0] = True
+    grids["left_lung"][:, :, 2] = True
+    grids["mediastinum"][:, 1, 1] = True
+    labels = ("heart_cardiomegaly", "lung_nodule", "lung_mass")
+    regions = allowed_regions(
+        labels, {"heart_cardiomegaly": ["heart"], "lung_nodule": ["right_lung", "left_lung"]}, grids
+    )
+    assert regions.shape == (3, 2, 3, 3)
+    assert np.array_equal(regions[0], grids["mediastinum"])
+    assert np.array_equal(regions[1], grids["right_lung"] | grids["left_lung"])
+    assert not regions[2].any()  # absent label: nothing allowed
+
+
+def test_allowed_regions_for_phantom_cases_are_cached(tiny_phantom, tmp_path):
+    preprocessing = Preprocessing(volume_shape=(27, 64, 64))
+    regions = AllowedRegions(
+        tiny_phantom.label_names, (9, 4, 4), preprocessing, downsampler="area", cache_dir=tmp_path
+    )
+    case = tiny_phantom.load("trn00000")
+    first = regions(case)
+    cached = next(regions.folder.glob("trn00000.npz"))
+    stamp = cached.stat().st_mtime_ns
+    assert np.array_equal(regions(case), first) and cached.stat().st_mtime_ns == stamp
+    present = set(case.locations())
+    for m, label in enumerate(tiny_phantom.label_names):
+        assert first[m].any() == (label in present), label
+    no_report = type(case)(case.case_id, case.volume, case.spacing, case.labels)
+    with pytest.raises(InvalidCaseError, match="trn00000: no report"):
+        regions.compute(no_report)
+
+
+def test_allowed_regions_follow_the_augmentation_exactly(tiny_phantom, tmp_path):
+    """Area downsampling with integer factors commutes with flips and quarter turns, so the
+    augmented G_true must equal G_true computed from the augmented organ masks."""
+    preprocessing = Preprocessing(volume_shape=(27, 64, 64))
+    regions = AllowedRegions(
+        tiny_phantom.label_names, (9, 4, 4), preprocessing, downsampler="area", cache_dir=tmp_path
+    )
+    dataset = VolumeDataset(
+        tiny_phantom, "train", augment=True, seed=2, with_organs=True, allowed_regions=regions
+    )
+    downsample = ctbench.create_downsampler("area")
+    for index in range(6):
+        sample = dataset[index]
+        record = sample["augmentation"].tolist()
+        augmentation = Augmentation(None if record[0] < 0 else record[0], record[1])
+        case = tiny_phantom.load(sample["case_id"])
+        plain = regions(case)
+        assert torch.equal(sample["allowed"], torch.from_numpy(augmentation.apply(plain)))
+        segmented = ctbench.create_segmenter("morphological")(
+            dataset.source.load(sample["case_id"]).volume, case.spacing
+        )
+        for organ in ("right_lung", "left_lung"):
+            moved = downsample(augmentation.apply(getattr(segmented, organ)), (9, 4, 4))
+            assert np.array_equal(
+                moved, augmentation.apply(downsample(getattr(segmented, organ), (9, 4, 4)))
+            )
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_segment_command_on_nifti_writes_masks_and_png(tmp_path):
+    out, png = tmp_path / "masks.npz", tmp_path / "organs.png"
+    result = CliRunner().invoke(
+        main, ["segment", str(SHARED / "example_ct.nii.gz"), "--out", str(out), "--png", str(png)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "QC passed" in result.output
+    with np.load(out, allow_pickle=False) as data:
+        assert {"right_lung", "left_lung", "mediastinum"} <= set(data.files)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    nifti = tmp_path / "masks.nii.gz"
+    assert (
+        CliRunner()
+        .invoke(main, ["segment", str(SHARED / "example_ct.nii.gz"), "--out", str(nifti)])
+        .exit_code
+        == 0
+    )
+    labels, _ = load_volume(nifti)  # back through the same reorientation
+    masks = ctbench.create_segmenter("morphological")(*load_volume(SHARED / "example_ct.nii.gz"))
+    assert np.array_equal(labels == 1, masks.right_lung)
+
+
+@needs_shared
+def test_segment_command_reads_a_dicom_folder():
+    result = CliRunner().invoke(main, ["segment", str(SHARED / "example_ct_dicom")])
+    assert result.exit_code == 0, result.output  # upper abdomen, no lung: QC says so
+    assert "QC failed" in result.output
+
+
+def test_segment_command_on_a_phantom_case(tmp_path, monkeypatch, tiny_phantom):
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    result = CliRunner().invoke(main, ["segment", "phantom:tiny:trn00001"])
+    assert result.exit_code == 0 and "QC passed" in result.output
+    bad = CliRunner().invoke(main, ["segment", str(tmp_path / "nothing.nii.gz")])
+    assert bad.exit_code == 1 and "no such file" in bad.output
