@@ -29,6 +29,10 @@ import numpy as np
 from ctbench.segmentation import QC, OrganMasks, heuristic_masks
 from scipy import ndimage
 
+THRESHOLD_HU = -300.0  # step 1 (reference facts 7.1)
+MIN_VOLUME_ML = 20.0  # step 4
+GAS_HU = -900.0  # step 5: a component whose median is below this is gas, not lung
+
 IN_PLANE = np.zeros((3, 3, 3), bool)
 IN_PLANE[1] = True  # 8-connectivity within a slice, none across slices (skimage's 2-D default)
 IN_PLANE_CROSS = np.zeros((3, 3, 3), bool)
@@ -103,9 +107,9 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
 def lung_mask(
     volume: np.ndarray,
     spacing: tuple[float, float, float],
-    threshold_hu: float = -300.0,
-    min_volume_ml: float = 20.0,
-    gas_hu: float = -900.0,
+    threshold_hu: float = THRESHOLD_HU,
+    min_volume_ml: float = MIN_VOLUME_ML,
+    gas_hu: float = GAS_HU,
 ) -> np.ndarray:
     """Both lungs as one boolean mask (steps 1-5), vectorised over slices."""
     labels, n = ndimage.label(volume < threshold_hu, structure=IN_PLANE)
@@ -140,9 +144,9 @@ def lung_mask(
 def per_slice_reference(
     volume: np.ndarray,
     spacing: tuple[float, float, float],
-    threshold_hu: float = -300.0,
-    min_volume_ml: float = 20.0,
-    gas_hu: float = -900.0,
+    threshold_hu: float = THRESHOLD_HU,
+    min_volume_ml: float = MIN_VOLUME_ML,
+    gas_hu: float = GAS_HU,
 ) -> np.ndarray:
     """Steps 1-5 as a straightforward scikit-image loop over slices and regions (the reference's
     style); the benchmark and the tests check that :func:`lung_mask` gives the same output."""
@@ -212,7 +216,11 @@ class MorphologicalSegmenter:
     """``segmenter(volume_hu, spacing_mm) -> OrganMasks`` (steps 1-8 above)."""
 
     def __init__(
-        self, *, threshold_hu: float = -300.0, min_volume_ml: float = 20.0, gas_hu: float = -900.0
+        self,
+        *,
+        threshold_hu: float = THRESHOLD_HU,
+        min_volume_ml: float = MIN_VOLUME_ML,
+        gas_hu: float = GAS_HU,
     ) -> None:
         self.options = {
             "threshold_hu": threshold_hu,
