@@ -26,7 +26,7 @@ def volume(request):
 def test_lung_segmentation_time(benchmark, volume, method):
     preset, array, spacing = volume
     benchmark.group = f"segmentation-{preset}"
-    rounds = 3 if preset == "default" else 1
+    rounds = 3
     result = benchmark.pedantic(method, args=(array, spacing), rounds=rounds, warmup_rounds=1)
     TIMES[preset, method.__name__] = benchmark.stats.stats.median
     assert np.array_equal(result, lung_mask(array, spacing))

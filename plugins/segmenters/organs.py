@@ -112,6 +112,23 @@ def lung_mask(
     gas_hu: float = GAS_HU,
 ) -> np.ndarray:
     """Both lungs as one boolean mask (steps 1-5), vectorised over slices."""
+    out = np.zeros(volume.shape, bool)
+    tissue = volume >= threshold_hu
+    if not tissue.any():
+        return out
+    # Air outside the tissue's in-plane box (plus a one-voxel margin of air) is all connected to
+    # the slice edge and would be cleared in step 2: leave it out of the work.
+    rows, cols = np.flatnonzero(tissue.any(axis=(0, 2))), np.flatnonzero(tissue.any(axis=(0, 1)))
+    crop = (
+        slice(None),
+        slice(max(rows[0] - 1, 0), rows[-1] + 2),
+        slice(max(cols[0] - 1, 0), cols[-1] + 2),
+    )
+    out[crop] = _lungs_in(volume[crop], spacing, threshold_hu, min_volume_ml, gas_hu)
+    return out
+
+
+def _lungs_in(volume, spacing, threshold_hu, min_volume_ml, gas_hu) -> np.ndarray:
     labels, n = ndimage.label(volume < threshold_hu, structure=IN_PLANE)
     valid = np.ones(n + 1, bool)
     valid[0] = False
