@@ -92,3 +92,16 @@ def test_bad_checkpoints_name_the_file(tmp_path):
         load_checkpoint(other)
     with pytest.raises(FileNotFoundError, match=r"absent\.pt: checkpoint does not exist"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+@needs_shared
+def test_dicom_folder_lands_on_the_grid_of_its_nifti_segmentation():
+    """The DICOM series and TotalSegmentator's LAS segmentation of it must overlay exactly."""
+    volume, spacing = load_volume(SHARED / "example_ct_dicom")
+    segmentation, seg_spacing = load_volume(SHARED / "example_seg_dicom.nii.gz")
+    assert volume.shape == segmentation.shape == (20, 512, 512)
+    assert spacing == pytest.approx(seg_spacing)
+    liver, spleen = segmentation == 5, segmentation == 1
+    assert np.argwhere(liver).mean(axis=0)[2] < 256 < np.argwhere(spleen).mean(axis=0)[2]
+    assert 40 < np.median(volume[liver]) < 150  # soft tissue under the liver label
+    assert np.median(volume[segmentation == 0]) < -500  # mostly air outside the labels
