@@ -72,3 +72,40 @@ def test_explain_errors_are_clear(tmp_path, monkeypatch, tiny_phantom):
     assert result.exit_code == 2 and "exactly one of --checkpoint and --arch" in result.output
     result = run("--arch", "ctnet", "--preset", "tiny", "--label", "lung_nodule")
     assert result.exit_code == 1 and "CTNet is not explainable" in result.output
+
+
+def test_explain_reports_the_probability_of_the_requested_label(tmp_path):
+    torch.manual_seed(0)
+    model = ctbench.create_model("axialnet", 2, (9, 3, 64, 64)).eval()
+    with torch.no_grad():
+        model.fc.bias.copy_(torch.tensor([-5.0, 5.0]))  # the two labels far apart
+    checkpoint = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        arch="axialnet",
+        input_shape=(9, 3, 64, 64),
+        label_names=["lung_nodule", "heart_cardiomegaly"],
+    )
+    volume = np.full((27, 64, 64), -1000, np.int16)
+    volume[:, 10:50, 10:50] = 40
+    np.savez_compressed(tmp_path / "scan.npz", ct=volume)
+    from ctbench.data import prepare_volume
+    from ctbench.preprocess import Preprocessing
+
+    _, x = prepare_volume(volume, Preprocessing(volume_shape=(27, 64, 64)))
+    with torch.no_grad():
+        expected = torch.sigmoid(model(x[None]))[0, 1].item()
+    result = run(
+        "--checkpoint",
+        str(checkpoint),
+        "--volume",
+        str(tmp_path / "scan.npz"),
+        "--label",
+        "heart_cardiomegaly",
+        "--explainer",
+        "hirescam",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    assert f"p(heart_cardiomegaly) = {expected:.4f}" in result.output

@@ -150,7 +150,7 @@ def explain(
         raw_maps[explainer_name] = maps.detach()
         shown = upsample_to_volume(relu_minmax(maps.detach()), ct.shape)
         overlays[explainer_name] = shown[0, 0].numpy()
-    probability = float(torch.sigmoid(logits[0, 0]))
+    probability = float(torch.sigmoid(logits[0, m].detach()))  # logits cover every class
     if hasattr(model, "slice_scores"):
         with torch.no_grad():
             scores = model.slice_scores(x)[0, m].numpy()
@@ -173,3 +173,4 @@ def explain(
         slices_per_group=preprocessing.slices_per_group,
     )
     click.echo(str(path))
+    click.echo(f"p({label}) = {probability:.4f}")
