@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from ctbench.cases import Case
+from ctbench.segmentation import SEGMENTED_ORGANS
 from ctbench.storage import atomic_open
 
 ORGAN_COLOURS = {
@@ -23,6 +24,42 @@ ORGAN_COLOURS = {
 }
 FINDING_COLOUR = "#ff00ff"
 WINDOW = (-1000.0, 400.0)  # wide enough to show lung and soft tissue together
+LUNG_WINDOW = (-1350.0, 150.0)  # W 1500, L -600
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mark_sides(axis, left: str = "R", right: str | None = None) -> None:
+    """Orientation letters on the image's edges, and no ticks."""
+    style = {
+        "transform": axis.transAxes,
+        "color": "yellow",
+        "fontsize": 13,
+        "fontweight": "bold",
+        "va": "center",
+    }
+    axis.text(0.02, 0.5, left, **style)
+    if right is not None:
+        axis.text(0.98, 0.5, right, ha="right", **style)
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def _save(figure, path: Path) -> Path:
+    """Write the figure as PNG atomically and release it."""
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=80)
+    _pyplot().close(figure)
+    return path
 
 
 def _focus(case: Case) -> tuple[int, int, int]:
@@ -37,12 +74,9 @@ def _focus(case: Case) -> tuple[int, int, int]:
 def plot_case(case: Case, path: Path, title: str | None = None) -> Path:
     """Write a PNG: axial, coronal and sagittal slices with organ and finding contours, and
     the report beside them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    plt = _pyplot()
     s, y, x = _focus(case)
     dz, dy, dx = case.spacing
     views = [
@@ -63,29 +97,7 @@ def plot_case(case: Case, path: Path, title: str | None = None) -> Path:
             if finding.mask is not None and cut(finding.mask).any():
                 axis.contour(cut(finding.mask), levels=[0.5], colors=FINDING_COLOUR, linewidths=1.6)
         axis.set_title(f"{name} ({['S', 'Y', 'X'][column]} = {[s, y, x][column]})")
-        axis.text(
-            0.02,
-            0.5,
-            left,
-            transform=axis.transAxes,
-            color="yellow",
-            fontsize=14,
-            fontweight="bold",
-            va="center",
-        )
-        axis.text(
-            0.98,
-            0.5,
-            right,
-            transform=axis.transAxes,
-            color="yellow",
-            fontsize=14,
-            fontweight="bold",
-            va="center",
-            ha="right",
-        )
-        axis.set_xticks([])
-        axis.set_yticks([])
+        _mark_sides(axis, left, right)
     text_axis = figure.add_subplot(grid[0, 3])
     text_axis.axis("off")
     labels = sorted({f.label for f in case.findings}) or ["(no findings)"]
@@ -103,14 +115,7 @@ def plot_case(case: Case, path: Path, title: str | None = None) -> Path:
     figure.legend(handles=handles, loc="lower center", ncol=6, frameon=False)
     figure.suptitle(title or case.case_id)
     figure.tight_layout(rect=(0, 0.05, 1, 0.95))
-    path = Path(path)
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=80)
-    plt.close(figure)
-    return path
-
-
-LUNG_WINDOW = (-1350.0, 150.0)  # W 1500, L -600
+    return _save(figure, path)
 
 
 def plot_explanation(
@@ -131,11 +136,7 @@ def plot_explanation(
     slice of one slice group (patient right on the image's left); the bottom panel plots
     ``slice_scores`` against the slice group, top groups marked (paper Figure 3).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows, columns = len(top_groups), 1 + len(overlays)
     figure = plt.figure(figsize=(3.2 * columns + 0.5, 3.2 * rows + 2.6))
     grid = figure.add_gridspec(rows + 1, columns, height_ratios=[1] * rows + [0.8])
@@ -149,18 +150,7 @@ def plot_explanation(
                 axis.imshow(
                     np.ma.masked_less_equal(heat[s], 0.02), cmap="jet", alpha=0.45, vmin=0, vmax=1
                 )
-            axis.text(
-                0.03,
-                0.5,
-                "R",
-                transform=axis.transAxes,
-                color="yellow",
-                fontsize=12,
-                fontweight="bold",
-                va="center",
-            )
-            axis.set_xticks([])
-            axis.set_yticks([])
+            _mark_sides(axis)
             axis.set_title(
                 f"{name} - group {group} (rank {row + 1})" if column == 0 else name, fontsize=9
             )
@@ -172,25 +162,19 @@ def plot_explanation(
     axis.legend(loc="upper right", fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=80)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
-SEGMENT_COLOURS = {"right_lung": "#2ca02c", "left_lung": "#1f77b4", "mediastinum": "#e6c700"}
+SEGMENT_COLOURS = {organ: ORGAN_COLOURS[organ] for organ in SEGMENTED_ORGANS}
 
 
 def plot_segmentation(
     volume: np.ndarray, masks: dict[str, np.ndarray], spacing, path: Path, title: str
 ) -> Path:
     """Three organs over three axial slices and one coronal slice of the volume."""
-    import matplotlib
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     lungs = masks["right_lung"] | masks["left_lung"]
     rows = np.flatnonzero(lungs.any(axis=(1, 2)))
     picks = (
@@ -213,16 +197,12 @@ def plot_segmentation(
         )
     )
     for axis, (name, image, planes, aspect) in zip(axes, views, strict=True):
-        axis.imshow(image, cmap="gray", vmin=-1000, vmax=400, aspect=aspect)
+        axis.imshow(image, cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], aspect=aspect)
         for organ, plane in planes.items():
             if plane.any():
                 axis.contour(plane, levels=[0.5], colors=SEGMENT_COLOURS[organ], linewidths=1.2)
-        axis.text(0.02, 0.5, "R", transform=axis.transAxes, color="yellow", fontweight="bold")
+        _mark_sides(axis, "R", "L")
         axis.set_title(name)
-        axis.set_xticks([])
-        axis.set_yticks([])
-    from matplotlib.lines import Line2D
-
     figure.legend(
         handles=[Line2D([0], [0], color=c, label=o) for o, c in SEGMENT_COLOURS.items()],
         loc="lower center",
@@ -231,8 +211,4 @@ def plot_segmentation(
     )
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.06, 1, 0.95))
-    path = Path(path)
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=80)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
