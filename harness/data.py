@@ -15,7 +15,14 @@ import numpy as np
 import torch
 from ctbench.augment import Augmentation
 from ctbench.cases import Case, CaseSource, InvalidCaseError, validate_volume
-from ctbench.preprocess import Preprocessing, centre_crop, group_slices, normalise, pad_to_at_least
+from ctbench.preprocess import (
+    Preprocessing,
+    centre_crop,
+    fit_to_shape,
+    group_slices,
+    normalise,
+    pad_to_at_least,
+)
 from ctbench.vocabulary import ORGANS
 from torch.utils.data import DataLoader, Dataset
 
@@ -127,9 +134,8 @@ def prepare_volume(
     volume_hu: np.ndarray, preprocessing: Preprocessing
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Pad and centre-crop one volume (no augmentation): ``(HU [S, Y, X], model input)``."""
-    shape = preprocessing.volume_shape
-    cropped = centre_crop(pad_to_at_least(volume_hu, shape, volume_hu.min()), shape)
-    return cropped, model_input(cropped, preprocessing)
+    fitted = fit_to_shape(volume_hu, preprocessing.volume_shape)
+    return fitted, model_input(fitted, preprocessing)
 
 
 def make_loader(

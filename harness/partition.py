@@ -12,14 +12,13 @@ applies each sample's flip/rotation record to it exactly as to the volume.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 from ctbench.cases import Case, InvalidCaseError
-from ctbench.preprocess import Preprocessing, centre_crop, pad_to_at_least
-from ctbench.storage import read_npz, write_json, write_npz
+from ctbench.preprocess import Preprocessing, fit_to_shape
+from ctbench.storage import config_key, read_npz, write_json, write_npz
 
 SEGMENTED_ORGAN_OF = {
     "right_lung": "right_lung",
@@ -75,7 +74,7 @@ class AllowedRegions:
             "dilate": dilate,
             "version": 1,
         }
-        key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
+        key = config_key(self.config)
         self.folder = Path(cache_dir) / f"allowed-{key}" if cache_dir is not None else None
         if self.folder is not None and not (self.folder / "config.json").exists():
             write_json(self.folder / "config.json", self.config)
@@ -87,8 +86,7 @@ class AllowedRegions:
         from ctbench.labeler import label_report
 
         located = label_report(case.report)["locations"]
-        shape = self.preprocessing.volume_shape
-        volume = centre_crop(pad_to_at_least(case.volume, shape, case.volume.min()), shape)
+        volume = fit_to_shape(case.volume, self.preprocessing.volume_shape)
         organs = self.segment(volume, case.spacing)
         grids = {
             name: self.downsample(mask, self.representation_shape, self.dilate)

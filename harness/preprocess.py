@@ -54,6 +54,11 @@ def centre_crop(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return array[tuple(slices)]
 
 
+def fit_to_shape(volume_hu: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Pad with the volume's minimum, then centre-crop: the volume on the model's grid."""
+    return centre_crop(pad_to_at_least(volume_hu, shape, volume_hu.min()), shape)
+
+
 def normalise(volume_hu: np.ndarray, config: Preprocessing) -> np.ndarray:
     """Clamp to ``hu_range``, scale to [0, 1], subtract ``centre``: float32, same shape."""
     low, high = config.hu_range

@@ -7,6 +7,7 @@ read with ``allow_pickle=False``: ctbench never unpickles data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -29,6 +30,12 @@ def atomic_open(path: Path, mode: str = "wb"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def config_key(config: dict) -> str:
+    """A short, stable hash of a JSON-able configuration: the name of its cache folder."""
+    text = json.dumps(config, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def write_json(path: Path, data) -> None:

@@ -6,10 +6,10 @@ names the cache folder, so a changed configuration regenerates and an unchanged 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from ctbench.storage import config_key
 from ctbench.vocabulary import output_labels
 
 GENERATOR_VERSION = 2
@@ -117,5 +117,4 @@ class PhantomConfig:
 
     def key(self) -> str:
         """Short hash of the configuration: the cache folder's name."""
-        text = json.dumps(self.to_json(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return config_key(self.to_json())
