@@ -101,28 +101,30 @@ class ReportLabels:
 
     def labels(self) -> list[str]:
         """Output labels present, in the paper's model order."""
-        vocab = set(output_labels())
-        found = {
-            ORGAN_PREFIX[organ] + abnormality
-            for abnormality, organs in self.matrix.items()
-            for organ in organs
-        }
-        return [name for name in output_labels() if name in found and name in vocab]
+        return list(self.locations())
 
     def locations(self) -> dict[str, list[str]]:
-        """``{label: organs}``: where each output label's abnormality was placed."""
+        """``{label: organs}`` for every output label found, in model and ORGANS order."""
         out: dict[str, set[str]] = {}
+        vocabulary_labels = set(output_labels())
         for abnormality, organs in self.matrix.items():
             for organ in organs:
                 label = ORGAN_PREFIX[organ] + abnormality
-                if label in output_labels():
+                if label in vocabulary_labels:
                     out.setdefault(label, set()).add(organ)
-        order = {name: i for i, name in enumerate(ORGANS)}
         return {
-            label: sorted(out[label], key=order.__getitem__)
-            for label in output_labels()
-            if label in out
+            label: sorted(out[label], key=ORGANS.index) for label in output_labels() if label in out
         }
+
+
+def _stated_sides(phrase: str) -> set[str]:
+    """Lungs named by side words anywhere in the phrase ("right"; "left" or "lingula")."""
+    sides = set()
+    if " right " in phrase:
+        sides.add("right_lung")
+    if " left " in phrase or "lingula" in phrase:
+        sides.add("left_lung")
+    return sides
 
 
 def _sentence_locations(phrase: str, vocab: dict) -> set[str]:
@@ -130,10 +132,7 @@ def _sentence_locations(phrase: str, vocab: dict) -> set[str]:
     if "both_lungs" in found:
         found |= {"right_lung", "left_lung"}
     if "lung" in found and not found & {"right_lung", "left_lung"}:
-        if " right " in phrase:
-            found.add("right_lung")
-        if " left " in phrase or "lingula" in phrase:
-            found.add("left_lung")
+        found |= _stated_sides(phrase)
     if found & {"right_lung", "left_lung"}:
         found.discard("lung")  # a stated side is more specific than "lung"
     return found - {"both_lungs"}
@@ -143,12 +142,7 @@ def _organs_for(abnormality: str, locations: set[str], phrase: str, vocab: dict)
     """Location inference and sanity checks for one abnormality found in one phrase."""
     lungs = {"right_lung", "left_lung"}
     if abnormality in vocab["lung_only"]:
-        sides = locations & lungs
-        if not sides:
-            if " right " in phrase:
-                sides.add("right_lung")
-            if " left " in phrase or "lingula" in phrase:
-                sides.add("left_lung")
+        sides = locations & lungs or _stated_sides(phrase)
         return sides or set(lungs)  # side unknown: both lungs allowed
     if abnormality in vocab["heart_only"]:
         return {"heart"}
@@ -180,7 +174,9 @@ def label_sentences(report: str) -> ReportLabels:
         found = {n for n, entry in vocab["abnormalities"].items() if _matches(phrase, entry)}
         sizes = _sizes_cm(phrase)
         rule = vocab["measurements"]
-        if "nodule" in found and any(s > rule["nodulegr1cm"]["over_cm"] for s in sizes):
+        if rule["nodulegr1cm"]["needs"] in found and any(
+            s > rule["nodulegr1cm"]["over_cm"] for s in sizes
+        ):
             found.add("nodulegr1cm")
         if any(t in phrase for t in rule["lymphadenopathy"]["needs_any"]) and any(
             s > rule["lymphadenopathy"]["over_cm"] for s in sizes
