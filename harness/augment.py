@@ -35,6 +35,12 @@ class Augmentation:
             array = np.rot90(array, k=self.rotations, axes=(offset + 1, offset + 2))
         return np.ascontiguousarray(array)
 
+    @classmethod
+    def from_array(cls, record) -> Augmentation:
+        """The inverse of :meth:`as_array` (a sample's ``augmentation`` entry)."""
+        flip, turns = (int(v) for v in record)
+        return cls(None if flip < 0 else flip, turns)
+
     def as_array(self) -> np.ndarray:
         """``[flip_axis or -1, rotations]`` as int64, for batching."""
         return np.array([-1 if self.flip_axis is None else self.flip_axis, self.rotations])

@@ -33,7 +33,7 @@ def check_explainable(model: nn.Module) -> None:
 
 @contextmanager
 def capture_cam_layer(model: nn.Module, detach: bool):
-    """Record the CAM layer's output during a forward pass, as ``[B, F, H', D1, D2]``.
+    """Record the CAM layer's raw output during a forward pass (see :func:`as_volume_layout`).
 
     With ``detach`` the output is replaced by a leaf that requires grad, so gradients of the
     scores stop there: no backward pass ever runs through the backbone.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from ctbench.api import create_model
+from ctbench.explanations import capture_cam_layer
 from ctbench.memory_format import to_channels_last
 from torch import nn
 
@@ -86,12 +87,8 @@ def check_gradients_reach_every_parameter(case: ArchitectureCase) -> None:
 
 
 def _capture_cam_output(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    captured: list[torch.Tensor] = []
-    handle = model.cam_layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
+    with capture_cam_layer(model, detach=False) as captured:
         logits = _logits(model, x)
-    finally:
-        handle.remove()
     assert len(captured) == 1, f"cam_layer ran {len(captured)} times in one forward, expected 1"
     return captured[0], logits
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import ctbench
 import pytest
 import torch
+from ctbench.explanations import capture_cam_layer
 from ctbench.plugins.architectures.components import (
     PretrainedWeightsNotFoundError,
     resnet18_features,
@@ -113,11 +114,8 @@ def test_axialnet_slice_scores_are_a_linear_map_of_the_representation():
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", 4, (9, 3, 64, 64)).eval()
     x = torch.rand(2, 9, 3, 64, 64)
-    captured = []
-    handle = model.cam_layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    with torch.no_grad():
+    with torch.no_grad(), capture_cam_layer(model, detach=False) as captured:
         scores = model.slice_scores(x)  # [B, M, H]
-    handle.remove()
     z = captured[0].view(2, 9, *captured[0].shape[1:])  # [B, H, F, D1, D2]
     weight, bias = model.linear_head()  # [M, F, D1, D2], [M]
     expected = torch.einsum("bhfyx,mfyx->bmh", z, weight) + bias[None, :, None]
@@ -137,11 +135,8 @@ def test_bodycam_is_one_linear_layer_on_the_global_average():
     torch.manual_seed(0)
     model = ctbench.create_model("bodycam", 3, (9, 3, 64, 64)).eval()
     x = torch.rand(2, 9, 3, 64, 64)
-    captured = []
-    handle = model.cam_layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    with torch.no_grad():
+    with torch.no_grad(), capture_cam_layer(model, detach=False) as captured:
         logits = model(x)
-    handle.remove()
     pooled = captured[0].view(2, 9, *captured[0].shape[1:]).mean(dim=(1, 3, 4))
     torch.testing.assert_close(logits, model.fc(pooled))
 

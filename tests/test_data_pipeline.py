@@ -103,10 +103,7 @@ def test_augmented_samples_keep_volume_and_masks_aligned(tiny_phantom):
     flipped_or_turned = 0
     for index in range(len(plain)):
         raw, aug = plain[index], augmented[index]
-        record = Augmentation(
-            None if int(aug["augmentation"][0]) < 0 else int(aug["augmentation"][0]),
-            int(aug["augmentation"][1]),
-        )
+        record = Augmentation.from_array(aug["augmentation"])
         flipped_or_turned += record != Augmentation()
         volume = raw["x"].reshape(27, 64, 64).numpy()
         assert np.array_equal(aug["x"].reshape(27, 64, 64).numpy(), record.apply(volume))

@@ -177,8 +177,7 @@ def test_allowed_regions_follow_the_augmentation_exactly(tiny_phantom, tmp_path)
     downsample = ctbench.create_downsampler("area")
     for index in range(6):
         sample = dataset[index]
-        record = sample["augmentation"].tolist()
-        augmentation = Augmentation(None if record[0] < 0 else record[0], record[1])
+        augmentation = Augmentation.from_array(sample["augmentation"])
         case = tiny_phantom.load(sample["case_id"])
         plain = regions(case)
         assert torch.equal(sample["allowed"], torch.from_numpy(augmentation.apply(plain)))
