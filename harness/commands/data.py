@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from ctbench.cases import SPLITS
 from ctbench.commands import PluginName
 
 
@@ -52,7 +53,7 @@ def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None)
     """Generate every case of the phantom preset into its cache folder."""
     source = _source("phantom", preset, seed, confounders, out)
     generated = source.materialise(progress=True)
-    total = sum(len(source.case_ids(s)) for s in ("train", "valid", "test"))
+    total = sum(len(source.case_ids(split)) for split in SPLITS)
     click.echo(f"{source.folder}: {total} cases ({generated} generated now)")
 
 
@@ -61,9 +62,7 @@ def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None)
     "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
 )
 @_dataset_options
-@click.option(
-    "--split", type=click.Choice(["train", "valid", "test"]), default="train", show_default=True
-)
+@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @click.option(
     "--index",
     type=click.IntRange(min=0),

@@ -32,9 +32,8 @@ def model(name, input_shape, classes, pretrained, weights, as_json) -> None:
     from ctbench.registry import default_registry
 
     options = resolve_weights(pretrained, weights)
-    build_options = {k: v for k, v in options.items() if k != "weights" or v is not None}
     try:
-        network = ctbench.create_model(name, classes, input_shape, **build_options)
+        network = ctbench.create_model(name, classes, input_shape, **options)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     entry = default_registry().get("architectures", name)

@@ -29,8 +29,12 @@ __all__ = ["FINDING_LABELS", "PRESETS", "PhantomConfig", "PhantomSource", "gener
 
 
 def generate_case(config: PhantomConfig, split: str, index: int) -> Case:
-    """Render one case from its plan: HU volume, organ and finding masks, report."""
-    plan = plan_case(config, split, index)
+    """Plan and render one case: HU volume, organ and finding masks, report."""
+    return render_case(config, plan_case(config, split, index))
+
+
+def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
+    """Render one planned case: HU volume, organ and finding masks, report."""
     grid = Grid(config.volume_shape, config.spacing_mm)
     modifiers = anatomy_modifiers(plan)
     anatomy = draw_anatomy(
@@ -53,7 +57,7 @@ def generate_case(config: PhantomConfig, split: str, index: int) -> Case:
         for f, mask in zip(plan.findings, masks, strict=True)
     ]
     meta = {
-        "split": split,
+        "split": plan.split,
         "fat_mm": round(float(plan.fat_mm), 2),
         "marker": plan.marker,
         "noise_hu": round(float(anatomy.noise_sigma), 2),
@@ -121,13 +125,12 @@ class PhantomSource:
 
     def load(self, case_id: str) -> Case:
         """The case from the cache, generating and storing it on first use."""
-        split, index = self._parse(case_id)
-        labels = self.plan(case_id).label_vector()
+        plan = self.plan(case_id)
         if not self.store.has(case_id):
-            case = generate_case(self.config, split, index)
+            case = render_case(self.config, plan)
             self.store.save(case)
             return case
-        return self.store.load(case_id, labels)
+        return self.store.load(case_id, plan.label_vector())
 
     def materialise(self, progress: bool = True) -> int:
         """Generate every case not yet cached; returns how many were generated."""
