@@ -234,11 +234,10 @@ def anatomy_modifiers(plan: CasePlan) -> dict:
 # --- painting ---------------------------------------------------------------------------
 
 
-def _lung_point(grid: Grid, anatomy: Anatomy, lung: np.ndarray, side: str, lobe: str, u, rng):
+def _lung_point(grid: Grid, anatomy: Anatomy, lung: np.ndarray, lobe: str, u, rng):
     """A physical point well inside ``lung`` at the lobe's height (anterior for the middle lobe)."""
     z0, z1 = LOBE_Z[lobe]
     slices = np.flatnonzero(lung.any(axis=(1, 2)))
-    candidates = []
     for attempt in range(30):
         frac = z0 + (z1 - z0) * (u[0] if attempt == 0 else rng.random())
         z = anatomy.z_apex + frac * anatomy.lung_height()
@@ -254,15 +253,12 @@ def _lung_point(grid: Grid, anatomy: Anatomy, lung: np.ndarray, side: str, lobe:
         spread = np.sqrt(((ys - cy) * grid.spacing[1]) ** 2 + ((xs - cx) * grid.spacing[2]) ** 2)
         inner = spread <= np.percentile(spread, 60)
         pick = rng.integers(inner.sum())
-        j, i = ys[inner][pick], xs[inner][pick]
-        candidates.append((s, j, i))
+        voxel = (s, ys[inner][pick], xs[inner][pick])
         break
-    if not candidates:
-        s, j, i = (int(v) for v in np.argwhere(lung)[rng.integers(lung.sum())])
-    else:
-        s, j, i = candidates[0]
-    z, y, x = grid.coords((slice(s, s + 1), slice(j, j + 1), slice(i, i + 1)))
-    return (float(z.ravel()[0]), float(y.ravel()[0]), float(x.ravel()[0]))
+    else:  # no lung at any drawn height: any lung voxel
+        voxel = tuple(np.argwhere(lung)[rng.integers(lung.sum())])
+    coords = grid.coords(tuple(slice(int(v), int(v) + 1) for v in voxel))
+    return tuple(float(c.ravel()[0]) for c in coords)
 
 
 def _blob(grid: Grid, centre, radius: float, rng, lobes: int = 3) -> np.ndarray:
@@ -346,7 +342,7 @@ def paint_findings(
             hu[holes] = -1000.0
             mask = zone
         elif label in ("lung_nodule", "lung_mass", "lung_consolidation", "lung_groundglass"):
-            centre = _lung_point(grid, anatomy, organ, d["side"], d["lobe"], d["u"], rng)
+            centre = _lung_point(grid, anatomy, organ, d["lobe"], d["u"], rng)
             if label == "lung_nodule":
                 mask = ellipsoid(grid, centre, (d["size_mm"] / 2,) * 3) & organ
                 hu[mask] = rng.uniform(25, 55)
