@@ -35,31 +35,40 @@ def test_explain_untrained_arch_on_a_phantom_case(tmp_path, monkeypatch, tiny_ph
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_explain_a_checkpoint_on_a_file(tmp_path):
-    torch.manual_seed(0)
-    model = ctbench.create_model("bodyconv", 2, (9, 3, 64, 64))
+LABELS = ["lung_nodule", "heart_cardiomegaly"]
+
+
+def checkpoint_and_scan(tmp_path, model, arch, volume_shape):
+    """A saved two-label checkpoint and a box-shaped scan file; returns their paths."""
     checkpoint = save_checkpoint(
-        tmp_path / "m.pt",
-        model,
-        arch="bodyconv",
-        input_shape=(9, 3, 64, 64),
-        label_names=["lung_nodule", "heart_cardiomegaly"],
+        tmp_path / "m.pt", model, arch=arch, input_shape=(9, 3, 64, 64), label_names=LABELS
     )
-    volume = np.full((30, 70, 70), -1000, np.int16)
-    volume[:, 10:60, 10:60] = 40
+    volume = np.full(volume_shape, -1000, np.int16)
+    volume[:, 10:50, 10:50] = 40
     np.savez_compressed(tmp_path / "scan.npz", ct=volume)
-    result = run(
+    return checkpoint, tmp_path / "scan.npz"
+
+
+def explain_cardiomegaly(checkpoint, scan, out):
+    return run(
         "--checkpoint",
         str(checkpoint),
         "--volume",
-        str(tmp_path / "scan.npz"),
+        str(scan),
         "--label",
         "heart_cardiomegaly",
         "--explainer",
         "hirescam",
         "--out",
-        str(tmp_path),
+        str(out),
     )
+
+
+def test_explain_a_checkpoint_on_a_file(tmp_path):
+    torch.manual_seed(0)
+    model = ctbench.create_model("bodyconv", 2, (9, 3, 64, 64))
+    checkpoint, scan = checkpoint_and_scan(tmp_path, model, "bodyconv", (30, 70, 70))
+    result = explain_cardiomegaly(checkpoint, scan, tmp_path)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "scan_heart_cardiomegaly.png").exists()
 
@@ -75,37 +84,18 @@ def test_explain_errors_are_clear(tmp_path, monkeypatch, tiny_phantom):
 
 
 def test_explain_reports_the_probability_of_the_requested_label(tmp_path):
+    from ctbench.data import prepare_volume
+    from ctbench.io import load_volume
+    from ctbench.preprocess import Preprocessing
+
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", 2, (9, 3, 64, 64)).eval()
     with torch.no_grad():
         model.fc.bias.copy_(torch.tensor([-5.0, 5.0]))  # the two labels far apart
-    checkpoint = save_checkpoint(
-        tmp_path / "m.pt",
-        model,
-        arch="axialnet",
-        input_shape=(9, 3, 64, 64),
-        label_names=["lung_nodule", "heart_cardiomegaly"],
-    )
-    volume = np.full((27, 64, 64), -1000, np.int16)
-    volume[:, 10:50, 10:50] = 40
-    np.savez_compressed(tmp_path / "scan.npz", ct=volume)
-    from ctbench.data import prepare_volume
-    from ctbench.preprocess import Preprocessing
-
-    _, x = prepare_volume(volume, Preprocessing(volume_shape=(27, 64, 64)))
+    checkpoint, scan = checkpoint_and_scan(tmp_path, model, "axialnet", (27, 64, 64))
+    _, x = prepare_volume(load_volume(scan)[0], Preprocessing(volume_shape=(27, 64, 64)))
     with torch.no_grad():
         expected = torch.sigmoid(model(x[None]))[0, 1].item()
-    result = run(
-        "--checkpoint",
-        str(checkpoint),
-        "--volume",
-        str(tmp_path / "scan.npz"),
-        "--label",
-        "heart_cardiomegaly",
-        "--explainer",
-        "hirescam",
-        "--out",
-        str(tmp_path),
-    )
+    result = explain_cardiomegaly(checkpoint, scan, tmp_path)
     assert result.exit_code == 0, result.output
     assert f"p(heart_cardiomegaly) = {expected:.4f}" in result.output
