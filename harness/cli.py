@@ -12,11 +12,13 @@ import importlib
 import click
 
 COMMANDS: dict[str, str] = {
+    "compare": "ctbench.commands.compare:compare",
     "data": "ctbench.commands.data:data",
     "explain": "ctbench.commands.explain:explain",
     "labels": "ctbench.commands.labels:labels",
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
+    "run": "ctbench.commands.run:run",
     "segment": "ctbench.commands.segment:segment",
 }
 """Command name -> ``module:attribute`` of its click command."""

@@ -212,3 +212,58 @@ def plot_segmentation(
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.06, 1, 0.95))
     return _save(figure, path)
+
+
+def plot_loss_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    """Training and validation loss per epoch; the mask-loss part dashed when it is on."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    epochs = [record["epoch"] + 1 for record in history]
+    for phase, colour in (("train", "#1f77b4"), ("valid", "#d62728")):
+        axis.plot(epochs, [r[f"{phase}_loss"] for r in history], "-o", color=colour, label=phase)
+        if any(r[f"{phase}_mask_loss"] for r in history):
+            axis.plot(
+                epochs,
+                [r[f"{phase}_mask_loss"] for r in history],
+                "--",
+                color=colour,
+                label=f"{phase} mask loss",
+            )
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss per volume")
+    axis.legend(fontsize=8)
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_slice_score_profiles(
+    scores: np.ndarray, truth: np.ndarray, labels: list[str], path: Path, title: str
+) -> Path:
+    """Per label, the mean per-slice score of scans with and without it (paper's line plots).
+
+    ``scores [N, M, H]`` are MIL slice scores (logits); the band is one standard deviation.
+    """
+    plt = _pyplot()
+    columns = min(4, len(labels))
+    rows = -(-len(labels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows), squeeze=False)
+    groups = np.arange(scores.shape[2])
+    for m, label in enumerate(labels):
+        axis = axes.flat[m]
+        for present, colour, name in ((False, "#1f77b4", "absent"), (True, "#ff7f0e", "present")):
+            chosen = scores[truth[:, m] == present, m]
+            if len(chosen):
+                mean, sd = chosen.mean(axis=0), chosen.std(axis=0)
+                axis.plot(groups, mean, color=colour, label=f"{name} ({len(chosen)})")
+                axis.fill_between(groups, mean - sd, mean + sd, color=colour, alpha=0.2)
+        axis.set_title(label, fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.legend(fontsize=6)
+    for axis in list(axes.flat)[len(labels) :]:
+        axis.set_visible(False)
+    figure.supxlabel("slice group (superior -> inferior)", fontsize=9)
+    figure.supylabel("per-slice score (logit)", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,222 @@
+"""Evaluation of a trained model on one split: predictions, explanations and their scores.
+
+:func:`predict_and_explain` runs the model and every explainer over a split once and keeps
+what the metrics need: logits, per-slice scores (MIL models), each explainer's ReLU'd and
+min-max-normalised map per (case, label), PARTITION's allowed regions and, where the dataset
+has lesion masks, the lesion IoU at every threshold. :func:`score_run` turns the validation and
+test outputs into ``metrics.json`` and the per-label table: thresholds are chosen on validation
+and reused on test (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from ctbench.data import VolumeDataset, make_loader
+from ctbench.explanations import relu_minmax
+from ctbench.metrics import (
+    THRESHOLDS,
+    at_thresholds,
+    choose_thresholds,
+    lesion_cells,
+    lesion_iou_curve,
+    median_iqr,
+    organ_iou_curves,
+    per_label_auroc,
+    pointing_game,
+)
+from ctbench.stats import auroc_ci
+from torch import nn
+from tqdm import tqdm
+
+
+@dataclass
+class SplitOutputs:
+    """Everything measured on one split; arrays are indexed ``[case, label, ...]``."""
+
+    split: str
+    case_ids: list[str]
+    truth: np.ndarray  # [N, M] bool
+    logits: np.ndarray  # [N, M]
+    slice_scores: np.ndarray | None = None  # [N, M, H] for MIL models
+    attention: dict[str, np.ndarray] = field(default_factory=dict)  # [N, M, H, D1, D2] in [0, 1]
+    allowed: np.ndarray | None = None  # [N, M, H, D1, D2] bool
+    lesion_grid: np.ndarray | None = None  # [N, M, H, D1, D2] bool: cells touching a lesion
+    lesion_iou: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N, M], NaN: no lesion
+    seconds: float = 0.0
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits))
+
+
+def predict_and_explain(
+    model: nn.Module,
+    dataset: VolumeDataset,
+    explainers: dict[str, Any],
+    *,
+    batch_size: int = 2,
+    progress: bool | None = None,
+) -> SplitOutputs:
+    """One pass over ``dataset`` (no augmentation) with the model in eval mode."""
+    began = time.perf_counter()
+    model.eval()
+    loader = make_loader(dataset, batch_size=batch_size)
+    case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
+    attention = {name: [] for name in explainers}
+    lesion_iou = {name: [] for name in explainers}
+    for batch in tqdm(
+        loader, desc=f"evaluate {dataset.split}", unit="batch", disable=progress is False
+    ):
+        x = batch["x"]
+        batch_logits = None
+        maps_of = {}
+        for name, explainer in explainers.items():
+            with torch.no_grad():  # explainers that need gradients enable them themselves
+                maps, out = explainer.explain(model, x)
+            maps_of[name] = relu_minmax(maps.detach().float())
+            attention[name].append(maps_of[name].numpy())
+            batch_logits = out.detach() if batch_logits is None else batch_logits
+        with torch.no_grad():
+            if batch_logits is None:
+                batch_logits = model(x)
+            if hasattr(model, "slice_scores"):
+                scores.append(model.slice_scores(x).float().numpy())
+        case_ids.extend(batch["case_id"])
+        truth.append(batch["y"].numpy() > 0.5)
+        logits.append(batch_logits.float().numpy())
+        if "allowed" in batch:
+            allowed.append(batch["allowed"].numpy())
+        if "findings" in batch and maps_of:
+            grid = next(iter(maps_of.values())).shape[2:]
+            cells, curves = _localise(batch["findings"], maps_of, grid)
+            lesion_grid.append(cells)
+            for name in explainers:
+                lesion_iou[name].append(curves[name])
+    return SplitOutputs(
+        split=dataset.split,
+        case_ids=case_ids,
+        truth=np.concatenate(truth),
+        logits=np.concatenate(logits),
+        slice_scores=np.concatenate(scores) if scores else None,
+        attention={name: np.concatenate(v) for name, v in attention.items()},
+        allowed=np.concatenate(allowed) if allowed else None,
+        lesion_grid=np.concatenate(lesion_grid) if lesion_grid else None,
+        lesion_iou={name: np.concatenate(v, axis=1) for name, v in lesion_iou.items() if v},
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _localise(findings: torch.Tensor, maps_of: dict[str, torch.Tensor], grid):
+    """Lesion cells ``[B, M, *grid]`` and, per explainer, lesion IoU curves ``[T, B, M]``."""
+    batch, labels = findings.shape[:2]
+    cells = np.zeros((batch, labels, *grid), bool)
+    curves = {name: np.full((len(THRESHOLDS), batch, labels), np.nan) for name in maps_of}
+    for b in range(batch):
+        for m in range(labels):
+            lesion = findings[b, m]
+            if not bool(lesion.any()):
+                continue
+            cells[b, m] = lesion_cells(lesion, grid)
+            for name, maps in maps_of.items():
+                curves[name][:, b, m] = lesion_iou_curve(maps[b, m], lesion)
+    return cells, curves
+
+
+def score_run(valid: SplitOutputs, test: SplitOutputs, labels) -> tuple[dict, pd.DataFrame]:
+    """Metrics (test headline, validation beside it) and the per-label table."""
+    labels = list(labels)
+    auroc = per_label_auroc(test.truth, test.probabilities, labels)
+    valid_auroc = per_label_auroc(valid.truth, valid.probabilities, labels)
+    median, iqr = median_iqr(auroc.values())
+    table = pd.DataFrame({"label": labels})
+    table["test_positives"] = test.truth.sum(axis=0)
+    table["test_positives_pct"] = 100.0 * test.truth.mean(axis=0)
+    cis = [
+        auroc_ci(test.truth[:, m], test.probabilities[:, m])[1:]
+        if np.isfinite(auroc[label])
+        else (np.nan, np.nan)
+        for m, label in enumerate(labels)
+    ]
+    table["auroc"] = [auroc[label] for label in labels]
+    table["auroc_ci_low"] = [c[0] for c in cis]
+    table["auroc_ci_high"] = [c[1] for c in cis]
+    table["valid_auroc"] = [valid_auroc[label] for label in labels]
+    metrics: dict[str, Any] = {
+        "auroc": auroc,
+        "auroc_median": median,
+        "auroc_iqr": iqr,
+        "auroc_ci": {label: list(c) for label, c in zip(labels, cis, strict=True)},
+        "valid_auroc": valid_auroc,
+        "valid_auroc_median": median_iqr(valid_auroc.values())[0],
+        "n_cases": {"valid": len(valid.case_ids), "test": len(test.case_ids)},
+    }
+    if test.attention and test.allowed is not None and valid.allowed is not None:
+        metrics.update(_organ_iou(valid, test, labels, table))
+    if test.lesion_iou and valid.lesion_iou:
+        metrics.update(_localisation(valid, test, labels, table))
+    return metrics, table
+
+
+def _organ_iou(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
+    out: dict[str, dict] = {
+        "organiou": {},
+        "organiou_per_label": {},
+        "organiou_thresholds": {},
+        "valid_organiou": {},
+    }
+    for name in test.attention:
+        valid_curves = organ_iou_curves(valid.attention[name], valid.allowed)
+        chosen = choose_thresholds(valid_curves, valid.truth)
+        valid_scores = np.where(valid.truth, at_thresholds(valid_curves, chosen), np.nan)
+        test_scores = np.where(
+            test.truth,
+            at_thresholds(organ_iou_curves(test.attention[name], test.allowed), chosen),
+            np.nan,
+        )
+        per_label = _column_means(test_scores)
+        out["organiou"][name] = _nanmean(test_scores)
+        out["valid_organiou"][name] = _nanmean(valid_scores)
+        out["organiou_per_label"][name] = dict(zip(labels, per_label, strict=True))
+        out["organiou_thresholds"][name] = dict(zip(labels, chosen.tolist(), strict=True))
+        table[f"organiou_{name}"] = per_label
+        table[f"threshold_{name}"] = chosen
+    return out
+
+
+def _localisation(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
+    out: dict[str, dict] = {"localisation": {}, "localisation_per_label": {}}
+    for name in test.lesion_iou:
+        chosen = choose_thresholds(valid.lesion_iou[name], valid.truth)
+        lesion = at_thresholds(test.lesion_iou[name], chosen)  # NaN where no lesion
+        pointing = pointing_game(test.attention[name], test.lesion_grid)
+        pointing = np.where(test.truth, pointing, np.nan)
+        lesion = np.where(test.truth, lesion, np.nan)
+        out["localisation"][name] = {
+            "pointing_game": _nanmean(pointing),
+            "lesion_iou": _nanmean(lesion),
+            "pairs": int(np.isfinite(lesion).sum()),
+        }
+        out["localisation_per_label"][name] = {
+            label: {"pointing_game": p, "lesion_iou": q}
+            for label, p, q in zip(
+                labels, _column_means(pointing), _column_means(lesion), strict=True
+            )
+        }
+        table[f"pointing_game_{name}"] = _column_means(pointing)
+        table[f"lesion_iou_{name}"] = _column_means(lesion)
+    return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _column_means(values: np.ndarray) -> list[float]:
+    return [_nanmean(values[:, m]) for m in range(values.shape[1])]

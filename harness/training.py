@@ -1,0 +1,250 @@
+"""Training: classification loss plus the optional mask loss, early stopping, resumable state.
+
+One epoch = one pass over the training split (augmented) and one over validation (not
+augmented); early stopping watches the validation loss, which includes the mask loss when it is
+on (reference facts 9 and 12). After every epoch the trainer writes ``last.pt`` (model,
+optimizer, RNG state and history) and, when validation improved, ``best.pt``; both atomically.
+Batches are shuffled from ``(seed, epoch)`` and augmented from ``(seed, epoch, index)``, so a
+run resumed from ``last.pt`` after a crash or ``kill -9`` continues exactly as it would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ctbench.checkpoints import load_checkpoint, save_checkpoint
+from ctbench.data import VolumeDataset, make_loader
+from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_loss
+from torch import nn
+from tqdm import tqdm
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainSettings:
+    """How to train; the defaults are the paper's (SGD, momentum 0.99, lr 1e-3, patience 15).
+
+    ``schedule="cosine"`` anneals the learning rate to zero over all the run's steps (for short
+    runs on a budget); the paper keeps it constant.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    schedule: str = "constant"
+    momentum: float = 0.99
+    weight_decay: float = 1e-7
+    epochs: int = 100
+    patience: int = 15
+    batch_size: int = 1
+    mask_loss: bool = False
+    mask_lambda: float = DEFAULT_LAMBDA
+    seed: int = 0
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}"
+            )
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch size must be at least 1, and lr positive")
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+class Trainer:
+    """Fits one model; ``explain_for_loss(create_graph)`` gives the mask loss's explainer.
+
+    ``checkpoint_info`` (architecture, input shape, labels, model options) goes into every
+    checkpoint so that ``best.pt`` rebuilds the model on its own.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        settings: TrainSettings,
+        train: VolumeDataset,
+        valid: VolumeDataset,
+        folder: str | Path,
+        *,
+        checkpoint_info: dict[str, Any],
+        explain_for_loss: Callable[[bool], Any] | None = None,
+        progress: bool | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if settings.mask_loss and explain_for_loss is None:
+            raise ValueError("the mask loss needs an explainer")
+        self.model = model
+        self.settings = settings
+        self.train_data = train
+        self.valid_data = valid
+        self.folder = Path(folder)
+        self.checkpoint_info = checkpoint_info
+        self.optimizer = make_optimizer(model, settings)
+        steps = settings.epochs * math.ceil(len(train) / settings.batch_size)
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(steps, 1))
+            if settings.schedule == "cosine"
+            else torch.optim.lr_scheduler.ConstantLR(self.optimizer, factor=1.0, total_iters=0)
+        )
+        self.progress = progress
+        self.log = log or (lambda _message: None)
+        self.train_explainer = explain_for_loss(True) if settings.mask_loss else None
+        self.valid_explainer = explain_for_loss(False) if settings.mask_loss else None
+        self.history: list[dict[str, float]] = []
+        self.best_loss = math.inf
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self.finished = False
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "best.pt"
+
+    def losses(self, batch: dict, explainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(total, classification, mask)`` for one batch."""
+        if explainer is None:
+            logits = self.model(batch["x"])
+            loss = classification_loss(logits, batch["y"])
+            return loss, loss, torch.zeros(())
+        maps, logits = explainer.explain(self.model, batch["x"])
+        class_loss = classification_loss(logits, batch["y"])
+        region_loss = mask_loss(maps, batch["allowed"])
+        return class_loss + self.settings.mask_lambda * region_loss, class_loss, region_loss
+
+    def _epoch(self, epoch: int, training: bool) -> dict[str, float]:
+        data = self.train_data if training else self.valid_data
+        data.set_epoch(epoch)
+        loader = make_loader(
+            data,
+            batch_size=self.settings.batch_size,
+            shuffle=training,
+            workers=self.settings.workers,
+            seed=self.settings.seed * 100_003 + epoch,
+        )
+        self.model.train(training)
+        explainer = self.train_explainer if training else self.valid_explainer
+        phase = "train" if training else "valid"
+        totals = {"loss": 0.0, "class_loss": 0.0, "mask_loss": 0.0}
+        seen = 0
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{self.settings.epochs} {phase}",
+            unit="batch",
+            leave=False,
+            disable=self.progress is False,
+        )
+        for batch in bar:
+            if training:
+                self.optimizer.zero_grad(set_to_none=True)
+                total, class_loss, region_loss = self.losses(batch, explainer)
+                total.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+            else:
+                with torch.no_grad():
+                    total, class_loss, region_loss = self.losses(batch, explainer)
+            if not torch.isfinite(total):
+                raise FloatingPointError(
+                    f"epoch {epoch + 1}: {phase} loss is {float(total)}; lower the learning rate"
+                )
+            size = len(batch["y"])
+            seen += size
+            for key, value in zip(totals, (total, class_loss, region_loss), strict=True):
+                totals[key] += float(value.detach()) * size
+            bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
+        return {f"{phase}_{key}": value / max(seen, 1) for key, value in totals.items()}
+
+    def fit(self, resume: bool = False) -> list[dict[str, float]]:
+        """Train until ``epochs`` or early stopping; returns the per-epoch history."""
+        start = self._restore() if resume and self.last_path.exists() else 0
+        if start:
+            self.log(f"resuming after epoch {start} from {self.last_path}")
+        for epoch in range(start, self.settings.epochs):
+            if self.finished:
+                break
+            began = time.perf_counter()
+            record = {"epoch": epoch, **self._epoch(epoch, True), **self._epoch(epoch, False)}
+            record["seconds"] = time.perf_counter() - began
+            self.history.append(record)
+            improved = record["valid_loss"] < self.best_loss
+            if improved:
+                self.best_loss, self.best_epoch, self.bad_epochs = record["valid_loss"], epoch, 0
+                self._save(self.best_path, epoch)
+            else:
+                self.bad_epochs += 1
+            self.log(
+                f"epoch {epoch + 1}/{self.settings.epochs}: train loss {record['train_loss']:.4f}, "
+                f"valid loss {record['valid_loss']:.4f}{' (best)' if improved else ''}, "
+                f"{record['seconds']:.0f} s"
+            )
+            stop = self.bad_epochs >= self.settings.patience
+            self.finished = stop or epoch + 1 == self.settings.epochs
+            self._save(self.last_path, epoch)
+            if stop:
+                break
+        return self.history
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "finished": self.finished,
+            "settings": asdict(self.settings),
+        }
+
+    def _save(self, path: Path, epoch: int) -> None:
+        """``best.pt`` holds the model; ``last.pt`` also what resuming needs."""
+        resumable = {}
+        if path == self.last_path:
+            resumable = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+            }
+        save_checkpoint(
+            path,
+            self.model,
+            **self.checkpoint_info,
+            epoch=epoch,
+            training=self.state(),
+            **resumable,
+        )
+
+    def _restore(self) -> int:
+        """Load ``last.pt``; returns the epoch to start from."""
+        payload = load_checkpoint(self.last_path)
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["rng"])
+        state = payload["training"]
+        self.history = list(state["history"])
+        self.best_loss = state["best_loss"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+        self.finished = state["finished"]
+        return int(payload["epoch"]) + 1

@@ -1,0 +1,138 @@
+"""Mask loss and evaluation metrics: their definitions, checked on hand-made numbers."""
+
+from __future__ import annotations
+
+import ctbench
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from ctbench.losses import classification_loss, mask_loss
+from ctbench.metrics import (
+    THRESHOLDS,
+    at_thresholds,
+    choose_thresholds,
+    lesion_iou_curve,
+    median_iqr,
+    organ_iou_curves,
+    per_label_auroc,
+    pointing_game,
+)
+
+
+def test_mask_loss_is_mean_softplus_over_forbidden_cells():
+    torch.manual_seed(0)
+    maps = torch.randn(2, 3, 4, 2, 2, requires_grad=True)
+    allowed = torch.rand(2, 3, 4, 2, 2) > 0.5
+    loss = mask_loss(maps, allowed)
+    forbidden = maps.detach()[~allowed]
+    # -log(1 - sigmoid(a)) written out, not via softplus
+    want = (-torch.log(1 - torch.sigmoid(forbidden))).mean()
+    assert float(loss.detach()) == pytest.approx(float(want), rel=1e-6)
+    # equals the reference's BCEWithLogits against 0 on the forbidden cells
+    bce = F.binary_cross_entropy_with_logits(forbidden, torch.zeros_like(forbidden))
+    assert float(loss.detach()) == pytest.approx(float(bce), rel=1e-6)
+    loss.backward()
+    assert (maps.grad[allowed] == 0).all() and (maps.grad[~allowed] > 0).all()
+
+
+def test_mask_loss_edge_cases():
+    maps = torch.randn(1, 2, 3, 2, 2)
+    assert float(mask_loss(maps, torch.ones_like(maps, dtype=torch.bool))) == 0.0
+    with pytest.raises(ValueError, match="differ"):
+        mask_loss(maps, torch.ones(1, 2, 3, 2, 1, dtype=torch.bool))
+    logits, truth = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])
+    want = -(np.log(1 / (1 + np.exp(-2.0))) + np.log(1 - 1 / (1 + np.exp(1.0)))) / 2
+    assert float(classification_loss(logits, truth)) == pytest.approx(want, rel=1e-6)
+
+
+def test_mask_loss_trains_the_same_through_closed_form_and_autograd():
+    """For AxialNet the closed form and the create_graph autograd path give the same loss and
+    the same parameter gradients (the closed form is exact, not an approximation)."""
+    torch.manual_seed(0)
+    model = ctbench.create_model("axialnet", 4, (3, 3, 64, 64)).eval()
+    x = torch.randn(2, 3, 3, 64, 64)
+    allowed = torch.rand(2, 4, 3, 2, 2) > 0.5
+    grads = []
+    for closed_form in (True, False):
+        explainer = ctbench.create_explainer(
+            "hirescam", closed_form=closed_form, create_graph=True
+        )
+        model.zero_grad()
+        maps, _ = explainer.explain(model, x)
+        loss = mask_loss(maps, allowed)
+        loss.backward()
+        flat = [
+            torch.zeros_like(p).flatten() if p.grad is None else p.grad.flatten()
+            for p in model.parameters()
+        ]  # the maps do not depend on the head's bias
+        grads.append((float(loss.detach()), torch.cat(flat)))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-7)
+    assert grads[0][1].abs().sum() > 0
+
+
+def test_thresholds_are_the_references_53():
+    assert len(THRESHOLDS) == 53
+    assert THRESHOLDS[:5] == pytest.approx([0.004, 0.008, 0.012, 0.016, 0.02])
+    assert THRESHOLDS[-1] == pytest.approx(0.98)
+    assert np.diff(THRESHOLDS[4:]) == pytest.approx(np.full(48, 0.02))
+
+
+def test_organ_iou_counts_cells_inside_and_outside():
+    allowed = np.array([[[1, 1, 0, 0]]], bool)  # one scan, one label, four cells
+    cases = {
+        (0.9, 0.8, 0.1, 0.0): 1.0,  # all attention allowed: 1 (the reference's 0 is a bug)
+        (0.9, 0.0, 0.7, 0.0): 0.5,
+        (0.0, 0.0, 0.9, 0.8): 0.0,
+        (0.0, 0.0, 0.0, 0.0): 0.0,  # nothing on: 0
+    }
+    for values, want in cases.items():
+        attention = np.array(values, float).reshape(1, 1, 4)
+        curves = organ_iou_curves(attention, allowed, np.array([0.5]))
+        assert curves[0, 0, 0] == want
+    # strict ">": a cell exactly at the threshold is off
+    equal = organ_iou_curves(np.array([[[0.5, 0.0, 0.6, 0.0]]]), allowed, np.array([0.5]))
+    assert equal[0, 0, 0] == 0.0
+
+
+def test_threshold_choice_is_per_label_on_positives_and_ties_go_low():
+    thresholds = np.array([0.1, 0.2, 0.3])
+    curves = np.zeros((3, 2, 2))
+    curves[:, 0, 0] = [0.2, 0.9, 0.9]  # tie between 0.2 and 0.3: the smaller wins
+    curves[:, 1, 0] = [0.2, 0.5, 0.5]
+    curves[:, 0, 1] = [0.9, 0.1, 0.1]  # case 0 has label 1 ...
+    curves[:, 1, 1] = [0.0, 1.0, 1.0]  # ... case 1 does not: not counted
+    present = np.array([[True, True], [True, False]])
+    chosen = choose_thresholds(curves, present, thresholds)
+    assert chosen.tolist() == [0.2, 0.1]
+    assert at_thresholds(curves, chosen, thresholds)[0].tolist() == [0.9, 0.9]
+
+
+def test_pointing_game_and_lesion_iou():
+    attention = np.zeros((1, 2, 1, 2, 2))
+    attention[0, 0, 0, 1, 1] = 1.0  # label 0 points at cell (1, 1)
+    lesion = np.zeros((1, 2, 1, 2, 2), bool)
+    lesion[0, 0, 0, 1, 1] = True
+    lesion[0, 1, 0, 0, 0] = True  # label 1 has a lesion but an all-zero map
+    assert pointing_game(attention, lesion).tolist() == [[1.0, 0.0]]
+    assert np.isnan(pointing_game(attention, np.zeros_like(lesion))).all()
+
+    torch.manual_seed(0)
+    small = torch.rand(3, 4, 4)
+    mask = torch.zeros(9, 32, 32, dtype=torch.bool)
+    mask[2:6, 4:20, 10:30] = True
+    curve = lesion_iou_curve(small, mask)
+    big = F.interpolate(small[None, None], size=(9, 32, 32), mode="trilinear")[0, 0]
+    for t in (0, 10, 30, 52):
+        on = big > THRESHOLDS[t]
+        want = (on & mask).sum().item() / (on | mask).sum().item()
+        assert curve[t] == pytest.approx(want, rel=1e-9)
+
+
+def test_auroc_summary_skips_single_class_labels():
+    truth = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.4, 0.2], [0.5, 0.1]])
+    auroc = per_label_auroc(truth, scores, ["a", "b"])
+    assert auroc["a"] == 0.75 and np.isnan(auroc["b"])
+    assert median_iqr([0.5, np.nan, 0.7, 0.9, 0.6]) == pytest.approx((0.65, 0.175))

@@ -1,0 +1,233 @@
+"""``ctbench run`` end to end on the tiny phantom: the run folder, its numbers, resume, compare.
+
+Runs go through the installed console script in a subprocess (as a user runs them, and so that
+one can be killed with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+RUN = ["--arch", "axialnet", "--preset", "tiny", "--epochs", "2", "--overlays", "1", "--quiet"]
+
+
+def ctbench_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ctbench.cli", *args]
+
+
+@pytest.fixture(scope="module")
+def run_env(tiny_phantom) -> dict[str, str]:
+    return {**os.environ, "CTBENCH_CACHE_DIR": str(tiny_phantom.folder.parent)}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, run_env) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    result = subprocess.run(
+        ctbench_command("run", *RUN, "--out", str(out), "--name", "full"),
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test AUROC median" in result.stdout
+    return out / "full"
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_run_folder_has_every_output(tiny_run):
+    for name in ("config.json", "metrics.json", "predictions.csv", "per_label.csv"):
+        assert (tiny_run / name).is_file(), name
+    for name in ("timing.json", "slice_scores.npz", "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (tiny_run / name).is_file(), name
+    figures = tiny_run / "figures"
+    assert (figures / "loss_curves.png").is_file() and (figures / "slice_scores.png").is_file()
+    assert len(list((figures / "overlays").glob("*.png"))) == 1
+
+    config = read_json(tiny_run / "config.json")
+    assert config["seed"] == 0 and config["ctbench_version"]
+    assert config["model_options"] == {"pretrained": False, "weights": None}
+    assert config["run"]["optimizer"] == "adam" and config["run"]["downsampler"] == "area"
+
+    metrics = read_json(tiny_run / "metrics.json")
+    for key in ("auroc", "auroc_median", "auroc_iqr", "organiou", "organiou_per_label"):
+        assert key in metrics, key
+    assert set(metrics["organiou"]) == {"hirescam", "gradcam"}
+    assert set(metrics["localisation"]["hirescam"]) >= {"pointing_game", "lesion_iou"}
+    assert set(metrics["timing"]) >= {"data", "partition", "train", "evaluate_test", "total"}
+    assert metrics["config"] == config
+    assert metrics["training"]["epochs_run"] == 2
+    for value in metrics["organiou"].values():
+        assert 0.0 <= value <= 1.0
+
+
+def test_metrics_agree_with_the_predictions_and_the_checkpoint(tiny_run, tiny_phantom):
+    """AUROC recomputed from predictions.csv, and the best checkpoint reproduces the logits."""
+    from ctbench.checkpoints import model_from_checkpoint
+    from ctbench.data import VolumeDataset, make_loader
+
+    metrics = read_json(tiny_run / "metrics.json")
+    predictions = pd.read_csv(tiny_run / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    labels = list(tiny_phantom.label_names)
+    finite = []
+    for label in labels:
+        rows = test[test["label"] == label]
+        if 0 < rows["truth"].sum() < len(rows):
+            want = roc_auc_score(rows["truth"], rows["probability"])
+            assert metrics["auroc"][label] == pytest.approx(want, abs=1e-12)
+            finite.append(want)
+        else:
+            assert metrics["auroc"][label] is None
+    assert metrics["auroc_median"] == pytest.approx(float(np.median(finite)))
+    per_label = pd.read_csv(tiny_run / "per_label.csv")
+    truth = test.pivot(index="case_id", columns="label", values="truth")[labels]
+    assert per_label["test_positives"].tolist() == truth.sum(axis=0).tolist()
+
+    model, payload = model_from_checkpoint(tiny_run / "checkpoints" / "best.pt")
+    assert payload["epoch"] == metrics["training"]["best_epoch"]
+    batch = next(iter(make_loader(VolumeDataset(tiny_phantom, "test"), batch_size=4)))
+    with torch.no_grad():
+        logits = model(batch["x"]).numpy()
+    saved = test.pivot(index="case_id", columns="label", values="logit").loc[batch["case_id"]]
+    np.testing.assert_allclose(saved[labels].to_numpy(), logits, rtol=1e-4, atol=1e-5)
+
+
+def test_finished_run_is_not_overwritten(tiny_run, run_env):
+    before = (tiny_run / "metrics.json").read_bytes()
+    args = ("run", *RUN, "--out", str(tiny_run.parent), "--name", "full")
+    result = subprocess.run(ctbench_command(*args), env=run_env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "finished run" in result.stderr and "--overwrite" in result.stderr
+    assert (tiny_run / "metrics.json").read_bytes() == before
+
+
+def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_run, run_env):
+    out = tiny_run.parent
+    folder = out / "killed"
+    args = ctbench_command("run", *RUN, "--out", str(out), "--name", "killed")
+    process = subprocess.Popen(args, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = folder / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists(), process.stderr.read().decode()[-2000:]
+    assert not (folder / "metrics.json").exists(), "the run finished before it was killed"
+
+    unfinished = subprocess.run(args, env=run_env, capture_output=True, text=True)
+    assert unfinished.returncode != 0 and "--resume" in unfinished.stderr
+
+    resumed = subprocess.run([*args, "--resume"], env=run_env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    want, got = read_json(tiny_run / "metrics.json"), read_json(folder / "metrics.json")
+    for key in ("auroc", "organiou", "organiou_per_label", "localisation"):
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key
+    for a, b in zip(got["training"]["history"], want["training"]["history"], strict=True):
+        for key in ("train_loss", "valid_loss"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+
+def test_compare_prints_delong_table(tiny_run, tmp_path, run_env):
+    from ctbench.stats import benjamini_hochberg, delong_test
+
+    other = tmp_path / "other"
+    other.mkdir()
+    predictions = pd.read_csv(tiny_run / "predictions.csv")
+    rng = np.random.default_rng(0)
+    predictions["probability"] = rng.random(len(predictions))  # a different "model"
+    predictions.to_csv(other / "predictions.csv", index=False)
+
+    args = ctbench_command("compare", str(tiny_run), str(other), "--format", "csv")
+    result = subprocess.run(args, env=run_env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(result.stdout))
+    first = pd.read_csv(tiny_run / "predictions.csv")
+    ps = []
+    for row in table.itertuples():
+        a = first[(first["split"] == "test") & (first["label"] == row.label)]
+        b = predictions[(predictions["split"] == "test") & (predictions["label"] == row.label)]
+        if 0 < a["truth"].sum() < len(a):
+            want = delong_test(a["truth"].to_numpy(), a["probability"], b["probability"])
+            assert row.p_value == pytest.approx(want.p_value, rel=1e-9)
+            assert row.auroc_a == pytest.approx(want.auc_a)
+        ps.append(row.p_value)
+    np.testing.assert_allclose(table["p_fdr"], benjamini_hochberg(ps))
+
+    same = subprocess.run(
+        ctbench_command("compare", str(tiny_run), str(tiny_run)),
+        env=run_env,
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 0 and "AUROC A" in same.stdout
+
+
+def test_mask_loss_run(tmp_path, run_env):
+    args = ctbench_command(
+        "run", "--arch", "axialnet", "--preset", "tiny", "--epochs", "1", "--mask-loss",
+        "--explainer", "hirescam", "--overlays", "0", "--quiet", "--out", str(tmp_path),
+        "--name", "mask",
+    )  # fmt: skip
+    result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_json(tmp_path / "mask" / "metrics.json")
+    (record,) = metrics["training"]["history"]
+    assert record["train_mask_loss"] > 0 and record["valid_mask_loss"] > 0
+    total = record["valid_class_loss"] + record["valid_mask_loss"] / 3
+    assert record["valid_loss"] == pytest.approx(total, rel=1e-6)
+    assert metrics["config"]["run"]["mask_loss"] is True
+
+
+def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    """A corrupt case file is skipped and listed (the run goes on); CTNet, which is not
+    explainable, still trains and is scored on AUROC, without OrganIoU."""
+    import shutil
+
+    from ctbench.runs import RunConfig, execute_run
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_phantom.folder, cache / tiny_phantom.folder.name)
+    broken = cache / tiny_phantom.folder.name / "cases" / "val00003.npz"
+    broken.write_bytes(b"not an npz file")
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(cache))
+    messages: list[str] = []
+    config = RunConfig(
+        arch="ctnet",
+        explainers=("hirescam",),
+        dataset="phantom",
+        preset="tiny",
+        segmenter="morphological",
+        mask_explainer="hirescam",
+        epochs=1,
+        overlays=0,
+    )
+    metrics = execute_run(config, tmp_path / "run", progress=False, log=messages.append)
+    (skipped,) = metrics["skipped_cases"]
+    assert skipped["case_id"] == "val00003" and skipped["split"] == "valid"
+    assert "val00003" in skipped["error"]
+    assert any("skipped valid case val00003" in m for m in messages)
+    assert any("not explainable" in m for m in messages)
+    assert metrics["n_cases"]["valid"] == 11
+    assert "organiou" not in metrics and np.isfinite(metrics["auroc_median"])
