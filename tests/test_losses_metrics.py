@@ -55,9 +55,7 @@ def test_mask_loss_trains_the_same_through_closed_form_and_autograd():
     allowed = torch.rand(2, 4, 3, 2, 2) > 0.5
     grads = []
     for closed_form in (True, False):
-        explainer = ctbench.create_explainer(
-            "hirescam", closed_form=closed_form, create_graph=True
-        )
+        explainer = ctbench.create_explainer("hirescam", closed_form=closed_form, create_graph=True)
         model.zero_grad()
         maps, _ = explainer.explain(model, x)
         loss = mask_loss(maps, allowed)
