@@ -94,6 +94,12 @@ class RunConfig:
         optimizer = filled["optimizer"]
         lr = DEFAULT_LR[optimizer] if self.lr is None else self.lr
         pretrained = True if self.weights else filled["pretrained"]
+        if self.pretrained is None and pretrained and not self.weights:
+            # a preset asks for ImageNet weights only from models that take them
+            from ctbench.registry import default_registry
+
+            meta = default_registry().get("architectures", self.arch).meta
+            pretrained = bool(meta.get("pretrainable", True))
         return replace(self, **{**filled, "lr": lr, "pretrained": pretrained})
 
     def folder_name(self) -> str:
@@ -206,15 +212,16 @@ def execute_run(
         if config.confounders:
             options["confounders"] = True
         source = ctbench.create_dataset(config.dataset, preset=config.preset, **options)
-        if hasattr(source, "materialise"):
-            source.materialise(progress=progress is not False)
         labels = list(source.label_names)
         preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
         input_shape = preprocessing.input_shape
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the model first: a missing weights file fails in seconds
     model_options = {"pretrained": config.pretrained, "weights": config.weights}
     model = ctbench.create_model(config.arch, len(labels), input_shape, **model_options)
+    with timer.phase("data"):
+        if hasattr(source, "materialise"):
+            source.materialise(progress=progress is not False)
     if config.channels_last:  # about 12% faster on CPU (oneDNN); same numbers within rounding
         from ctbench.memory_format import to_channels_last
 

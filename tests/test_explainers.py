@@ -49,6 +49,20 @@ def test_maps_cover_every_class_on_the_slice_group_grid(name, explainer):
     assert not model.cam_layer._forward_hooks, "explainer left a hook behind"
 
 
+@pytest.mark.parametrize(
+    ("explainer", "options"),
+    [("hirescam", {"closed_form": True}), ("hirescam", {"closed_form": False}), ("gradcam", {})],
+)
+def test_explainers_work_when_the_caller_disables_gradients(explainer, options):
+    """Evaluation runs under torch.no_grad; the autograd path must still get its gradients."""
+    model, x = build("axialnet"), batch()
+    want = ctbench.create_explainer(explainer, **options)(model, x)
+    with torch.no_grad():
+        got = ctbench.create_explainer(explainer, **options)(model, x)
+    torch.testing.assert_close(got, want)
+    assert not got.requires_grad
+
+
 def test_3d_maps_are_resampled_onto_the_input_slice_groups():
     model = build("3dconv", shape=(16, 3, 128, 128))
     assert model.representation_shape[0] == 5

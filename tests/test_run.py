@@ -231,3 +231,43 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
     assert any("not explainable" in m for m in messages)
     assert metrics["n_cases"]["valid"] == 11
     assert "organiou" not in metrics and np.isfinite(metrics["auroc_median"])
+
+
+def test_presets_resolve_training_and_weights():
+    from ctbench.runs import RunConfig
+
+    base = {
+        "explainers": ("hirescam",),
+        "dataset": "phantom",
+        "segmenter": "morphological",
+        "mask_explainer": "hirescam",
+    }
+    paper = RunConfig(arch="axialnet", preset="paper", **base).resolved()
+    assert (paper.optimizer, paper.lr, paper.schedule) == ("sgd", 1e-3, "constant")
+    assert (paper.batch_size, paper.epochs, paper.patience) == (1, 100, 15)
+    assert paper.pretrained is True and paper.downsampler == "nearest"
+    # a preset asks for ImageNet weights only from models that take them
+    assert (
+        RunConfig(arch="axialnet-randinit", preset="paper", **base).resolved().pretrained is False
+    )
+    tiny = RunConfig(arch="axialnet", preset="tiny", **base).resolved()
+    assert tiny.pretrained is False and tiny.optimizer == "adam"
+    explicit = RunConfig(arch="axialnet", preset="tiny", lr=0.5, pretrained=True, **base)
+    assert explicit.resolved().lr == 0.5 and explicit.resolved().pretrained is True
+    reseeded = RunConfig(arch="axialnet", preset="paper", seed=1, **base).resolved()
+    assert paper.folder_name() != reseeded.folder_name()
+    again = RunConfig(arch="axialnet", preset="paper", **base).resolved()
+    assert paper.folder_name() == again.folder_name()
+
+
+def test_missing_imagenet_weights_fail_fast_with_instructions(tmp_path):
+    env = {
+        **os.environ,
+        "CTBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
+    args = ctbench_command("run", "--arch", "axialnet", "--preset", "paper", "--out", str(tmp_path))
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "resnet18" in result.stderr and "--weights" in result.stderr
+    assert not list((tmp_path / "cache").glob("*/cases/*.npz")), "data generated before failing"

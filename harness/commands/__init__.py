@@ -66,7 +66,7 @@ def weights_options(command: Callable) -> Callable:
 
 
 def resolve_weights(
-    pretrained: bool | None, weights: Path | None, preset_default: bool = False
+    pretrained: bool | None, weights: Path | None, preset_default: bool | None = False
 ) -> dict[str, Any]:
     """The ``pretrained`` / ``weights`` model options, resolved and JSON-ready."""
     if weights is not None:

@@ -117,10 +117,9 @@ def run(
     figures; an interrupted run continues with --resume.
     """
     from ctbench.cases import InvalidCaseError
-    from ctbench.runs import RUN_PRESETS, RunConfig, RunExistsError, execute_run
+    from ctbench.runs import RunConfig, RunExistsError, execute_run
 
-    preset_pretrained = RUN_PRESETS.get(preset, RUN_PRESETS["paper"])["pretrained"]
-    chosen = resolve_weights(pretrained, weights, preset_pretrained)
+    chosen = resolve_weights(pretrained, weights, preset_default=None)  # None: preset decides
     config = RunConfig(
         arch=arch,
         explainers=tuple(dict.fromkeys(explainers or ("hirescam", "gradcam"))),

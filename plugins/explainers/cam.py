@@ -82,12 +82,14 @@ class CAMExplainer:
 
     def _activations_and_gradients(self, model, x, classes):
         batch = x.shape[0]
-        with torch.enable_grad(), capture_cam_layer(model, detach=not self.create_graph) as got:
-            logits = model(x)
-        raw = got[0]
-        index = _class_index(classes, logits.shape[1])
-        scores = logits[:, index.to(logits.device)]  # [B, M']
-        grads = _batched_gradients(scores, raw, self.create_graph)  # [M', *raw.shape]
+        # Gradients are needed even when the caller runs under torch.no_grad (evaluation).
+        with torch.enable_grad():
+            with capture_cam_layer(model, detach=not self.create_graph) as got:
+                logits = model(x)
+            raw = got[0]
+            index = _class_index(classes, logits.shape[1])
+            scores = logits[:, index.to(logits.device)]  # [B, M']
+            grads = _batched_gradients(scores, raw, self.create_graph)  # [M', *raw.shape]
         z = as_volume_layout(raw, model, batch)  # [B, F, H', D1, D2]
         grads = torch.stack([as_volume_layout(g, model, batch) for g in grads], dim=1)
         if not self.create_graph:
