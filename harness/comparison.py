@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from ctbench.stats import auroc_ci, benjamini_hochberg, delong_test
 
+COLUMNS = ("auroc_a", "ci_a_low", "ci_a_high", "auroc_b", "ci_b_low", "ci_b_high", "z", "p_value")
+
 
 def read_predictions(folder: Path, split: str) -> pd.DataFrame:
     path = Path(folder) / "predictions.csv"
@@ -46,14 +48,16 @@ def compare_runs(run_a: Path, run_b: Path, split: str = "test") -> pd.DataFrame:
             test = delong_test(y, pa, pb)
             row |= {
                 "auroc_a": test.auc_a,
-                "ci_a": (low_a, high_a),
+                "ci_a_low": low_a,
+                "ci_a_high": high_a,
                 "auroc_b": test.auc_b,
-                "ci_b": (low_b, high_b),
+                "ci_b_low": low_b,
+                "ci_b_high": high_b,
                 "z": test.z,
                 "p_value": test.p_value,
             }
         else:
-            row |= dict.fromkeys(("auroc_a", "ci_a", "auroc_b", "ci_b", "z", "p_value"), np.nan)
+            row |= dict.fromkeys(COLUMNS, np.nan)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["p_fdr"] = benjamini_hochberg(table["p_value"].to_numpy(dtype=float))

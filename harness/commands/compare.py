@@ -33,12 +33,12 @@ def compare(run_a: Path, run_b: Path, split: str, table_format: str) -> None:
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     if table_format == "csv":
-        click.echo(table.to_csv(index=False, float_format="%.6g"), nl=False)
+        click.echo(table.to_csv(index=False), nl=False)
         return
     from tabulate import tabulate
 
-    def auc(value, ci) -> str:
-        return "n/a" if value != value else f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+    def auc(value, low, high) -> str:
+        return "n/a" if value != value else f"{value:.3f} ({low:.3f}-{high:.3f})"
 
     def p(value) -> str:
         return "n/a" if value != value else f"{value:.2g}"
@@ -47,8 +47,8 @@ def compare(run_a: Path, run_b: Path, split: str, table_format: str) -> None:
         [
             r.label,
             f"{r.positives_pct:.1f}",
-            auc(r.auroc_a, r.ci_a),
-            auc(r.auroc_b, r.ci_b),
+            auc(r.auroc_a, r.ci_a_low, r.ci_a_high),
+            auc(r.auroc_b, r.ci_b_low, r.ci_b_high),
             p(r.p_value),
             p(r.p_fdr),
         ]
