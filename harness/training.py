@@ -69,6 +69,18 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
 
+def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:
+    """The mask loss's attention ``a``: each cell's additive contribution to its slice's score.
+
+    For a model whose score is the mean of per-slice scores (AxialNet), HiResCAM's map is
+    ``W Z / H``; the reference's mask loss uses ``W Z`` (no 1/H, reference facts 9), so the map
+    is scaled by ``H``. Any other model's raw map is its cells' contribution already.
+    """
+    if getattr(model, "slice_aggregation", None) == "mean":
+        return maps * maps.shape[2]
+    return maps
+
+
 class Trainer:
     """Fits one model; ``explain_for_loss(create_graph)`` gives the mask loss's explainer.
 
@@ -130,7 +142,7 @@ class Trainer:
             return loss, loss, torch.zeros(())
         maps, logits = explainer.explain(self.model, batch["x"])
         class_loss = classification_loss(logits, batch["y"])
-        region_loss = mask_loss(maps, batch["allowed"])
+        region_loss = mask_loss(slice_contributions(self.model, maps), batch["allowed"])
         return class_loss + self.settings.mask_lambda * region_loss, class_loss, region_loss
 
     def _epoch(self, epoch: int, training: bool) -> dict[str, float]:

@@ -134,3 +134,21 @@ def test_auroc_summary_skips_single_class_labels():
     auroc = per_label_auroc(truth, scores, ["a", "b"])
     assert auroc["a"] == 0.75 and np.isnan(auroc["b"])
     assert median_iqr([0.5, np.nan, 0.7, 0.9, 0.6]) == pytest.approx((0.65, 0.175))
+
+
+def test_mask_attention_is_each_cells_contribution_to_its_slice_score():
+    """The reference's mask-loss attention: summed over a slice's cells, plus the bias, it is
+    that slice's score (no 1/H factor, reference facts 9)."""
+    from ctbench.training import slice_contributions
+
+    torch.manual_seed(0)
+    model = ctbench.create_model("axialnet", 4, (5, 3, 64, 64)).eval()
+    x = torch.randn(2, 5, 3, 64, 64)
+    with torch.no_grad():
+        maps, _ = ctbench.create_explainer("hirescam").explain(model, x)
+        attention = slice_contributions(model, maps)
+        scores = model.slice_scores(x)
+    bias = model.linear_head()[1].detach()
+    torch.testing.assert_close(
+        attention.sum(dim=(3, 4)) + bias[None, :, None], scores, rtol=1e-4, atol=1e-5
+    )
