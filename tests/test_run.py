@@ -266,6 +266,9 @@ def test_presets_resolve_training_and_weights():
     assert tiny.pretrained is False and tiny.optimizer == "adam"
     explicit = RunConfig(arch="axialnet", preset="tiny", lr=0.5, pretrained=True, **base)
     assert explicit.resolved().lr == 0.5 and explicit.resolved().pretrained is True
+    weighted = RunConfig(arch="axialnet", preset="tiny", weights="/w/resnet18.pth", **base)
+    assert weighted.resolved().pretrained is True  # --weights implies pretrained, recorded
+    assert weighted.resolved().to_json()["weights"] == "/w/resnet18.pth"
     reseeded = RunConfig(arch="axialnet", preset="paper", seed=1, **base).resolved()
     assert paper.folder_name() != reseeded.folder_name()
     again = RunConfig(arch="axialnet", preset="paper", **base).resolved()
