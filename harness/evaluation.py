@@ -31,6 +31,7 @@ from ctbench.metrics import (
     pointing_game,
 )
 from ctbench.stats import auroc_ci
+from scipy.special import expit
 from torch import nn
 from tqdm import tqdm
 
@@ -52,7 +53,7 @@ class SplitOutputs:
 
     @property
     def probabilities(self) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logits))
+        return expit(self.logits)  # no overflow warning for large logits
 
 
 def predict_and_explain(

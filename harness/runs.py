@@ -241,7 +241,7 @@ def execute_run(
                 "model_options": model_options,
                 "input_shape": list(input_shape),
                 "labels": labels,
-                "dataset_config": getattr(getattr(source, "config", None), "to_json", dict)(),
+                "dataset_config": dataset_config(source),
                 "explainable": explainable,
             },
         ),
@@ -350,6 +350,12 @@ def execute_run(
     )
     write_results(folder, metrics, table, evaluated, labels)
     return metrics
+
+
+def dataset_config(source) -> dict[str, Any]:
+    """The dataset's own configuration when it has one (the phantom's generator settings)."""
+    config = getattr(source, "config", None)
+    return config.to_json() if hasattr(config, "to_json") else {}
 
 
 def check_cases(datasets: dict, progress: bool | None) -> list[dict[str, str]]:
