@@ -1,12 +1,13 @@
 """``ctbench run``: one resolved configuration -> one run folder (DESIGN.md section 7).
 
-Phases, each timed: data (load or generate, check every case), partition (allowed regions when
-an explainer or the mask loss needs them), train (resumable, see ``ctbench.training``),
-evaluate (validation and test: predictions, explanations, OrganIoU, localisation), write
-(tables and ``metrics.json``) and figures. The folder holds ``config.json``, ``metrics.json``,
-``predictions.csv``, ``per_label.csv``, ``timing.json``, ``checkpoints/{best,last}.pt`` and
-``figures/``. ``metrics.json`` is written last: its presence marks a finished run, which is not
-overwritten unless asked. Cases that fail to load are skipped and listed, never fatal.
+Phases, each timed: data (generate or find the dataset), partition (load every case once and
+build its allowed regions when an explainer or the mask loss needs them), train (resumable, see
+``ctbench.training``), evaluate (validation and test: predictions, explanations, OrganIoU,
+localisation), score and figures; then the tables and ``metrics.json`` are written.
+The folder holds ``config.json``, ``metrics.json``, ``predictions.csv``, ``per_label.csv``,
+``timing.json``, ``checkpoints/{best,last}.pt`` and ``figures/``. ``metrics.json`` is written
+last: its presence marks a finished run, which is not overwritten unless asked. Cases that fail
+to load are skipped and listed, never fatal.
 """
 
 from __future__ import annotations
