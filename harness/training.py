@@ -54,6 +54,8 @@ class TrainSettings:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}"
             )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch size must be at least 1, and lr positive")
 
