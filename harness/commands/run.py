@@ -43,21 +43,30 @@ from ctbench.commands import PluginName, resolve_weights, weights_options
     "--downsampler",
     type=PluginName("downsamplers"),
     default=None,
-    help="Organ mask -> map grid. Default: the preset's (nearest; area for tiny).",
+    help="Organ mask -> map grid. Default: the preset's (phantom: area; paper: nearest).",
 )
 @click.option("--dilate", is_flag=True, help="Dilate the downsampled organ masks.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the preset's.")
 @click.option("--patience", type=click.IntRange(min=1), default=15, show_default=True)
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adam"]),
+    default=None,
+    help="Default: the preset's (phantom: adam; paper: sgd with momentum 0.99).",
+)
 @click.option(
     "--schedule",
     type=click.Choice(["constant", "cosine"]),
     default=None,
     help="Learning-rate schedule. Default: the preset's (phantom: cosine; paper: constant).",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: 1e-3."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=None, help="Default: the preset's."
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--channels-last/--no-channels-last",
