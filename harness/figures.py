@@ -229,6 +229,9 @@ def plot_loss_curves(history: list[dict[str, float]], path: Path, title: str) ->
                 color=colour,
                 label=f"{phase} mask loss",
             )
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss per volume")
     axis.legend(fontsize=8)
