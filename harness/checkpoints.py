@@ -49,17 +49,23 @@ def save_checkpoint(
     return path
 
 
+def safe_torch_load(path: Path, kind: str) -> Any:
+    """``torch.load`` with ``weights_only=True`` on the CPU; any failure is one ValueError that
+    names the file and says it is not a readable ``kind``. Nothing is ever unpickled."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{path}: not a readable {kind} ({type(error).__name__}: {error})"
+        ) from error
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``); errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path}: not a readable checkpoint ({type(error).__name__}: {error})"
-        ) from error
+    payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a ctbench checkpoint (no format: {FORMAT!r})")
     missing = [key for key in REQUIRED if key not in payload]

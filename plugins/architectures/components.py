@@ -26,6 +26,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import torch
+from ctbench.checkpoints import safe_torch_load
 from torch import nn
 
 AXIALNET_FLOOR = 6
@@ -108,12 +109,7 @@ def load_resnet18_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a torchvision ResNet-18 state dict safely; errors name the file and the problem."""
     if not path.is_file():
         raise PretrainedWeightsNotFoundError(f"{path}: weights file does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path}: not a readable PyTorch weights file ({type(error).__name__}: {error})"
-        ) from error
+    state = safe_torch_load(path, "PyTorch weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a torchvision ResNet-18 state dict (name -> tensor)")
     return state
