@@ -17,9 +17,11 @@ import platform
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from ctbench.losses import DEFAULT_LAMBDA
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     # Training defaults per data preset; every one can be overridden on the command line.
@@ -51,7 +53,8 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
 """Training defaults by preset. The phantom presets run offline from scratch on a CPU; the
 paper preset trains as the paper (SGD, batch 1, up to 100 epochs, ImageNet start)."""
 
-DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-3}
+DEFAULT_LR = 1e-3
+"""The paper's learning rate; the phantom presets use it with Adam too."""
 
 
 class RunExistsError(RuntimeError):
@@ -70,7 +73,7 @@ class RunConfig:
     mask_explainer: str
     confounders: bool = False
     mask_loss: bool = False
-    mask_lambda: float = 1.0 / 3.0
+    mask_lambda: float = DEFAULT_LAMBDA
     downsampler: str | None = None
     dilate: bool = False
     seed: int = 0
@@ -92,8 +95,7 @@ class RunConfig:
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
         values = {key: getattr(self, key) for key in defaults}
         filled = {k: defaults[k] if v is None else v for k, v in values.items()}
-        optimizer = filled["optimizer"]
-        lr = DEFAULT_LR[optimizer] if self.lr is None else self.lr
+        lr = DEFAULT_LR if self.lr is None else self.lr
         pretrained = True if self.weights else filled["pretrained"]
         if self.pretrained is None and pretrained and not self.weights:
             # a preset asks for ImageNet weights only from models that take them
@@ -118,13 +120,6 @@ class RunConfig:
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["explainers"] = tuple(values["explainers"])
-        return cls(**values)
 
 
 class Timer:
@@ -194,6 +189,7 @@ def execute_run(
     """Train, evaluate, explain and write one run folder; returns ``metrics.json``'s content."""
     import ctbench
     import torch
+    from ctbench.cases import SPLITS
     from ctbench.data import VolumeDataset
     from ctbench.evaluation import predict_and_explain, score_run
     from ctbench.preprocess import Preprocessing
@@ -234,19 +230,17 @@ def execute_run(
     if explainers and not explainable:
         log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")
         explainers = {}
-    write_json(
-        folder / "config.json",
-        config_record(
-            config,
-            {
-                "model_options": model_options,
-                "input_shape": list(input_shape),
-                "labels": labels,
-                "dataset_config": dataset_config(source),
-                "explainable": explainable,
-            },
-        ),
+    record = config_record(
+        config,
+        {
+            "model_options": model_options,
+            "input_shape": list(input_shape),
+            "labels": labels,
+            "dataset_config": dataset_config(source),
+            "explainable": explainable,
+        },
     )
+    write_json(folder / "config.json", record)
 
     regions = None
     if explainers or config.mask_loss:
@@ -277,8 +271,7 @@ def execute_run(
             allowed_regions=regions if needs_regions else None,
         )
 
-    datasets = {"train": split("train", True), "valid": split("valid", False)}
-    datasets["test"] = split("test", False)
+    datasets = {name: split(name, name == "train") for name in SPLITS}
     with timer.phase("partition"):
         skipped = check_cases(datasets, progress)
     for case in skipped:
@@ -346,7 +339,7 @@ def execute_run(
                 "history": history,
             },
             "skipped_cases": skipped,
-            "config": json.loads((folder / "config.json").read_text()),
+            "config": record,
         }
     )
     write_results(folder, metrics, table, evaluated, labels)

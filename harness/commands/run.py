@@ -22,9 +22,8 @@ from ctbench.commands import PluginName, resolve_weights, weights_options
     "--lambda",
     "mask_lambda",
     type=click.FloatRange(min=0),
-    default=1 / 3,
-    show_default="1/3",
-    help="Weight of the mask loss.",
+    default=None,
+    help="Weight of the mask loss. Default: the paper's 1/3.",
 )
 @click.option(
     "--mask-explainer",
@@ -138,7 +137,7 @@ def run(
         mask_explainer=mask_explainer,
         confounders=confounders,
         mask_loss=mask_loss,
-        mask_lambda=mask_lambda,
+        **({} if mask_lambda is None else {"mask_lambda": mask_lambda}),  # None: the paper's
         downsampler=downsampler,
         dilate=dilate,
         seed=seed,
