@@ -10,7 +10,6 @@ and reused on test (DESIGN.md section 4).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +48,6 @@ class SplitOutputs:
     allowed: np.ndarray | None = None  # [N, M, H, D1, D2] bool
     lesion_grid: np.ndarray | None = None  # [N, M, H, D1, D2] bool: cells touching a lesion
     lesion_iou: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N, M], NaN: no lesion
-    seconds: float = 0.0
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -65,7 +63,6 @@ def predict_and_explain(
     progress: bool | None = None,
 ) -> SplitOutputs:
     """One pass over ``dataset`` (no augmentation) with the model in eval mode."""
-    began = time.perf_counter()
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size)
     case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
@@ -109,7 +106,6 @@ def predict_and_explain(
         allowed=np.concatenate(allowed) if allowed else None,
         lesion_grid=np.concatenate(lesion_grid) if lesion_grid else None,
         lesion_iou={name: np.concatenate(v, axis=1) for name, v in lesion_iou.items() if v},
-        seconds=time.perf_counter() - began,
     )
 
 

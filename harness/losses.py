@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 DEFAULT_LAMBDA = 1.0 / 3.0
 """The paper's weight of the mask loss."""
@@ -36,3 +37,15 @@ def mask_loss(maps: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     if not bool(forbidden.any()):
         return maps.sum() * 0.0
     return F.softplus(maps[forbidden]).mean()
+
+
+def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:
+    """The mask loss's attention ``a``: each cell's additive contribution to its slice's score.
+
+    For a model whose score is the mean of per-slice scores (AxialNet), HiResCAM's map is
+    ``W Z / H``; the reference's mask loss uses ``W Z`` (no 1/H, reference facts 9), so the map
+    is scaled by ``H``. Any other model's raw map is its cells' contribution already.
+    """
+    if getattr(model, "slice_aggregation", None) == "mean":
+        return maps * maps.shape[2]
+    return maps

@@ -125,6 +125,6 @@ def lesion_iou_curve(
 
 
 def lesion_cells(lesion: torch.Tensor, grid: tuple[int, int, int]) -> np.ndarray:
-    """Which cells of the map grid hold any lesion voxel (area downsampling, any non-zero)."""
+    """Which cells of the map grid hold any lesion voxel (max pooling over each cell)."""
     small = F.adaptive_max_pool3d(lesion[None].float(), tuple(grid))
     return small[0].numpy() > 0

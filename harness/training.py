@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from ctbench.checkpoints import load_checkpoint, save_checkpoint
 from ctbench.data import VolumeDataset, make_loader
-from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_loss
+from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_loss, slice_contributions
 from torch import nn
 from tqdm import tqdm
 
@@ -69,18 +69,6 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
             weight_decay=settings.weight_decay,
         )
     return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-
-
-def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:
-    """The mask loss's attention ``a``: each cell's additive contribution to its slice's score.
-
-    For a model whose score is the mean of per-slice scores (AxialNet), HiResCAM's map is
-    ``W Z / H``; the reference's mask loss uses ``W Z`` (no 1/H, reference facts 9), so the map
-    is scaled by ``H``. Any other model's raw map is its cells' contribution already.
-    """
-    if getattr(model, "slice_aggregation", None) == "mean":
-        return maps * maps.shape[2]
-    return maps
 
 
 class Trainer:

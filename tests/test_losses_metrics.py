@@ -139,7 +139,7 @@ def test_auroc_summary_skips_single_class_labels():
 def test_mask_attention_is_each_cells_contribution_to_its_slice_score():
     """The reference's mask-loss attention: summed over a slice's cells, plus the bias, it is
     that slice's score (no 1/H factor, reference facts 9)."""
-    from ctbench.training import slice_contributions
+    from ctbench.losses import slice_contributions
 
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", 4, (5, 3, 64, 64)).eval()
