@@ -1,9 +1,10 @@
-"""Training augmentation (reference facts section 6): one random flip and one random rotation.
+"""Training augmentation (the paper's reference code): one random flip and one random rotation.
 
 With probability 1/2 the volume is flipped along one axis drawn uniformly from {0, 1, 2}; with
 probability 1/2 it is rotated by k x 90 degrees in the axial plane (axes 1, 2), k in {1, 2, 3}.
 The draw is an :class:`Augmentation` record, applied identically to the volume and to every
-mask, and kept with the sample so that allowed regions can follow it exactly.
+mask, and kept with the sample so that allowed regions can follow it exactly. There are only
+:data:`ALL_AUGMENTATIONS` (16) distinct records, so per-augmentation results can be cached.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ class Augmentation:
         flip, turns = (int(v) for v in record)
         return cls(None if flip < 0 else flip, turns)
 
+    @property
+    def index(self) -> int:
+        """This record's position in :data:`ALL_AUGMENTATIONS` (0 is the identity)."""
+        return ALL_AUGMENTATIONS.index(self)
+
     def as_array(self) -> np.ndarray:
         """``[flip_axis or -1, rotations]`` as int64, for batching."""
         return np.array([-1 if self.flip_axis is None else self.flip_axis, self.rotations])
+
+
+ALL_AUGMENTATIONS: tuple[Augmentation, ...] = tuple(
+    Augmentation(flip, turns) for flip in (None, 0, 1, 2) for turns in range(4)
+)
+"""Every record :meth:`Augmentation.draw` can give, the identity first."""

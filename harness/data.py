@@ -1,4 +1,4 @@
-"""Torch datasets and loaders over any :class:`ctbench.cases.CaseSource` (DESIGN.md section 3).
+"""Torch datasets and loaders over any :class:`ctbench.cases.CaseSource`.
 
 :class:`VolumeDataset` validates each case on load, runs the shared preprocessing
 (``preprocess``) and, for training, one random flip/rotation (``augment``) applied identically
@@ -35,7 +35,7 @@ class VolumeDataset(Dataset):
     ``with_organs`` it adds ``organs`` bool ``[len(ORGANS), S, Y, X]``; with ``with_findings``,
     ``findings`` bool ``[M, S, Y, X]`` (the union of each label's finding masks), both on the
     same grid and under the same augmentation as ``x``. With ``allowed_regions`` it adds
-    ``allowed`` bool ``[M, H', D1, D2]`` (PARTITION's G_true) under the same flip/rotation.
+    ``allowed`` bool ``[M, H', D1, D2]``: PARTITION's G_true of the augmented organ masks.
     """
 
     def __init__(
@@ -60,6 +60,12 @@ class VolumeDataset(Dataset):
         self.with_organs = with_organs
         self.with_findings = with_findings
         self.allowed_regions = allowed_regions  # a ctbench.partition.AllowedRegions, or None
+        _, y, x = self.preprocessing.volume_shape
+        if augment and y != x:
+            raise ValueError(
+                f"volume_shape {self.preprocessing.volume_shape}: quarter-turn augmentation "
+                "needs a square axial plane (Y == X)"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the augmentation draws of ``epoch`` (call before iterating a new epoch)."""
@@ -86,13 +92,16 @@ class VolumeDataset(Dataset):
         return case
 
     def _transform(self, array: np.ndarray, fill, augmentation: Augmentation) -> np.ndarray:
-        """Pad, augment and centre-crop the last three axes, as the reference orders them."""
+        """Pad and centre-crop the last three axes onto the model's grid, then augment them.
+
+        Augmenting after the crop, as the paper's reference code does, keeps every sample on
+        the one grid PARTITION segments, so its allowed regions are those of the augmented
+        organ masks exactly (:class:`ctbench.partition.AllowedRegions`).
+        """
         shape = self.preprocessing.volume_shape
         lead = array.shape[:-3]
         padded = pad_to_at_least(array, lead + tuple(shape), fill)
-        # Augment only the spatial axes, then crop them.
-        moved = augmentation.apply(padded)
-        return np.ascontiguousarray(centre_crop(moved, lead + tuple(shape)))
+        return augmentation.apply(centre_crop(padded, lead + tuple(shape)))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         case = self.load_case(index)
@@ -120,7 +129,7 @@ class VolumeDataset(Dataset):
             )
             sample["findings"] = torch.from_numpy(self._transform(stack, False, augmentation))
         if self.allowed_regions is not None:
-            sample["allowed"] = torch.from_numpy(augmentation.apply(self.allowed_regions(case)))
+            sample["allowed"] = torch.from_numpy(self.allowed_regions(case, augmentation))
         return sample
 
 

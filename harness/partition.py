@@ -5,9 +5,14 @@ segmenter gives right lung, left lung and mediastinum on the model's padded/crop
 downsampler brings each organ to the representation grid. For a present label the allowed
 region is the union of its organs' small masks (heart, great vessel and mediastinum findings all
 use the segmented mediastinum, which holds them); for an absent label nothing is allowed
-(paper section 3.7, appendix 7.2; reference facts 7.3). Computed once per case and
-configuration, cached on disk with atomic writes (safe with several loader workers); training
-applies each sample's flip/rotation record to it exactly as to the volume.
+(paper section 3.7, appendix 7.2).
+
+Training flips and rotates the volume. The allowed regions of an augmented sample are those of
+its augmented organ masks: each of the 16 possible augmentations is applied to the full-size
+masks *before* downsampling. (Flipping the small grid instead, as the reference does, is exact
+only for whole-factor ``area`` downsampling; with ``nearest`` it moves most organs' cells.)
+The organ grids of every augmentation are computed once per case and configuration and cached
+on disk with atomic writes (safe with several loader workers).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ctbench.augment import ALL_AUGMENTATIONS, Augmentation
 from ctbench.cases import Case, InvalidCaseError
 from ctbench.preprocess import Preprocessing, fit_to_shape
+from ctbench.segmentation import SEGMENTED_ORGANS
 from ctbench.storage import config_key, read_npz, write_json, write_npz
 
 SEGMENTED_ORGAN_OF = {
@@ -72,7 +79,7 @@ class AllowedRegions:
             "segmenter": segmenter,
             "downsampler": downsampler,
             "dilate": dilate,
-            "version": 1,
+            "version": 2,  # 2: organ grids of every augmentation, downsampled after it
         }
         key = config_key(self.config)
         self.folder = Path(cache_dir) / f"allowed-{key}" if cache_dir is not None else None
@@ -80,7 +87,12 @@ class AllowedRegions:
             write_json(self.folder / "config.json", self.config)
 
     def compute(self, case: Case) -> tuple[np.ndarray, dict]:
-        """``(G_true, record)``; the record says how the organs were found (QC, fallback)."""
+        """``(organ grids, record)`` of one case.
+
+        The grids are ``bool [len(ALL_AUGMENTATIONS), len(SEGMENTED_ORGANS), H', D1, D2]``:
+        the segmented organs, augmented at full size, then downsampled. The record says how
+        the organs were found (QC, fallback) and which organs the report gives each label.
+        """
         if not case.report:
             raise InvalidCaseError(f"{case.case_id}: no report, so no labels to place")
         from ctbench.labeler import label_report
@@ -88,28 +100,42 @@ class AllowedRegions:
         located = label_report(case.report)["locations"]
         volume = fit_to_shape(case.volume, self.preprocessing.volume_shape)
         organs = self.segment(volume, case.spacing)
-        grids = {
-            name: self.downsample(mask, self.representation_shape, self.dilate)
-            for name, mask in organs.as_dict().items()
-        }
+        masks = [organs.as_dict()[name] for name in SEGMENTED_ORGANS]
+        grids = np.stack(
+            [
+                [self._small(augmentation.apply(mask)) for mask in masks]
+                for augmentation in ALL_AUGMENTATIONS
+            ]
+        )
         record = {
             "method": organs.method,
             "qc_passed": organs.qc.passed,
             "qc_reason": organs.qc.reason,
-            "labels": sorted(set(located) & set(self.label_names)),
+            "locations": {k: v for k, v in located.items() if k in self.label_names},
         }
-        return allowed_regions(self.label_names, located, grids), record
+        return grids, record
 
-    def __call__(self, case: Case) -> np.ndarray:
-        """``G_true`` for ``case``, from the cache when present."""
+    def _small(self, mask: np.ndarray) -> np.ndarray:
+        return self.downsample(mask, self.representation_shape, self.dilate)
+
+    def organ_grids(self, case: Case) -> tuple[np.ndarray, dict]:
+        """:meth:`compute`'s result, from the cache when present (and written there if not)."""
         if self.folder is None:
-            return self.compute(case)[0]
+            return self.compute(case)
         path = self.folder / f"{case.case_id}.npz"
         if path.exists():
             try:
-                return read_npz(path)["allowed"]
+                stored = read_npz(path)
+                return stored["organ_grids"], json.loads(str(stored["record"]))
             except (ValueError, KeyError) as error:
                 raise InvalidCaseError(f"{case.case_id}: {error}") from error
-        regions, record = self.compute(case)
-        write_npz(path, allowed=regions, record=np.array(json.dumps(record)))
-        return regions
+        grids, record = self.compute(case)
+        write_npz(path, organ_grids=grids, record=np.array(json.dumps(record)))
+        return grids, record
+
+    def __call__(self, case: Case, augmentation: Augmentation | None = None) -> np.ndarray:
+        """``G_true [M, H', D1, D2]`` of ``case`` under ``augmentation`` (default: none)."""
+        grids, record = self.organ_grids(case)
+        chosen = grids[(augmentation or Augmentation()).index]
+        by_organ = dict(zip(SEGMENTED_ORGANS, chosen, strict=True))
+        return allowed_regions(self.label_names, record["locations"], by_organ)

@@ -1,9 +1,10 @@
-"""The preprocessing shared by every dataset (reference facts sections 5 and 6).
+"""The preprocessing shared by every dataset, as in the paper's reference code.
 
-In the reference order: pad to at least the target shape with the volume minimum (extra voxel
-at the end), augment (training only), centre-crop (floor(excess / 2) removed at the start),
-clamp HU to [-1000, 800], scale to [0, 1], subtract 0.449, and group three adjacent slices into
-``[H, 3, Y, X]``. Masks go through the same pad, augmentation and crop, so they stay aligned.
+Pad to at least the target shape with the volume minimum (extra voxel at the end),
+centre-crop (floor(excess / 2) removed at the start), augment (training only; after the crop,
+as the paper's reference code does), clamp HU to [-1000, 800], scale to [0, 1], subtract 0.449, and
+group three adjacent slices into ``[H, 3, Y, X]``. Masks go through the same pad, crop and
+augmentation, so they stay aligned.
 """
 
 from __future__ import annotations

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from ctbench.augment import Augmentation
+from ctbench.augment import ALL_AUGMENTATIONS, Augmentation
 from ctbench.cases import InvalidCaseError
 from ctbench.cli import main
 from ctbench.data import VolumeDataset
 from ctbench.io import load_volume
+from ctbench.labeler import label_report
 from ctbench.partition import AllowedRegions, allowed_regions
 from ctbench.plugins.datasets.phantom import PhantomConfig, generate_case
 from ctbench.plugins.segmenters.organs import lung_mask, per_slice_reference
 from ctbench.preprocess import Preprocessing
 from ctbench.segmentation import dice, heuristic_masks
+from ctbench.vocabulary import ORGANS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent (CI has it)")
@@ -164,31 +166,70 @@ def test_allowed_regions_for_phantom_cases_are_cached(tiny_phantom, tmp_path):
         regions.compute(no_report)
 
 
-def test_allowed_regions_follow_the_augmentation_exactly(tiny_phantom, tmp_path):
-    """Area downsampling with integer factors commutes with flips and quarter turns, so the
-    augmented G_true must equal G_true computed from the augmented organ masks."""
+@pytest.mark.parametrize("downsampler", ["nearest", "trilinear", "area"])
+@pytest.mark.parametrize("dilate", [False, True])
+def test_allowed_regions_follow_the_augmentation_exactly(
+    tiny_phantom, tmp_path, downsampler, dilate
+):
+    """For every downsampler and all 16 augmentations, a training sample's G_true equals the
+    one recomputed from the augmented organ masks (segment, augment at full size, downsample,
+    union per label), on a grid whose factors are not whole numbers (27x64x64 -> 9x5x3)."""
     preprocessing = Preprocessing(volume_shape=(27, 64, 64))
+    grid = (9, 5, 3)
     regions = AllowedRegions(
-        tiny_phantom.label_names, (9, 4, 4), preprocessing, downsampler="area", cache_dir=tmp_path
+        tiny_phantom.label_names,
+        grid,
+        preprocessing,
+        downsampler=downsampler,
+        dilate=dilate,
+        cache_dir=tmp_path,
     )
     dataset = VolumeDataset(
         tiny_phantom, "train", augment=True, seed=2, with_organs=True, allowed_regions=regions
     )
-    downsample = ctbench.create_downsampler("area")
-    for index in range(6):
+    downsample = ctbench.create_downsampler(downsampler)
+    segment = ctbench.create_segmenter("morphological")
+    case = tiny_phantom.load("trn00001")
+    located = label_report(case.report)["locations"]
+    organs = segment(case.volume, case.spacing)
+    differs_from_small_flip = 0
+    for augmentation in ALL_AUGMENTATIONS:
+        small = {
+            name: downsample(augmentation.apply(getattr(organs, name)), grid, dilate)
+            for name in ("right_lung", "left_lung", "mediastinum")
+        }
+        want = allowed_regions(tiny_phantom.label_names, located, small)
+        assert np.array_equal(regions(case, augmentation), want), augmentation
+        plain = regions(case)
+        differs_from_small_flip += not np.array_equal(augmentation.apply(plain), want)
+    if downsampler == "nearest" and not dilate:
+        assert differs_from_small_flip > 0  # the bug this replaces: flipping the small grid
+    # and through the data pipeline: the sample carries the G_true of its own augmentation
+    index = dataset.case_ids.index("trn00001")
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
         sample = dataset[index]
         augmentation = Augmentation.from_array(sample["augmentation"])
-        case = tiny_phantom.load(sample["case_id"])
-        plain = regions(case)
-        assert torch.equal(sample["allowed"], torch.from_numpy(augmentation.apply(plain)))
-        segmented = ctbench.create_segmenter("morphological")(
-            dataset.source.load(sample["case_id"]).volume, case.spacing
+        assert torch.equal(sample["allowed"], torch.from_numpy(regions(case, augmentation)))
+        organs_sample = sample["organs"].numpy()
+        assert np.array_equal(
+            organs_sample[ORGANS.index("right_lung")], augmentation.apply(case.organs["right_lung"])
         )
-        for organ in ("right_lung", "left_lung"):
-            moved = downsample(augmentation.apply(getattr(segmented, organ)), (9, 4, 4))
-            assert np.array_equal(
-                moved, augmentation.apply(downsample(getattr(segmented, organ), (9, 4, 4)))
-            )
+
+
+def test_augmentation_records_are_sixteen_and_indexed():
+    assert len(set(ALL_AUGMENTATIONS)) == 16 and ALL_AUGMENTATIONS[0] == Augmentation()
+    rng = np.random.default_rng(0)
+    drawn = {Augmentation.draw(rng) for _ in range(400)}
+    assert drawn == set(ALL_AUGMENTATIONS)
+    assert [a.index for a in ALL_AUGMENTATIONS] == list(range(16))
+
+
+def test_augmentation_refuses_a_non_square_axial_plane(tiny_phantom):
+    with pytest.raises(ValueError, match="square axial plane"):
+        VolumeDataset(
+            tiny_phantom, "train", augment=True, preprocessing=Preprocessing((27, 64, 48))
+        )
 
 
 # --- CLI ----------------------------------------------------------------------------------
@@ -204,7 +245,10 @@ def test_segment_command_on_nifti_writes_masks_and_png(tmp_path):
     assert "QC passed" in result.output
     with np.load(out, allow_pickle=False) as data:
         assert {"right_lung", "left_lung", "mediastinum"} <= set(data.files)
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    from tests.figure_checks import assert_figure, has_colour
+
+    image = assert_figure(png, (16, 4.6), (1, 4))  # three axial slices and one coronal
+    assert has_colour(image, "#2ca02c") and has_colour(image, "#1f77b4")  # both lung contours
     nifti = tmp_path / "masks.nii.gz"
     assert (
         CliRunner()
