@@ -1,7 +1,8 @@
 """Comparing two runs on the same cases: the paper's Table 7 (DeLong tests, FDR over labels).
 
 Both runs' ``predictions.csv`` are paired on ``(case_id, label)`` of one split; the cases and
-their truth must agree (same dataset, same split), otherwise the comparison is refused.
+their truth must agree (same dataset, same split), otherwise the comparison is refused. The
+DeLong statistics rank the logits: probabilities of large logits round to ties.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def read_predictions(folder: Path, split: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no predictions (is {folder} a finished run folder?)")
     frame = pd.read_csv(path)
-    missing = {"split", "case_id", "label", "truth", "probability"} - set(frame.columns)
+    missing = {"split", "case_id", "label", "truth", "logit"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path}: columns {sorted(missing)} are missing")
     chosen = frame[frame["split"] == split]
@@ -33,14 +34,14 @@ def compare_runs(run_a: Path, run_b: Path, split: str = "test") -> pd.DataFrame:
     """One row per label: positives %, each run's AUROC and 95% CI, DeLong p and FDR p."""
     a, b = read_predictions(run_a, split), read_predictions(run_b, split)
     merged = a.merge(b, on=["case_id", "label"], suffixes=("_a", "_b"), how="outer")
-    if merged[["probability_a", "probability_b"]].isna().any().any():
+    if merged[["logit_a", "logit_b"]].isna().any().any():
         raise ValueError(f"{run_a} and {run_b} do not cover the same {split} cases and labels")
     if (merged["truth_a"] != merged["truth_b"]).any():
         raise ValueError(f"{run_a} and {run_b} disagree on the truth: not the same data")
     rows = []
     for label, group in merged.groupby("label", sort=False):
         y = group["truth_a"].to_numpy().astype(int)
-        pa, pb = group["probability_a"].to_numpy(), group["probability_b"].to_numpy()
+        pa, pb = group["logit_a"].to_numpy(), group["logit_b"].to_numpy()
         row = {"label": label, "positives_pct": 100.0 * y.mean()}
         if 0 < y.sum() < len(y):
             _, low_a, high_a = auroc_ci(y, pa)

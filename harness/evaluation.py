@@ -5,7 +5,7 @@ what the metrics need: logits, per-slice scores (MIL models), each explainer's R
 min-max-normalised map per (case, label), PARTITION's allowed regions and, where the dataset
 has lesion masks, the lesion IoU at every threshold. :func:`score_run` turns the validation and
 test outputs into ``metrics.json`` and the per-label table: thresholds are chosen on validation
-and reused on test (DESIGN.md section 4).
+and reused on test (README: Running experiments, Evaluation).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class SplitOutputs:
     split: str
     case_ids: list[str]
     truth: np.ndarray  # [N, M] bool
-    logits: np.ndarray  # [N, M]
+    logits: np.ndarray  # [N, M] float64: every rank statistic is computed from these
     slice_scores: np.ndarray | None = None  # [N, M, H] for MIL models
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # [N, M, H, D1, D2] in [0, 1]
     allowed: np.ndarray | None = None  # [N, M, H, D1, D2] bool
@@ -51,6 +51,7 @@ class SplitOutputs:
 
     @property
     def probabilities(self) -> np.ndarray:
+        """For display and the CSV only: float64 sigmoid still rounds logits above ~37 to 1."""
         return expit(self.logits)  # no overflow warning for large logits
 
 
@@ -87,7 +88,7 @@ def predict_and_explain(
                 scores.append(model.slice_scores(x).float().numpy())
         case_ids.extend(batch["case_id"])
         truth.append(batch["y"].numpy() > 0.5)
-        logits.append(batch_logits.float().numpy())
+        logits.append(batch_logits.double().numpy())
         if "allowed" in batch:
             allowed.append(batch["allowed"].numpy())
         if "findings" in batch and maps_of:
@@ -126,16 +127,20 @@ def _localise(findings: torch.Tensor, maps_of: dict[str, torch.Tensor], grid):
 
 
 def score_run(valid: SplitOutputs, test: SplitOutputs, labels) -> tuple[dict, pd.DataFrame]:
-    """Metrics (test headline, validation beside it) and the per-label table."""
+    """Metrics (test headline, validation beside it) and the per-label table.
+
+    AUROC and its CI are rank statistics: they are computed from the logits, which the sigmoid
+    would tie (every logit above ~17 is 1.0 in float32, above ~37 in float64).
+    """
     labels = list(labels)
-    auroc = per_label_auroc(test.truth, test.probabilities, labels)
-    valid_auroc = per_label_auroc(valid.truth, valid.probabilities, labels)
+    auroc = per_label_auroc(test.truth, test.logits, labels)
+    valid_auroc = per_label_auroc(valid.truth, valid.logits, labels)
     median, iqr = median_iqr(auroc.values())
     table = pd.DataFrame({"label": labels})
     table["test_positives"] = test.truth.sum(axis=0)
     table["test_positives_pct"] = 100.0 * test.truth.mean(axis=0)
     cis = [
-        auroc_ci(test.truth[:, m], test.probabilities[:, m])[1:]
+        auroc_ci(test.truth[:, m], test.logits[:, m])[1:]
         if np.isfinite(auroc[label])
         else (np.nan, np.nan)
         for m, label in enumerate(labels)

@@ -1,4 +1,4 @@
-"""Writing a run's results: tables, arrays and figures of DESIGN.md section 7.
+"""Writing a run's results: tables, arrays and figures listed in the README (Running experiments).
 
 ``predictions.csv`` is long (one row per split, case and label: truth, logit, probability), so
 that two runs pair up on ``(split, case_id, label)``. ``per_label.csv`` is the paper-style
@@ -100,11 +100,11 @@ def write_overlays(folder: Path, test, dataset, labels: list[str], count: int) -
     from ctbench.figures import plot_explanation
     from ctbench.preprocess import fit_to_shape
 
-    probabilities = np.where(test.truth, test.probabilities, -1.0)
+    confidence = np.where(test.truth, test.logits, -np.inf)  # logits: probabilities tie at 1
     chosen, seen = [], set()
-    for flat in np.argsort(-probabilities, axis=None):
-        n, m = np.unravel_index(flat, probabilities.shape)
-        if probabilities[n, m] < 0 or len(chosen) == count:
+    for flat in np.argsort(-confidence, axis=None, kind="stable"):
+        n, m = np.unravel_index(flat, confidence.shape)
+        if not np.isfinite(confidence[n, m]) or len(chosen) == count:
             break
         if n not in seen:
             seen.add(n)
