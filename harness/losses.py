@@ -1,4 +1,4 @@
-"""Training losses (DESIGN.md section 4; paper sections 3.2 and 3.6; reference facts section 9).
+"""Training losses (paper sections 3.2 and 3.6; the paper's reference code).
 
 ``L = L_class + lambda * L_mask``. ``L_class`` is the binary cross-entropy averaged over labels
 and cases. ``L_mask`` takes the raw HiResCAM contribution ``a`` of every cell (no bias, ReLU or
@@ -40,12 +40,58 @@ def mask_loss(maps: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
 
 
 def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:
-    """The mask loss's attention ``a``: each cell's additive contribution to its slice's score.
+    """The mask loss's attention ``a`` from an explainer's map of a mean-aggregated model.
 
     For a model whose score is the mean of per-slice scores (AxialNet), HiResCAM's map is
-    ``W Z / H``; the reference's mask loss uses ``W Z`` (no 1/H, reference facts 9), so the map
-    is scaled by ``H``. Any other model's raw map is its cells' contribution already.
+    ``W Z / H``; the paper's reference code uses ``W Z`` in its mask loss (no 1/H), so the
+    map is scaled by ``H``. A model that is not a multiple-instance model has no per-slice scores:
+    its raw map is its cells' contribution already. A max-aggregated model's map is zero on
+    every slice but the top one, so it is refused here (see :func:`mask_attention`).
     """
-    if getattr(model, "slice_aggregation", None) == "mean":
+    aggregation = getattr(model, "slice_aggregation", None)
+    if aggregation == "mean":
         return maps * maps.shape[2]
+    if aggregation is not None:
+        raise ValueError(
+            f"{type(model).__name__} aggregates slices by {aggregation!r}: an explainer's map "
+            "of the aggregate is not each slice's contribution; use mask_attention()"
+        )
     return maps
+
+
+def per_slice_contributions(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a [B, M, H, D1, D2], logits [B, M])``: every slice's own ``<W_m, z_h>`` per cell.
+
+    The reference's mask-loss attention (features times the per-slice linear weights, summed
+    over features, no bias): summed over a slice's cells plus ``b_m`` it is that slice's score,
+    whatever the aggregation over slices. Needs ``linear_head()`` and a per-slice CAM layout.
+    One forward pass, differentiable.
+    """
+    from ctbench.explanations import as_volume_layout, capture_cam_layer
+
+    name = type(model).__name__
+    if not hasattr(model, "linear_head") or getattr(model, "cam_layout", None) != "per_slice":
+        raise ValueError(
+            f"{name}: per-slice contributions need linear_head() and cam_layout 'per_slice'"
+        )
+    with capture_cam_layer(model, detach=False) as got:
+        logits = model(x)
+    z = as_volume_layout(got[0], model, x.shape[0])  # [B, F, H, D1, D2]
+    weight, _ = model.linear_head()  # [M, F, D1, D2]
+    return torch.einsum("bfhyx,mfyx->bmhyx", z, weight), logits
+
+
+def mask_attention(
+    model: nn.Module, explainer, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, logits)`` for the mask loss: each cell's contribution to its slice's score.
+
+    Mean-aggregated and non-MIL models: the explainer's map (scaled by :func:`slice_contributions`).
+    Max-aggregated models (MaxPool): HiResCAM of the max is zero outside the top slice, which
+    would penalise one slice and add a constant ``ln 2`` elsewhere; their attention is each
+    slice's own ``W Z`` instead (:func:`per_slice_contributions`), as AxialNet's.
+    """
+    if getattr(model, "slice_aggregation", None) == "max":
+        return per_slice_contributions(model, x)
+    maps, logits = explainer.explain(model, x)
+    return slice_contributions(model, maps), logits

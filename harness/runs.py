@@ -1,4 +1,4 @@
-"""``ctbench run``: one resolved configuration -> one run folder (DESIGN.md section 7).
+"""``ctbench run``: one resolved configuration -> one run folder (README: Running experiments).
 
 Phases, each timed: data (generate or find the dataset), partition (load every case once and
 build its allowed regions when an explainer or the mask loss needs them), train (resumable, see
@@ -226,6 +226,15 @@ def execute_run(
     explainable = bool(getattr(model, "explainable", False))
     if config.mask_loss and not explainable:
         raise ValueError(f"{config.arch} is not explainable, so it cannot train with the mask loss")
+    # a max-aggregated model's mask attention is each slice's own W Z (losses.mask_attention),
+    # HiResCAM per slice: an explainer that is not faithful to the model cannot stand for it
+    faithful = default_registry().get("explainers", config.mask_explainer).meta.get("faithful")
+    if config.mask_loss and getattr(model, "slice_aggregation", None) == "max" and not faithful:
+        raise ValueError(
+            f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
+            f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "
+            "(not faithful to the model) cannot define it; use a faithful explainer"
+        )
     explainers = {name: ctbench.create_explainer(name) for name in config.explainers}
     if explainers and not explainable:
         log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")

@@ -2,7 +2,7 @@
 
 One epoch = one pass over the training split (augmented) and one over validation (not
 augmented); early stopping watches the validation loss, which includes the mask loss when it is
-on (reference facts 9 and 12). After every epoch the trainer writes ``last.pt`` (model,
+on (the paper's reference code). After every epoch the trainer writes ``last.pt`` (model,
 optimizer, RNG state and history) and, when validation improved, ``best.pt``; both atomically.
 Batches are shuffled from ``(seed, epoch)`` and augmented from ``(seed, epoch, index)``, so a
 run resumed from ``last.pt`` after a crash or ``kill -9`` continues exactly as it would have.
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from ctbench.checkpoints import load_checkpoint, save_checkpoint
 from ctbench.data import VolumeDataset, make_loader
-from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_loss, slice_contributions
+from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_attention, mask_loss
 from torch import nn
 from tqdm import tqdm
 
@@ -130,9 +130,9 @@ class Trainer:
             logits = self.model(batch["x"])
             loss = classification_loss(logits, batch["y"])
             return loss, loss, torch.zeros(())
-        maps, logits = explainer.explain(self.model, batch["x"])
+        attention, logits = mask_attention(self.model, explainer, batch["x"])
         class_loss = classification_loss(logits, batch["y"])
-        region_loss = mask_loss(slice_contributions(self.model, maps), batch["allowed"])
+        region_loss = mask_loss(attention, batch["allowed"])
         return class_loss + self.settings.mask_lambda * region_loss, class_loss, region_loss
 
     def _epoch(self, epoch: int, training: bool) -> dict[str, float]:

@@ -116,16 +116,23 @@ def test_pointing_game_and_lesion_iou():
     assert pointing_game(attention, lesion).tolist() == [[1.0, 0.0]]
     assert np.isnan(pointing_game(attention, np.zeros_like(lesion))).all()
 
-    torch.manual_seed(0)
-    small = torch.rand(3, 4, 4)
-    mask = torch.zeros(9, 32, 32, dtype=torch.bool)
-    mask[2:6, 4:20, 10:30] = True
+    # Lesion IoU on the CT grid, derived by hand: a map of two cells [0, 1] along X upsampled
+    # to 4 voxels (align_corners=False) is [0, 1/4, 3/4, 1]; the lesion is the last two voxels.
+    small = torch.tensor([[[0.0, 1.0]]])  # [H=1, D1=1, D2=2]
+    mask = torch.zeros(3, 2, 4, dtype=torch.bool)
+    mask[..., 2:] = True
     curve = lesion_iou_curve(small, mask)
-    big = F.interpolate(small[None, None], size=(9, 32, 32), mode="trilinear")[0, 0]
-    for t in (0, 10, 30, 52):
-        on = big > THRESHOLDS[t]
-        want = (on & mask).sum().item() / (on | mask).sum().item()
-        assert curve[t] == pytest.approx(want, rel=1e-9)
+    expected = {
+        0.2: 2 / 3,  # voxels 1, 2, 3 are on: intersection 2, union 3
+        0.5: 1.0,  # voxels 2, 3: exactly the lesion
+        0.8: 1 / 2,  # voxel 3 only
+        0.98: 1 / 2,
+    }
+    for threshold, want in expected.items():
+        t = int(np.argmin(np.abs(THRESHOLDS - threshold)))
+        assert curve[t] == pytest.approx(want, rel=1e-12), threshold
+    empty = lesion_iou_curve(torch.zeros(1, 1, 2), mask)
+    assert (empty == 0).all()  # nothing on: intersection 0
 
 
 def test_auroc_summary_skips_single_class_labels():
@@ -138,7 +145,7 @@ def test_auroc_summary_skips_single_class_labels():
 
 def test_mask_attention_is_each_cells_contribution_to_its_slice_score():
     """The reference's mask-loss attention: summed over a slice's cells, plus the bias, it is
-    that slice's score (no 1/H factor, reference facts 9)."""
+    that slice's score (no 1/H factor, the paper's reference code)."""
     from ctbench.losses import slice_contributions
 
     torch.manual_seed(0)
@@ -152,3 +159,84 @@ def test_mask_attention_is_each_cells_contribution_to_its_slice_score():
     torch.testing.assert_close(
         attention.sum(dim=(3, 4)) + bias[None, :, None], scores, rtol=1e-4, atol=1e-5
     )
+
+
+def test_maxpool_mask_attention_is_every_slices_own_contribution():
+    """MaxPool's HiResCAM is zero outside the top slice, so the mask loss would penalise one
+    slice; its attention is each slice's own W Z instead, which adds up to every slice score."""
+    from ctbench.losses import mask_attention, slice_contributions
+
+    torch.manual_seed(0)
+    model = ctbench.create_model("axialnet-maxpool", 4, (5, 3, 64, 64)).eval()
+    x = torch.randn(2, 5, 3, 64, 64)
+    explainer = ctbench.create_explainer("hirescam")
+    with torch.no_grad():
+        attention, logits = mask_attention(model, explainer, x)
+        scores = model.slice_scores(x)
+        maps, _ = explainer.explain(model, x)
+    bias = model.linear_head()[1].detach()
+    torch.testing.assert_close(
+        attention.sum(dim=(3, 4)) + bias[None, :, None], scores, rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(logits, scores.amax(dim=2))
+    # the explainer's map of the max lives on one slice per (case, label): not the attention
+    assert ((maps.abs().sum(dim=(3, 4)) > 0).sum(dim=2) == 1).all()
+    with pytest.raises(ValueError, match="'max'"):
+        slice_contributions(model, maps)
+
+
+def test_mask_attention_of_axialnet_is_the_scaled_hirescam_map():
+    from ctbench.losses import mask_attention, per_slice_contributions
+
+    torch.manual_seed(0)
+    model = ctbench.create_model("axialnet", 3, (4, 3, 64, 64)).eval()
+    x = torch.randn(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        attention, _ = mask_attention(model, ctbench.create_explainer("hirescam"), x)
+        direct, _ = per_slice_contributions(model, x)
+    torch.testing.assert_close(attention, direct, rtol=1e-4, atol=1e-6)
+
+
+def attention_outside_share(with_mask_loss: bool, seed: int) -> tuple[float, float]:
+    """(before, after) five SGD steps: the share of present labels' positive attention that
+    lies outside the allowed region. The targets are the model's own starting probabilities,
+    so the classification gradient starts at zero and only the mask loss can move attention."""
+    from ctbench.losses import mask_attention
+
+    torch.manual_seed(seed)
+    model = ctbench.create_model("axialnet", 3, (9, 3, 64, 64)).train()
+    x = torch.rand(2, 9, 3, 64, 64, generator=torch.Generator().manual_seed(1 + seed)) - 0.449
+    present = torch.tensor([[True, False, True], [True, True, False]])
+    allowed = torch.zeros(2, 3, 9, 2, 2, dtype=torch.bool)
+    allowed[..., 0] = True  # the left column of cells holds the organ
+    allowed &= present[:, :, None, None, None]
+    explainer = ctbench.create_explainer("hirescam", create_graph=True)
+    with torch.no_grad():
+        target = torch.sigmoid(model(x))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def share() -> float:
+        with torch.no_grad():
+            attention, _ = mask_attention(model, explainer, x)
+        positive = attention.clamp(min=0) * present[:, :, None, None, None]
+        return float((positive * ~allowed).sum() / positive.sum())
+
+    before = share()
+    for _ in range(5):
+        optimizer.zero_grad()
+        attention, logits = mask_attention(model, explainer, x)
+        loss = classification_loss(logits, target)
+        if with_mask_loss:
+            loss = loss + mask_loss(attention, allowed) / 3
+        loss.backward()
+        optimizer.step()
+    return before, share()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_mask_loss_moves_attention_into_the_allowed_region(seed):
+    before, with_mask = attention_outside_share(True, seed)
+    same_before, without = attention_outside_share(False, seed)
+    assert before == same_before
+    assert with_mask < before - 0.02, (before, with_mask)  # measured: -0.04 and -0.11
+    assert without == pytest.approx(before, abs=1e-3), (before, without)
