@@ -1,4 +1,4 @@
-"""HiResCAM and Grad-CAM for 3-D CT models (paper sections 3.3-3.5; reference facts section 10).
+"""HiResCAM and Grad-CAM for 3-D CT models (paper sections 3.3-3.5 and appendix 7.3).
 
 Both read the representation ``Z`` at ``model.cam_layer`` and the gradient of each class score
 ``s_m`` (the logit, before the sigmoid) with respect to it, in one forward pass:
@@ -98,29 +98,24 @@ class CAMExplainer:
 
 
 def _batched_gradients(scores: torch.Tensor, z: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """``d scores[:, m] / d z`` for every m, summed over the batch (samples are independent)."""
+    """``d scores[:, m] / d z`` for every m, summed over the batch (samples are independent).
+
+    One vectorised backward (``is_grads_batched``). There is deliberately no fallback to one
+    backward per class: an error here (out of memory, an op autograd cannot batch) is raised,
+    never turned into a silently slower path.
+    """
     n = scores.shape[1]
     one_hot = torch.eye(n, dtype=scores.dtype, device=scores.device)
     grad_outputs = one_hot[:, None, :].expand(n, *scores.shape)  # [M', B, M']
-    try:
-        (grads,) = torch.autograd.grad(
-            scores,
-            z,
-            grad_outputs=grad_outputs,
-            is_grads_batched=True,
-            retain_graph=True,
-            create_graph=create_graph,
-        )
-        return grads
-    except RuntimeError:  # an op without a batching rule: one head-only backward per class
-        return torch.stack(
-            [
-                torch.autograd.grad(
-                    scores[:, m].sum(), z, retain_graph=True, create_graph=create_graph
-                )[0]
-                for m in range(n)
-            ]
-        )
+    (grads,) = torch.autograd.grad(
+        scores,
+        z,
+        grad_outputs=grad_outputs,
+        is_grads_batched=True,
+        retain_graph=True,
+        create_graph=create_graph,
+    )
+    return grads
 
 
 class HiResCAM(CAMExplainer):
