@@ -56,9 +56,16 @@ def test_run_folder_has_every_output(tiny_run):
         assert (tiny_run / name).is_file(), name
     for name in ("timing.json", "slice_scores.npz", "checkpoints/best.pt", "checkpoints/last.pt"):
         assert (tiny_run / name).is_file(), name
+    from tests.figure_checks import assert_figure, has_colour
+
     figures = tiny_run / "figures"
-    assert (figures / "loss_curves.png").is_file() and (figures / "slice_scores.png").is_file()
-    assert len(list((figures / "overlays").glob("*.png"))) == 1
+    curves = assert_figure(figures / "loss_curves.png", (6, 4), (1, 1))
+    assert has_colour(curves, "#1f77b4") and has_colour(curves, "#d62728")  # train, valid
+    # 12 labels in 3 rows of 4, each with the absent (blue) and present (orange) profile
+    profiles = assert_figure(figures / "slice_scores.png", (3.4 * 4, 2.6 * 3), (3, 4))
+    assert has_colour(profiles, "#1f77b4") and has_colour(profiles, "#ff7f0e")
+    (overlay,) = (figures / "overlays").glob("*.png")
+    assert_figure(overlay, (3.2 * 3 + 0.5, 3.2 * 3 + 2.6), (4, 3))  # CT, HiResCAM, Grad-CAM
 
     config = read_json(tiny_run / "config.json")
     assert config["seed"] == 0 and config["ctbench_version"]
@@ -90,7 +97,7 @@ def test_metrics_agree_with_the_predictions_and_the_checkpoint(tiny_run, tiny_ph
     for label in labels:
         rows = test[test["label"] == label]
         if 0 < rows["truth"].sum() < len(rows):
-            want = roc_auc_score(rows["truth"], rows["probability"])
+            want = roc_auc_score(rows["truth"], rows["logit"])
             assert metrics["auroc"][label] == pytest.approx(want, abs=1e-12)
             finite.append(want)
         else:
@@ -135,9 +142,16 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_run, run_env):
     unfinished = subprocess.run(args, env=run_env, capture_output=True, text=True)
     assert unfinished.returncode != 0 and "--resume" in unfinished.stderr
 
+    from ctbench.checkpoints import load_checkpoint
+
+    before = load_checkpoint(last)["training"]["history"]  # the epochs done before the kill
     resumed = subprocess.run([*args, "--resume"], env=run_env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming after epoch {len(before)}" in resumed.stdout
     want, got = read_json(tiny_run / "metrics.json"), read_json(folder / "metrics.json")
+    # resumed, not restarted: the epochs before the kill were not run again (a rerun would
+    # have measured new times); the in-process test in test_training.py checks the state
+    assert got["training"]["history"][: len(before)] == before
     for key in ("auroc", "organiou", "organiou_per_label", "localisation"):
         assert_same_numbers(got[key], want[key], key)
     for a, b in zip(got["training"]["history"], want["training"]["history"], strict=True):
@@ -164,7 +178,7 @@ def test_compare_prints_delong_table(tiny_run, tmp_path, run_env):
     other.mkdir()
     predictions = pd.read_csv(tiny_run / "predictions.csv")
     rng = np.random.default_rng(0)
-    predictions["probability"] = rng.random(len(predictions))  # a different "model"
+    predictions["logit"] = rng.normal(size=len(predictions))  # a different "model"
     predictions.to_csv(other / "predictions.csv", index=False)
 
     args = ctbench_command("compare", str(tiny_run), str(other), "--format", "csv")
@@ -179,19 +193,30 @@ def test_compare_prints_delong_table(tiny_run, tmp_path, run_env):
         a = first[(first["split"] == "test") & (first["label"] == row.label)]
         b = predictions[(predictions["split"] == "test") & (predictions["label"] == row.label)]
         if 0 < a["truth"].sum() < len(a):
-            want = delong_test(a["truth"].to_numpy(), a["probability"], b["probability"])
+            want = delong_test(a["truth"].to_numpy(), a["logit"], b["logit"])
             assert row.p_value == pytest.approx(want.p_value, rel=1e-9)
             assert row.auroc_a == pytest.approx(want.auc_a)
         ps.append(row.p_value)
     np.testing.assert_allclose(table["p_fdr"], benjamini_hochberg(ps))
 
     same = subprocess.run(
+        ctbench_command("compare", str(tiny_run), str(tiny_run), "--format", "csv"),
+        env=run_env,
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 0, same.stderr
+    itself = pd.read_csv(StringIO(same.stdout)).dropna(subset=["p_value"])
+    assert len(itself) > 0
+    assert (itself["z"] == 0).all() and (itself["p_value"] == 1).all()
+    assert (itself["p_fdr"] == 1).all() and (itself["auroc_a"] == itself["auroc_b"]).all()
+    plain = subprocess.run(
         ctbench_command("compare", str(tiny_run), str(tiny_run)),
         env=run_env,
         capture_output=True,
         text=True,
     )
-    assert same.returncode == 0 and "AUROC A" in same.stdout
+    assert plain.returncode == 0 and "AUROC A" in plain.stdout
 
 
 def test_mask_loss_run(tmp_path, run_env):
@@ -243,6 +268,26 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
     assert any("not explainable" in m for m in messages)
     assert metrics["n_cases"]["valid"] == 11
     assert "organiou" not in metrics and np.isfinite(metrics["auroc_median"])
+
+
+def test_maxpool_mask_loss_refuses_an_unfaithful_mask_explainer(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    from ctbench.runs import RunConfig, execute_run
+
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    config = RunConfig(
+        arch="axialnet-maxpool",
+        explainers=("hirescam",),
+        dataset="phantom",
+        preset="tiny",
+        segmenter="morphological",
+        mask_explainer="gradcam",
+        mask_loss=True,
+        epochs=1,
+    )
+    with pytest.raises(ValueError, match=r"max over slices.*gradcam"):
+        execute_run(config, tmp_path / "run", progress=False, log=lambda _: None)
 
 
 def test_presets_resolve_training_and_weights():

@@ -72,3 +72,93 @@ def test_settings_are_checked():
         TrainSettings(optimizer="rmsprop")
     with pytest.raises(ValueError, match="schedule"):
         TrainSettings(schedule="step")
+
+
+def real_trainer(folder, source, model_seed: int):
+    """AxialNet on 8 training and 4 validation cases of the tiny phantom, 3 epochs of Adam
+    with a cosine schedule and augmentation; records the epochs run and every step's loss."""
+    from ctbench.data import VolumeDataset
+
+    torch.manual_seed(model_seed)
+    labels = list(source.label_names)
+    model = ctbench.create_model("axialnet", len(labels), (9, 3, 64, 64))
+    train = VolumeDataset(source, "train", augment=True, seed=0)
+    train.case_ids = train.case_ids[:8]
+    valid = VolumeDataset(source, "valid")
+    valid.case_ids = valid.case_ids[:4]
+    settings = TrainSettings(
+        optimizer="adam", lr=1e-3, schedule="cosine", epochs=3, batch_size=4, patience=5
+    )
+    info = {"arch": "axialnet", "input_shape": (9, 3, 64, 64), "label_names": labels}
+    trainer = Trainer(model, settings, train, valid, folder, checkpoint_info=info, progress=False)
+    trainer.epochs_run, trainer.step_losses = [], []
+    run_epoch, losses = trainer._epoch, trainer.losses
+
+    def recording_epoch(epoch, training):
+        trainer.epochs_run.append((epoch, "train" if training else "valid"))
+        return run_epoch(epoch, training)
+
+    def recording_losses(batch, explainer):
+        out = losses(batch, explainer)
+        if trainer.model.training:
+            trainer.step_losses.append(float(out[0].detach()))
+        return out
+
+    trainer._epoch, trainer.losses = recording_epoch, recording_losses
+    return trainer
+
+
+def test_resume_restores_state_and_continues_step_for_step(tmp_path, tiny_phantom):
+    """A run stopped after its first epoch and resumed does not repeat that epoch, gets the
+    optimizer, scheduler and RNG state the uninterrupted run had at that point, and then takes
+    the same steps with the same losses to the same weights."""
+    import shutil
+
+    straight = real_trainer(tmp_path / "straight", tiny_phantom, model_seed=0)
+    save = straight._save
+
+    def save_and_keep(path, epoch):  # keep last.pt as it was after every epoch
+        save(path, epoch)
+        if path == straight.last_path:
+            shutil.copy(path, path.with_name(f"last-epoch{epoch}.pt"))
+
+    straight._save = save_and_keep
+    straight.fit()
+    assert len(straight.step_losses) == 6  # 3 epochs x 2 steps
+
+    stopped = real_trainer(tmp_path / "stopped", tiny_phantom, model_seed=0)
+    run_epoch = stopped._epoch
+
+    def killed_in_second_epoch(epoch, training):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+        return run_epoch(epoch, training)
+
+    stopped._epoch = killed_in_second_epoch
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+
+    resumed = real_trainer(tmp_path / "stopped", tiny_phantom, model_seed=123)
+    torch.rand(1000)  # move the global RNG: only a restore can bring it back
+    assert resumed._restore() == 1
+    at_epoch0 = load_checkpoint(tmp_path / "straight" / "last-epoch0.pt")
+    assert torch.equal(torch.get_rng_state(), at_epoch0["rng"])
+    assert resumed.scheduler.state_dict() == at_epoch0["scheduler"]
+    assert resumed.optimizer.param_groups[0]["lr"] == at_epoch0["scheduler"]["_last_lr"][0]
+    restored = resumed.optimizer.state_dict()["state"]
+    assert restored.keys() == at_epoch0["optimizer"]["state"].keys()
+    for key, state in at_epoch0["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(restored[key][name], value), (key, name)
+    for name, value in at_epoch0["state_dict"].items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+
+    history = resumed.fit(resume=True)
+    assert resumed.epochs_run == [(1, "train"), (1, "valid"), (2, "train"), (2, "valid")]
+    assert resumed.step_losses == pytest.approx(straight.step_losses[2:], abs=1e-6)
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+    for got, want in zip(history, straight.history, strict=True):
+        assert got["valid_loss"] == pytest.approx(want["valid_loss"], abs=1e-6)
+    final = straight.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, final[name], rtol=0, atol=1e-6, msg=name)
