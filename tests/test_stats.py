@@ -56,20 +56,62 @@ def test_fast_delong_equals_brute_force(ties):
 
 
 def test_delong_known_values():
-    # A hand-checkable case: 2 positives, 2 negatives, perfect vs one swapped pair.
+    """Two positives, two negatives; derived on paper. A is perfect: V10 = V01 = [1, 1]. B
+    ranks 0.15 over 0.1 only: V10 = [1, 1/2], V01 = [1, 1/2], AUC 3/4. A's components are
+    constant, so Var(A - B) = Var(V10_B) / 2 + Var(V01_B) / 2 = 1/8 / 2 + 1/8 / 2 = 1/8, and
+    z = (1 - 3/4) / sqrt(1/8) = 1 / sqrt(2), p = 2 (1 - Phi(1 / sqrt(2))) = erfc(1/2)."""
+    from math import erfc, sqrt
+
     y = np.array([1, 1, 0, 0])
     perfect = np.array([0.9, 0.8, 0.1, 0.2])
     swapped = np.array([0.9, 0.15, 0.1, 0.2])
     result = delong_test(y, perfect, swapped)
     assert result.auc_a == 1.0 and result.auc_b == 0.75
-    assert 0 < result.p_value < 1 and result.z > 0
+    assert result.z == pytest.approx(1 / sqrt(2), rel=1e-12)
+    assert result.p_value == pytest.approx(erfc(0.5), rel=1e-12)
+    reverse = delong_test(y, swapped, perfect)
+    assert reverse.z == pytest.approx(-1 / sqrt(2)) and reverse.p_value == result.p_value
 
 
-def test_identical_scores_give_p_one():
-    y = np.array([0, 1, 0, 1, 1, 0])
-    s = np.array([0.1, 0.7, 0.3, 0.4, 0.9, 0.5])
-    result = delong_test(y, s, s)
-    assert result.z == 0.0 and result.p_value == 1.0
+def test_zero_variance_with_different_aurocs_gives_infinite_z():
+    """A perfect scorer and a constant one: both have constant structural components (zero
+    variance of the difference) but AUROCs 1 and 1/2, so z is +inf and p is 0."""
+    y = np.array([1, 1, 0, 0, 1])
+    result = delong_test(y, y * 2.0, np.full(5, 0.3))
+    assert (result.auc_a, result.auc_b) == (1.0, 0.5)
+    assert result.z == np.inf and result.p_value == 0.0
+    assert delong_test(y, np.full(5, 0.3), y * 2.0).z == -np.inf
+
+
+# pROC's aSAH data (Turck et al. 2010; pROC's data(aSAH)), 113 patients in pROC's row order:
+# outcome (P = poor, G = good), then the wfns and s100b columns.
+ASAH = """
+G1 .13 G1 .14 G1 .10 G1 .04 P3 .13 P2 .10 G5 .47 P4 .16 G1 .18 G2 .10 P5 .12 G2 .10 P5 .44
+P5 .71 G1 .04 G2 .08 P5 .49 G2 .04 P2 .07 P5 .33 P2 .09 G1 .09 P1 .07 G1 .11 G1 .07 G2 .17
+G1 .07 G2 .11 G1 .13 G1 .19 G3 .05 G4 .16 P2 .41 G1 .14 G4 .34 P5 .35 P4 .48 G1 .09 P4 .96
+P2 .25 G5 .50 G5 .46 G1 .16 G1 .07 G2 .43 G4 .45 G1 .11 G1 .08 G2 .09 P5 .86 P5 .52 G2 .08
+G1 .06 G2 .13 P5 2.07 G1 .10 G2 .14 G2 .15 P2 .07 G1 .06 P5 .77 G1 .05 G1 .09 P2 .30 P5 .03
+P2 .09 G1 .04 P4 .23 P5 .70 G2 .09 P4 .27 P4 .71 P1 .08 P4 .26 G1 .08 G2 .16 G1 .09 P4 .13
+P2 .10 G1 .08 P2 .11 G3 .33 G2 .11 G4 .28 G2 .07 G1 .10 G4 .32 P5 .22 G1 .07 G1 .05 G5 .24
+G4 .38 G2 .10 G2 .15 G1 .08 G1 .14 G1 .10 G3 .07 G1 .04 G2 .19 P5 .56 P2 .14 P2 .58 P5 .32
+P5 .82 P5 .74 G2 .15 G4 .47 G4 .17 P5 .44 G1 .15 G1 .50 G1 .48
+"""
+
+
+def test_delong_matches_proc_on_its_asah_example():
+    """pROC's documented example: roc.test(roc(aSAH$outcome, aSAH$s100b),
+    roc(aSAH$outcome, aSAH$wfns)) prints Z = -2.209, p-value = 0.02718 and AUCs 0.7313686,
+    0.8236789; ci.auc of the s100b curve prints 95% CI 0.6301-0.8326 (DeLong)."""
+    fields = ASAH.split()
+    outcome = np.array([f[0] == "P" for f in fields[0::2]])
+    wfns = np.array([float(f[1:]) for f in fields[0::2]])
+    s100b = np.array([float(f) for f in fields[1::2]])
+    assert len(outcome) == 113 and outcome.sum() == 41
+    result = delong_test(outcome, s100b, wfns)
+    assert (round(result.auc_a, 7), round(result.auc_b, 7)) == (0.7313686, 0.8236789)
+    assert round(result.z, 3) == -2.209 and round(result.p_value, 5) == 0.02718
+    _, low, high = auroc_ci(outcome, s100b)
+    assert (round(low, 4), round(high, 4)) == (0.6301, 0.8326)
 
 
 def test_ci_covers_and_is_clipped():
@@ -81,8 +123,13 @@ def test_ci_covers_and_is_clipped():
     _, variance = brute_force_delong(y, score)
     half = 1.959963984540054 * np.sqrt(variance[0, 0])
     assert (low, high) == pytest.approx((auc - half, auc + half))
-    perfect = auroc_ci(y, y.astype(float) + rng.random(200) * 0.1)
-    assert perfect[0] == 1.0 and perfect[2] == 1.0
+    # Derived on paper: positives 4, 1.5 and negatives 1, 2 give V10 = V01 = [1, 1/2],
+    # AUC 3/4, variance 1/8 / 2 + 1/8 / 2 = 1/8: 3/4 + 1.96 sqrt(1/8) = 1.443 is clipped to 1.
+    auc, low, high = auroc_ci(np.array([1, 1, 0, 0]), np.array([4.0, 1.5, 1.0, 2.0]))
+    assert auc == 0.75 and high == 1.0
+    assert low == pytest.approx(0.75 - 1.959963984540054 * np.sqrt(1 / 8), rel=1e-12)
+    # and clipped at both ends: AUC 1/2 with standard error 1/2
+    assert auroc_ci(np.array([0, 1, 1]), np.array([1.0, 2.0, -1.0])) == (0.5, 0.0, 1.0)
 
 
 def test_bad_input_is_refused():
