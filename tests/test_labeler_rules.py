@@ -1,0 +1,165 @@
+"""Every negation rule and every exclusion of the labeler's vocabulary has a sentence that
+needs it: labelled as expected with the full vocabulary, labelled differently without it.
+
+A few entries can never change a result on their own, because a later rule already removes
+what they would: " normal" deletes any sentence the three "normal ..." delete-before rules
+would shorten, and the "non" word rule deletes "noncalcified" and "nondilated" before the term
+search could veto them. Those entries are kept (they are SARLE's) and listed
+in SHADOWED; their sentences need the entry together with the one that shadows it, and a test
+shows that the shadowing claim holds.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import ctbench.labeler as labeler
+import pytest
+
+LUNGS = {"right_lung", "left_lung"}
+
+# rule phrase -> (sentence, expected abnormality -> organs)
+RULE_SENTENCES = {
+    "non": ("Nonenlarged mediastinal lymph nodes.", {}),
+    " no ": (
+        "No pleural effusion and a small nodule in the left lower lobe.",
+        {"nodule": {"left_lung"}},
+    ),
+    " not ": ("The aorta is not dilated.", {}),
+    " without": ("Cardiomegaly without pericardial effusion.", {"cardiomegaly": {"heart"}}),
+    " resolution of": ("Interval resolution of the right pleural effusion.", {}),
+    " removal of": ("Status post removal of the chest tube from the left lung.", {}),
+    " free of": ("The pleural spaces are free of effusion.", {}),
+    " negative for": ("Negative for pneumothorax.", {}),
+    " absence of": ("Complete absence of pneumothorax.", {}),
+    " risk ": ("Patient at risk for aspiration pneumonia.", {}),
+    " within normal limits": ("Cardiomegaly previously, heart size now within normal limits.", {}),
+    " normal in": ("Previously dilated, the aorta is now normal in caliber.", {}),
+    " normal size": ("Previously enlarged mediastinal lymph nodes, now of normal size.", {}),
+    " removed": ("The chest tube in the left lung has been removed.", {}),
+    " resolved": ("The right pleural effusion has resolved.", {}),
+    " normal": ("Normal postoperative appearance of the sternotomy.", {}),
+    " unremarkable": ("The sternotomy is unremarkable.", {}),
+    " clear": ("Lungs clear of consolidation.", {}),
+    " patent": ("The coronary stent is patent.", {}),
+    " intact": ("Sternotomy wires are intact.", {}),
+    " follow up": ("Follow up of the right lung nodule is advised.", {}),
+    " follow-up": ("Follow-up of the left lung nodule in 3 months.", {}),
+    "fleischner": ("Fleischner criteria apply to the 5 mm right lung nodule.", {}),
+    "screening": ("Lung cancer screening study.", {}),
+    " was performed": ("Biopsy of the right lung mass was performed.", {}),
+    " were performed": ("Biopsies of the mediastinal masses were performed.", {}),
+    " was obtained": ("A CT of the chest was obtained to evaluate pneumonia.", {}),
+    " were obtained": ("Images were obtained for suspected pneumothorax.", {}),
+    " recommend": ("Recommend CT to evaluate the left lung nodule.", {}),
+    " consider": ("Consider pneumonia in the right lower lobe.", {}),
+    " correlate": ("Correlate clinically for pneumonia.", {}),
+    " please": ("Please compare the left lung nodule with prior studies.", {}),
+}
+
+# (abnormality, excluded term) -> (sentence, expected abnormality -> organs)
+EXCLUSION_SENTENCES = {
+    ("pleural_effusion", "pericardial effusion"): (
+        "Pericardial effusion and left pleural thickening.",
+        {"pericardial_effusion": {"heart"}, "pleural_thickening": {"left_lung"}},
+    ),
+    ("nodule", "nodularity"): ("Mild nodularity in the right upper lobe.", {}),
+    ("mass", "mass effect"): ("Mild mass effect upon the right lower lobe.", {}),
+    ("calcification", "noncalcified"): (
+        "Noncalcified plaque in the aorta.",
+        {"plaque": {"great_vessel"}},
+    ),
+    ("calcification", "non-calcified"): (
+        "Non-calcified plaque in the aorta.",
+        {"plaque": {"great_vessel"}},
+    ),
+    ("dilation_or_ectasia", "nondilated"): ("Nondilated ascending aorta.", {}),
+    ("dilation_or_ectasia", "non-dilated"): ("Non-dilated ascending aorta.", {}),
+    ("density", "linear densit"): (
+        "Linear density in the left lower lobe.",
+        {"bandlike_or_linear": {"left_lung"}},
+    ),
+    ("scarring", "linear scar"): (
+        "Linear scarring in the right middle lobe.",
+        {"bandlike_or_linear": {"right_lung"}},
+    ),
+}
+
+# entry -> the rule that removes everything it would (see the module docstring)
+SHADOWED = {
+    " within normal limits": " normal",
+    " normal in": " normal",
+    " normal size": " normal",
+    ("calcification", "noncalcified"): "non",
+    ("calcification", "non-calcified"): "non",
+    ("dilation_or_ectasia", "nondilated"): "non",
+    ("dilation_or_ectasia", "non-dilated"): "non",
+}
+
+
+def found(sentence: str) -> dict[str, set[str]]:
+    return labeler.label_sentences(sentence).matrix
+
+
+def without(*entries) -> dict:
+    """The shipped vocabulary less the given rule phrases and (abnormality, term) exclusions."""
+    vocab = copy.deepcopy(labeler.vocabulary())
+    for entry in entries:
+        if isinstance(entry, tuple):
+            abnormality, term = entry
+            vocab["abnormalities"][abnormality]["exclude"].remove(term)
+        else:
+            vocab["rules"] = [r for r in vocab["rules"] if r["phrase"] != entry]
+    return vocab
+
+
+def test_every_rule_and_exclusion_has_a_sentence():
+    vocab = labeler.vocabulary()
+    assert set(RULE_SENTENCES) == {rule["phrase"] for rule in vocab["rules"]}
+    exclusions = {
+        (name, term)
+        for name, entry in vocab["abnormalities"].items()
+        for term in entry.get("exclude", [])
+    }
+    assert set(EXCLUSION_SENTENCES) == exclusions
+
+
+CASES = {**RULE_SENTENCES, **EXCLUSION_SENTENCES}
+
+
+@pytest.mark.parametrize("entry", list(CASES), ids=str)
+def test_the_sentence_needs_its_entry(entry, monkeypatch):
+    sentence, expected = CASES[entry]
+    assert found(sentence) == expected
+    removed = (entry, SHADOWED[entry]) if entry in SHADOWED else (entry,)
+    reduced = without(*removed)
+    monkeypatch.setattr(labeler, "vocabulary", lambda: reduced)
+    assert found(sentence) != expected, f"{entry!r} is not needed by {sentence!r}"
+
+
+@pytest.mark.parametrize("entry", list(SHADOWED), ids=str)
+def test_shadowed_entries_are_shadowed(entry, monkeypatch):
+    """The claim behind SHADOWED: removing the entry alone changes nothing for its sentence."""
+    sentence, expected = CASES[entry]
+    reduced = without(entry)
+    monkeypatch.setattr(labeler, "vocabulary", lambda: reduced)
+    assert found(sentence) == expected
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        # " not " keeps the sentence when "exclude" or "change" follows within two words
+        ("Pleural effusion is not excluded.", {"pleural_effusion": LUNGS}),
+        # " no " stops at " and ": what follows is kept
+        ("No consolidation and right pneumothorax.", {"pneumothorax": {"right_lung"}}),
+        # recommend / consider / correlate / please delete a sentence only when they open it
+        (
+            "Left lung nodule, for which we recommend biopsy.",
+            {"nodule": {"left_lung"}},
+        ),
+        ("Pneumonia in the right lower lobe; consider aspiration.", {"pneumonia": {"right_lung"}}),
+    ],
+)
+def test_rule_conditions(sentence, expected):
+    assert found(sentence) == expected
