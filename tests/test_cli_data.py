@@ -28,8 +28,10 @@ def test_data_show_writes_a_png(tmp_path, monkeypatch):
         main, ["data", "show", "--preset", "tiny", "--index", "2", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.stat().st_size > 20_000
+    # axial, coronal, sagittal and the report: four panels with content
+    from tests.figure_checks import assert_figure
+
+    assert_figure(out, (17, 6), (1, 4))
 
 
 def test_data_show_rejects_bad_arguments(tmp_path, monkeypatch):

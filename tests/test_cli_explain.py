@@ -9,6 +9,8 @@ from click.testing import CliRunner
 from ctbench.checkpoints import save_checkpoint
 from ctbench.cli import main
 
+from tests.figure_checks import assert_figure, has_colour
+
 
 def run(*args):
     return CliRunner().invoke(main, ["explain", *args])
@@ -32,7 +34,9 @@ def test_explain_untrained_arch_on_a_phantom_case(tmp_path, monkeypatch, tiny_ph
     )
     assert result.exit_code == 0, result.output
     png = tmp_path / "trn00001_lung_pleural_effusion.png"
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    # 3 top slice groups x (CT, HiResCAM, Grad-CAM), then the per-slice score panel
+    image = assert_figure(png, (3.2 * 3 + 0.5, 3.2 * 3 + 2.6), (4, 3))
+    assert has_colour(image, "#1f77b4") and has_colour(image, "#d62728")  # scores, top marks
 
 
 LABELS = ["lung_nodule", "heart_cardiomegaly"]
@@ -70,7 +74,8 @@ def test_explain_a_checkpoint_on_a_file(tmp_path):
     checkpoint, scan = checkpoint_and_scan(tmp_path, model, "bodyconv", (30, 70, 70))
     result = explain_cardiomegaly(checkpoint, scan, tmp_path)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "scan_heart_cardiomegaly.png").exists()
+    # 3 top slice groups x (CT, HiResCAM), then the per-slice attention panel
+    assert_figure(tmp_path / "scan_heart_cardiomegaly.png", (3.2 * 2 + 0.5, 3.2 * 3 + 2.6), (4, 2))
 
 
 def test_explain_errors_are_clear(tmp_path, monkeypatch, tiny_phantom):
