@@ -1,4 +1,4 @@
-"""The ``ctbench`` command line (DESIGN.md section 7).
+"""The ``ctbench`` command line (README: Running experiments).
 
 Subcommands live in ``ctbench.commands.<name>`` and are imported only when they run (or when
 ``--help`` lists their one-line help), so ``ctbench --help`` imports neither torch nor any

@@ -1,7 +1,7 @@
 """Reading CT volumes from files into ctbench's axes and Hounsfield units.
 
 Every loader returns ``(volume, spacing_mm)`` with ``volume[S, Y, X]`` ordered
-[superior->inferior, anterior->posterior, patient right->patient left] (DESIGN.md section 3),
+[superior->inferior, anterior->posterior, patient right->patient left] (README: Models, Contracts),
 so that "right lung" means the patient's right lung whatever the file's own orientation.
 
 - ``.npz``: RAD-ChestCT's format (key ``ct``; ``volume`` also accepted), already in these axes,

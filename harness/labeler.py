@@ -1,4 +1,4 @@
-"""SARLE-style report labeler with locations (paper appendix 7.2.1, Table 3; reference facts 3-4).
+"""SARLE-style report labeler with locations (paper appendix 7.2.1, Table 3; SARLE).
 
 1. Sentences: the report is split into sentences (decimals such as "1.5 cm" stay whole).
 2. Phrase classification: ordered rules delete normal and negated phrases ("No pleural

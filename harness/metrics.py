@@ -1,12 +1,12 @@
-"""Evaluation metrics: AUROC per label, OrganIoU and localisation (DESIGN.md section 4).
+"""Evaluation metrics: AUROC per label, OrganIoU and localisation (paper section 4.3).
 
 - AUROC per label (scikit-learn), summarised by the median and IQR over labels.
-- OrganIoU [paper 4.3; reference facts 11]: cells of the ReLU'd, min-max-normalised map above a
-  threshold (strict) are "on"; ``a`` of them lie inside the allowed region, ``b`` outside;
-  OrganIoU = a / (a + b), so 1 when all attention is allowed and 0 when no cell is on (the
-  reference's b = 0 -> 0 is a bug not copied). Present labels only. The threshold of each label
-  is chosen on validation from :data:`THRESHOLDS` (best mean over its positive scans, ties to the
-  smallest) and reused on test.
+- OrganIoU [paper 4.3, scored as its reference code does]: cells of the ReLU'd, min-max-
+  normalised map above a threshold (strict) are "on"; ``a`` of them lie inside the allowed
+  region, ``b`` outside; OrganIoU = a / (a + b), so 1 when all attention is allowed and 0 when
+  no cell is on (the reference's b = 0 -> 0 is a bug not copied). Present labels only. The
+  threshold of each label is chosen on validation from :data:`THRESHOLDS` (best mean over its
+  positive scans, ties to the smallest) and reused on test.
 - Localisation against lesion masks (the phantom has them): the pointing game (the map's top
   cell touches the lesion) and lesion IoU (the map upsampled to the CT grid, thresholded, against
   the lesion's voxels; the threshold chosen on validation the same way).

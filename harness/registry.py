@@ -1,4 +1,4 @@
-"""Plugin registries (DESIGN.md section 2).
+"""Plugin registries (README: Writing a plugin).
 
 A :class:`Registry` owns one fresh pluggy manager. It loads the plugin modules named by the
 ``ctbench`` entry points, calls each plugin's ``register_*`` hooks with a ``register``

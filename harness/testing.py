@@ -1,4 +1,4 @@
-"""Contract checks for architecture plugins (DESIGN.md section 3), runnable in any CI.
+"""Contract checks for architecture plugins (README: Models, Contracts), runnable in any CI.
 
 In the spirit of scikit-learn's ``check_estimator``: ``check_architecture("my-model")`` (or a
 factory) builds the model on a tiny input and asserts every rule a ctbench model must keep::

@@ -1,4 +1,4 @@
-"""The shared preprocessing, augmentation and loaders (reference facts sections 5 and 6)."""
+"""The shared preprocessing, augmentation and loaders (as in the paper's reference code)."""
 
 from __future__ import annotations
 

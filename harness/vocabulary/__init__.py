@@ -1,4 +1,4 @@
-"""The paper's label space as shipped data (DESIGN.md section 5; reference facts section 3).
+"""The paper's label space as shipped data (paper section 3.1 and appendix 7.2.1).
 
 ``output_labels.csv`` lists the 80 output labels in model order (29 great vessel / mediastinum
 / heart labels, then 51 ``lung_*`` labels that mean "left OR right lung"), each with its region

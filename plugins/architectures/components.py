@@ -1,4 +1,4 @@
-"""Building blocks shared by the architecture plugins (reference facts section 8).
+"""Building blocks shared by the architecture plugins (paper Table 1; the paper's reference code).
 
 - :func:`resnet18_features`: torchvision's ResNet-18 without avgpool and fc, optionally with
   ImageNet weights from a local file or the torch hub cache. Nothing is ever downloaded.

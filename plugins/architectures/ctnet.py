@@ -1,4 +1,4 @@
-"""The CT-Net family: BodyConv, 3DConv and CTNet (paper Table 1; reference facts section 8).
+"""The CT-Net family: BodyConv, 3DConv and CTNet (paper Table 1; the paper's reference code).
 
 These models mix information across slices with 3-D convolutions and end in a three-layer
 classifier (128 -> 96 -> M), so their explanations are not guaranteed faithful:

@@ -1,4 +1,4 @@
-"""Mask downsamplers for PARTITION (paper appendix 7.2.3, Table 5; reference facts 7.3).
+"""Mask downsamplers for PARTITION (paper appendix 7.2.3, Table 5).
 
 ``downsample(mask [S, Y, X], representation_shape (H', D1, D2), dilate) -> bool [H', D1, D2]``:
 ``torch.nn.functional.interpolate`` with mode ``nearest``, ``trilinear`` or ``area``, then any

@@ -1,4 +1,4 @@
-"""Unsupervised organ segmentation for PARTITION (paper appendix 7.2.2; reference facts 7.1-7.2).
+"""Unsupervised organ segmentation for PARTITION (paper appendix 7.2.2).
 
 ``morphological``:
 
@@ -6,7 +6,7 @@
 2. Clear the border: drop every in-slice component touching the slice's edge (outside air).
 3. Keep the two largest components of each slice (ties keep more).
 4. Remove small 3-D objects; the size is in millilitres (default 20 mL), so any spacing works.
-5. (ctbench) Gas is not lung: components whose median is below -950 HU (bowel and stomach gas,
+5. (ctbench) Gas is not lung: components whose median is below -900 HU (bowel and stomach gas,
    which the reference removed with a 512 mL size cut tuned on full chest CTs; lung parenchyma
    sits around -850 HU) are dropped, in each slice before step 3 and again in 3-D after step 4.
    In-slice holes (vessels, nodules) of what remains are filled.
@@ -29,7 +29,7 @@ import numpy as np
 from ctbench.segmentation import QC, OrganMasks, heuristic_masks
 from scipy import ndimage
 
-THRESHOLD_HU = -300.0  # step 1 (reference facts 7.1)
+THRESHOLD_HU = -300.0  # step 1 (the paper's reference code)
 MIN_VOLUME_ML = 20.0  # step 4
 GAS_HU = -900.0  # step 5: a component whose median is below this is gas, not lung
 

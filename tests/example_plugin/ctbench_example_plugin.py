@@ -1,6 +1,6 @@
 """An example third-party ctbench plugin: ``example-tinynet``, a tiny explainable MIL model.
 
-It follows the architecture contract of ctbench's DESIGN.md section 3: ``model(x)`` maps
+It follows the architecture contract of ctbench's README (Models, Contracts): ``model(x)`` maps
 ``x: [B, H, 3, Y, X]`` to logits ``[B, M]``; ``cam_layer`` is the module whose output
 ``[B*H, F, D1, D2]`` explainers read; ``representation_shape`` is ``(H, D1, D2)``;
 ``slice_scores(x)`` gives per-slice scores ``[B, M, H]`` whose mean over slices is the logits.
