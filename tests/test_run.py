@@ -235,6 +235,21 @@ def test_mask_loss_run(tmp_path, run_env):
     assert metrics["config"]["run"]["mask_loss"] is True
 
 
+def tiny_config(**options):
+    """A one-epoch tiny-preset RunConfig with the given options."""
+    from ctbench.runs import RunConfig
+
+    base = {
+        "explainers": ("hirescam",),
+        "dataset": "phantom",
+        "preset": "tiny",
+        "segmenter": "morphological",
+        "mask_explainer": "hirescam",
+        "epochs": 1,
+    }
+    return RunConfig(**(base | options))
+
+
 def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
     tiny_phantom, tmp_path, monkeypatch
 ):
@@ -242,7 +257,7 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
     explainable, still trains and is scored on AUROC, without OrganIoU."""
     import shutil
 
-    from ctbench.runs import RunConfig, execute_run
+    from ctbench.runs import execute_run
 
     cache = tmp_path / "cache"
     shutil.copytree(tiny_phantom.folder, cache / tiny_phantom.folder.name)
@@ -250,16 +265,7 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
     broken.write_bytes(b"not an npz file")
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(cache))
     messages: list[str] = []
-    config = RunConfig(
-        arch="ctnet",
-        explainers=("hirescam",),
-        dataset="phantom",
-        preset="tiny",
-        segmenter="morphological",
-        mask_explainer="hirescam",
-        epochs=1,
-        overlays=0,
-    )
+    config = tiny_config(arch="ctnet", overlays=0)
     metrics = execute_run(config, tmp_path / "run", progress=False, log=messages.append)
     (skipped,) = metrics["skipped_cases"]
     assert skipped["case_id"] == "val00003" and skipped["split"] == "valid"
@@ -273,19 +279,10 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
 def test_maxpool_mask_loss_refuses_an_unfaithful_mask_explainer(
     tiny_phantom, tmp_path, monkeypatch
 ):
-    from ctbench.runs import RunConfig, execute_run
+    from ctbench.runs import execute_run
 
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
-    config = RunConfig(
-        arch="axialnet-maxpool",
-        explainers=("hirescam",),
-        dataset="phantom",
-        preset="tiny",
-        segmenter="morphological",
-        mask_explainer="gradcam",
-        mask_loss=True,
-        epochs=1,
-    )
+    config = tiny_config(arch="axialnet-maxpool", mask_explainer="gradcam", mask_loss=True)
     with pytest.raises(ValueError, match=r"max over slices.*gradcam"):
         execute_run(config, tmp_path / "run", progress=False, log=lambda _: None)
 
