@@ -29,10 +29,10 @@ from ctbench.metrics import (
     per_label_auroc,
     pointing_game,
 )
+from ctbench.progress import progress_bar
 from ctbench.stats import auroc_ci
 from scipy.special import expit
 from torch import nn
-from tqdm import tqdm
 
 
 @dataclass
@@ -69,8 +69,8 @@ def predict_and_explain(
     case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
     attention = {name: [] for name in explainers}
     lesion_iou = {name: [] for name in explainers}
-    for batch in tqdm(
-        loader, desc=f"evaluate {dataset.split}", unit="batch", disable=progress is False
+    for batch in progress_bar(
+        loader, enabled=progress, desc=f"evaluate {dataset.split}", unit="batch"
     ):
         x = batch["x"]
         batch_logits = None

@@ -21,8 +21,8 @@ import torch
 from ctbench.checkpoints import load_checkpoint, save_checkpoint
 from ctbench.data import VolumeDataset, make_loader
 from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_attention, mask_loss
+from ctbench.progress import progress_bar
 from torch import nn
-from tqdm import tqdm
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
@@ -150,12 +150,12 @@ class Trainer:
         phase = "train" if training else "valid"
         totals = {"loss": 0.0, "class_loss": 0.0, "mask_loss": 0.0}
         seen = 0
-        bar = tqdm(
+        bar = progress_bar(
             loader,
+            enabled=self.progress,
             desc=f"epoch {epoch + 1}/{self.settings.epochs} {phase}",
             unit="batch",
             leave=False,
-            disable=self.progress is False,
         )
         for batch in bar:
             if training:

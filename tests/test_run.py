@@ -220,13 +220,21 @@ def test_compare_prints_delong_table(tiny_run, tmp_path, run_env):
 
 
 def test_mask_loss_run(tmp_path, run_env):
+    """Also a run whose output is not a terminal (no --quiet): one line per epoch and phase on
+    stdout, no progress-bar redraws anywhere."""
     args = ctbench_command(
         "run", "--arch", "axialnet", "--preset", "tiny", "--epochs", "1", "--mask-loss",
-        "--explainer", "hirescam", "--overlays", "0", "--quiet", "--out", str(tmp_path),
+        "--explainer", "hirescam", "--overlays", "0", "--out", str(tmp_path),
         "--name", "mask",
     )  # fmt: skip
     result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stderr and "\r" not in result.stdout
+    assert "it/s" not in result.stderr and "batch/s" not in result.stderr
+    lines = result.stdout.splitlines()
+    for phase in ("partition", "train", "evaluate_valid", "evaluate_test", "figures"):
+        assert sum(line.startswith(f"{phase}: done in") for line in lines) == 1, phase
+    assert sum(line.startswith("epoch 1/1:") for line in lines) == 1
     metrics = read_json(tmp_path / "mask" / "metrics.json")
     (record,) = metrics["training"]["history"]
     assert record["train_mask_loss"] > 0 and record["valid_mask_loss"] > 0

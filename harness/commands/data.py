@@ -52,7 +52,7 @@ def _source(name: str, preset: str, seed: int, confounders: bool, cache_dir: Pat
 def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None) -> None:
     """Generate every case of the phantom preset into its cache folder."""
     source = _source("phantom", preset, seed, confounders, out)
-    generated = source.materialise(progress=True)
+    generated = source.materialise(progress=None)  # a bar only on a terminal
     total = sum(len(source.case_ids(split)) for split in SPLITS)
     click.echo(f"{source.folder}: {total} cases ({generated} generated now)")
 

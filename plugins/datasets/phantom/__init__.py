@@ -132,12 +132,15 @@ class PhantomSource:
             return case
         return self.store.load(case_id, plan.label_vector())
 
-    def materialise(self, progress: bool = True) -> int:
-        """Generate every case not yet cached; returns how many were generated."""
-        from tqdm import tqdm
+    def materialise(self, progress: bool | None = None) -> int:
+        """Generate every case not yet cached; returns how many were generated.
+
+        ``progress=None`` shows a bar only on a terminal (``ctbench.progress``).
+        """
+        from ctbench.progress import progress_bar
 
         missing = [cid for split in SPLITS for cid in self._ids[split] if not self.store.has(cid)]
-        for cid in tqdm(missing, desc="phantom", unit="volume", disable=not progress):
+        for cid in progress_bar(missing, enabled=progress, desc="phantom", unit="volume"):
             self.load(cid)
         return len(missing)
 
