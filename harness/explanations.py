@@ -60,6 +60,31 @@ def as_volume_layout(z: torch.Tensor, model: nn.Module, batch: int) -> torch.Ten
     return z  # already [B, F, H', D1, D2]
 
 
+def per_slice_contributions(
+    model: nn.Module, x: torch.Tensor, classes: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a [B, M', H, D1, D2], logits [B, M])``: every slice's own ``<W_m, z_h>`` per cell.
+
+    For a model with one linear map per slice (``linear_head()``, per-slice CAM layout), this
+    is each cell's additive share of its slice's score (plus ``b_m``), whatever the aggregation
+    over slices: the mask loss's attention (no bias, as the paper's reference code), and, divided
+    by ``H``, AxialNet's closed-form HiResCAM. ``classes`` (a LongTensor) selects rows of ``W``.
+    One forward pass, differentiable.
+    """
+    if not hasattr(model, "linear_head") or getattr(model, "cam_layout", None) != "per_slice":
+        raise ValueError(
+            f"{type(model).__name__}: per-slice contributions need linear_head() and "
+            "cam_layout 'per_slice'"
+        )
+    with capture_cam_layer(model, detach=False) as got:
+        logits = model(x)
+    z = as_volume_layout(got[0], model, x.shape[0])  # [B, F, H, D1, D2]
+    weight, _ = model.linear_head()  # [M, F, D1, D2]
+    if classes is not None:
+        weight = weight[classes.to(weight.device)]
+    return torch.einsum("bfhyx,mfyx->bmhyx", z, weight), logits
+
+
 def resample_to_slices(maps: torch.Tensor, slices: int) -> torch.Tensor:
     """``[B, M, H', D1, D2] -> [B, M, H, D1, D2]`` by trilinear interpolation along depth.
 

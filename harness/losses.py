@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from ctbench.explanations import per_slice_contributions
 from torch import nn
 
 DEFAULT_LAMBDA = 1.0 / 3.0
@@ -57,28 +58,6 @@ def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:
             "of the aggregate is not each slice's contribution; use mask_attention()"
         )
     return maps
-
-
-def per_slice_contributions(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(a [B, M, H, D1, D2], logits [B, M])``: every slice's own ``<W_m, z_h>`` per cell.
-
-    The reference's mask-loss attention (features times the per-slice linear weights, summed
-    over features, no bias): summed over a slice's cells plus ``b_m`` it is that slice's score,
-    whatever the aggregation over slices. Needs ``linear_head()`` and a per-slice CAM layout.
-    One forward pass, differentiable.
-    """
-    from ctbench.explanations import as_volume_layout, capture_cam_layer
-
-    name = type(model).__name__
-    if not hasattr(model, "linear_head") or getattr(model, "cam_layout", None) != "per_slice":
-        raise ValueError(
-            f"{name}: per-slice contributions need linear_head() and cam_layout 'per_slice'"
-        )
-    with capture_cam_layer(model, detach=False) as got:
-        logits = model(x)
-    z = as_volume_layout(got[0], model, x.shape[0])  # [B, F, H, D1, D2]
-    weight, _ = model.linear_head()  # [M, F, D1, D2]
-    return torch.einsum("bfhyx,mfyx->bmhyx", z, weight), logits
 
 
 def mask_attention(

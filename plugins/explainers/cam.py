@@ -26,6 +26,7 @@ from ctbench.explanations import (
     as_volume_layout,
     capture_cam_layer,
     check_explainable,
+    per_slice_contributions,
     resample_to_slices,
 )
 from torch import nn
@@ -162,14 +163,9 @@ def closed_form_hirescam(
     For ``s_m = mean_h(<W_m, z_h>) + b_m`` the gradient of ``s_m`` w.r.t. ``z_h`` is ``W_m / H``
     for every slice, so HiResCAM needs no backward pass (paper section 3.4).
     """
-    batch, slices = x.shape[:2]
-    with capture_cam_layer(model, detach=False) as got:
-        logits = model(x)
-    z = as_volume_layout(got[0], model, batch)  # [B, F, H, D1, D2]
-    weight, _ = model.linear_head()  # [M, F, D1, D2]
-    index = _class_index(classes, weight.shape[0]).to(weight.device)
-    maps = torch.einsum("bfhyx,mfyx->bmhyx", z, weight[index]) / slices
-    return maps, logits
+    index = _class_index(classes, model.linear_head()[0].shape[0])
+    contributions, logits = per_slice_contributions(model, x, index)  # <W_m, z_h> per cell
+    return contributions / x.shape[1], logits
 
 
 @ctbench.hookimpl
