@@ -100,10 +100,11 @@ class AllowedRegions:
         located = label_report(case.report)["locations"]
         volume = fit_to_shape(case.volume, self.preprocessing.volume_shape)
         organs = self.segment(volume, case.spacing)
-        masks = [organs.as_dict()[name] for name in SEGMENTED_ORGANS]
+        masks = organs.as_dict().values()  # in SEGMENTED_ORGANS order
+        shape, dilate = self.representation_shape, self.dilate
         grids = np.stack(
             [
-                [self._small(augmentation.apply(mask)) for mask in masks]
+                [self.downsample(augmentation.apply(mask), shape, dilate) for mask in masks]
                 for augmentation in ALL_AUGMENTATIONS
             ]
         )
@@ -114,9 +115,6 @@ class AllowedRegions:
             "locations": {k: v for k, v in located.items() if k in self.label_names},
         }
         return grids, record
-
-    def _small(self, mask: np.ndarray) -> np.ndarray:
-        return self.downsample(mask, self.representation_shape, self.dilate)
 
     def organ_grids(self, case: Case) -> tuple[np.ndarray, dict]:
         """:meth:`compute`'s result, from the cache when present (and written there if not)."""

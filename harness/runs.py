@@ -232,8 +232,11 @@ def execute_run(
         raise ValueError(f"{config.arch} is not explainable, so it cannot train with the mask loss")
     # a max-aggregated model's mask attention is each slice's own W Z (losses.mask_attention),
     # HiResCAM per slice: an explainer that is not faithful to the model cannot stand for it
-    faithful = default_registry().get("explainers", config.mask_explainer).meta.get("faithful")
-    if config.mask_loss and getattr(model, "slice_aggregation", None) == "max" and not faithful:
+    if (
+        config.mask_loss
+        and getattr(model, "slice_aggregation", None) == "max"
+        and not default_registry().get("explainers", config.mask_explainer).meta.get("faithful")
+    ):
         raise ValueError(
             f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
             f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "
