@@ -55,18 +55,30 @@ def augmented(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build(n_classes: int, shape, *, kaiming: bool, prior: torch.Tensor | None):
-    model = ctbench.create_model("axialnet", n_classes, shape)
-    if kaiming:  # He initialisation, zero biases, for the custom convolutions
+def init_head(model: torch.nn.Module, *, kaiming: bool, prior: torch.Tensor | None) -> None:
+    """He-initialise AxialNet's custom convolutions (zero biases) and/or set its output biases
+    to the label priors' logits."""
+    if kaiming:
         for module in model.trunk.custom_convs.modules():
             if isinstance(module, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 torch.nn.init.zeros_(module.bias)
-    if prior is not None:  # output biases at the label priors' logits
+    if prior is not None:
         p = prior.clamp(0.01, 0.99)
         with torch.no_grad():
             model.fc.bias.copy_(torch.log(p / (1 - p)))
+
+
+def build(n_classes: int, shape, *, kaiming: bool, prior: torch.Tensor | None):
+    model = ctbench.create_model("axialnet", n_classes, shape)
+    init_head(model, kaiming=kaiming, prior=prior)
     return to_channels_last(model)
+
+
+def scores(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Logits of ``x`` in eval batches of 8."""
+    with torch.no_grad():
+        return torch.cat([model(x[k : k + 8]) for k in range(0, len(x), 8)]).numpy()
 
 
 def train(args) -> None:
@@ -96,16 +108,14 @@ def train(args) -> None:
             schedule.step()
             total += float(loss.detach()) * len(index)
         model.eval()
-        with torch.no_grad():
-            valid = torch.cat([model(xv[k : k + 8]) for k in range(0, len(xv), 8)]).numpy()
-            test = torch.cat([model(xs[k : k + 8]) for k in range(0, len(xs), 8)]).numpy()
+        test_median, test_per_label = median_auroc(ys.numpy(), scores(model, xs))
         record = {
             "recipe": args.recipe,
             "epoch": epoch + 1,
             "train_loss": round(total / len(x), 4),
-            "valid_median": round(median_auroc(yv.numpy(), valid)[0], 3),
-            "test_median": round(median_auroc(ys.numpy(), test)[0], 3),
-            "test_per_label": median_auroc(ys.numpy(), test)[1],
+            "valid_median": round(median_auroc(yv.numpy(), scores(model, xv))[0], 3),
+            "test_median": round(test_median, 3),
+            "test_per_label": test_per_label,
             "seconds": round(time.time() - began),
         }
         print(json.dumps(record), flush=True)

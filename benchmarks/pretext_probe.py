@@ -34,11 +34,11 @@ import ctbench
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ctbench.augment import Augmentation
 from ctbench.data import VolumeDataset
 from ctbench.memory_format import to_channels_last
 from ctbench.plugins.architectures.components import resnet18_features
 from ctbench.vocabulary import ORGANS
+from learning_recipes import augmented, init_head, load_split, median_auroc, scores  # beside it
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
@@ -62,24 +62,20 @@ def occupancy(case, edges=BAND_EDGES_HU, grid: int = 4) -> torch.Tensor:
     return F.adaptive_avg_pool2d(grouped, grid).permute(1, 0, 2, 3)
 
 
-def load(seed: int, split: str, with_targets: bool = False):
+def pretext_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs and occupancy targets of one phantom seed's training volumes."""
     source = ctbench.create_dataset("phantom", preset="default", seed=seed)
     source.materialise(progress=False)
-    dataset = VolumeDataset(source, split)
-    xs, ys, ts = [], [], []
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        xs.append(sample["x"])
-        ys.append(sample["y"])
-        if with_targets:
-            ts.append(occupancy(source.load(sample["case_id"])))
-    return torch.stack(xs), torch.stack(ys), torch.stack(ts) if with_targets else None
+    dataset = VolumeDataset(source, "train")
+    samples = [dataset[i] for i in range(len(dataset))]
+    targets = [occupancy(source.load(sample["case_id"])) for sample in samples]
+    return torch.stack([sample["x"] for sample in samples]), torch.stack(targets)
 
 
 def pretrain(args) -> None:
     torch.manual_seed(0)
     began = time.time()
-    x, _, targets = load(args.seed, "train", with_targets=True)
+    x, targets = pretext_data(args.seed)
     images, targets = x.flatten(0, 1), targets.flatten(0, 1)
     targets = (targets - targets.mean(dim=(0, 2, 3), keepdim=True)) / (
         targets.std(dim=(0, 2, 3), keepdim=True) + 1e-3
@@ -122,7 +118,7 @@ def probe(args) -> None:
     resnet = trunk(args.weights)
 
     def features(split):
-        x, y, _ = load(0, split)
+        x, y = load_split(split)
         with torch.no_grad():
             pooled = []
             for volume in x:
@@ -147,17 +143,11 @@ def probe(args) -> None:
 
 def axialnet(args) -> None:
     torch.manual_seed(0)
-    (x, y, _), (xv, yv, _), (xs, ys, _) = load(0, "train"), load(0, "valid"), load(0, "test")
+    (x, y), (xv, yv), (xs, ys) = (load_split(split) for split in ("train", "valid", "test"))
     model = ctbench.create_model("axialnet", y.shape[1], tuple(x.shape[1:]))
     model.trunk.resnet.load_state_dict(trunk(args.weights).state_dict())
-    if args.kaiming_head:  # He-initialised custom convs, zero biases; output biases at the priors
-        for module in model.trunk.custom_convs.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                torch.nn.init.zeros_(module.bias)
-        prior = y.mean(0).clamp(0.01, 0.99)
-        with torch.no_grad():
-            model.fc.bias.copy_(torch.log(prior / (1 - prior)))
+    if args.kaiming_head:
+        init_head(model, kaiming=True, prior=y.mean(0))
     model = to_channels_last(model)
     if not args.finetune:
         for p in model.trunk.resnet.parameters():
@@ -173,38 +163,20 @@ def axialnet(args) -> None:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
         for k in range(0, len(x), 4):
             index = order[k : k + 4]
-            rng = np.random.default_rng([0, epoch, k])
-            batch = (
-                x[index]
-                if args.no_augment
-                else torch.stack(
-                    [
-                        torch.from_numpy(
-                            np.ascontiguousarray(
-                                Augmentation.draw(rng).apply(v.reshape(-1, *v.shape[2:]).numpy())
-                            ).reshape(v.shape)
-                        )
-                        for v in x[index]
-                    ]
-                )
-            )
+            batch = x[index]
+            if not args.no_augment:
+                batch = augmented(batch, np.random.default_rng([0, epoch, k]))
             loss = F.binary_cross_entropy_with_logits(model(batch), y[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
         model.eval()
-        with torch.no_grad():
-            valid = torch.cat([model(xv[k : k + 8]) for k in range(0, len(xv), 8)]).numpy()
-            test = torch.cat([model(xs[k : k + 8]) for k in range(0, len(xs), 8)]).numpy()
-        medians = {
-            name: [roc_auc_score(t[:, m], s[:, m]) for m in range(t.shape[1])]
-            for name, t, s in (("valid", yv.numpy(), valid), ("test", ys.numpy(), test))
-        }
+        test_median, per_label = median_auroc(ys.numpy(), scores(model, xs))
         print(json.dumps({"epoch": epoch + 1,
-                          "valid_median": round(float(np.median(medians["valid"])), 3),
-                          "test_median": round(float(np.median(medians["test"])), 3),
-                          "per_label": [round(a, 2) for a in medians["test"]]}))  # fmt: skip
+                          "valid_median": round(median_auroc(yv.numpy(), scores(model, xv))[0], 3),
+                          "test_median": round(test_median, 3),
+                          "per_label": per_label}))  # fmt: skip
 
 
 def main() -> None:
