@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "labels": "ctbench.commands.labels:labels",
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
+    "pretrain": "ctbench.commands.pretrain:pretrain",
     "run": "ctbench.commands.run:run",
     "segment": "ctbench.commands.segment:segment",
 }

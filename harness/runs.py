@@ -25,33 +25,55 @@ from ctbench.losses import DEFAULT_LAMBDA
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     # Training defaults per data preset; every one can be overridden on the command line.
+    # ``start``: where ResNet-18 starts (see STARTS). With a pretrained start the phantom
+    # presets train the head on the frozen backbone's cached output (``head_epochs``, see
+    # ctbench.warmup) and run no full epoch; from random weights they train ``scratch_epochs``
+    # full epochs, as before the pretext existed (docs/learning-investigation.md).
     "tiny": {
-        "epochs": 3,
+        "start": "pretext",
+        "pretext_epochs": 2,
+        "head_epochs": 20,
+        "epochs": 0,
+        "scratch_epochs": 3,
         "batch_size": 4,
         "optimizer": "adam",
         "schedule": "cosine",
         "downsampler": "area",  # nearest samples row/column 0 and 32 of a 2x2 grid: no lungs
-        "pretrained": False,
     },
     "default": {
-        "epochs": 3,
+        "start": "pretext",
+        "pretext_epochs": 10,
+        "head_epochs": 60,
+        "epochs": 0,
+        "scratch_epochs": 3,
         "batch_size": 4,
         "optimizer": "adam",
         "schedule": "cosine",
         "downsampler": "area",  # nearest keeps ~4% of an organ's cells on a 4x4 grid
-        "pretrained": False,
     },
     "paper": {
+        "start": "imagenet",
+        "pretext_epochs": 10,
+        "head_epochs": 0,
         "epochs": 100,
+        "scratch_epochs": 100,
         "batch_size": 1,
         "optimizer": "sgd",
         "schedule": "constant",
         "downsampler": "nearest",
-        "pretrained": True,
     },
 }
-"""Training defaults by preset. The phantom presets run offline from scratch on a CPU; the
-paper preset trains as the paper (SGD, batch 1, up to 100 epochs, ImageNet start)."""
+"""Training defaults by preset. The phantom presets start from the phantom pretext
+(``ctbench pretrain``) and run offline on a CPU; the paper preset trains as the paper (SGD,
+batch 1, up to 100 epochs, ImageNet start)."""
+
+STARTS = {
+    "pretext": "ResNet-18 from the dataset's own pretext (ctbench pretrain), built once and cached",
+    "imagenet": "ResNet-18 from ImageNet weights (local file or torch hub cache; never downloaded)",
+    "random": "every weight random (PyTorch's default initialisation)",
+    "weights": "ResNet-18 from the file given by --weights",
+}
+"""Where a run's ResNet-18 starts; config.json's ``run.start`` is one of these."""
 
 DEFAULT_LR = 1e-3
 """The paper's learning rate; the phantom presets use it with Adam too."""
@@ -77,6 +99,8 @@ class RunConfig:
     downsampler: str | None = None
     dilate: bool = False
     seed: int = 0
+    start: str | None = None
+    head_epochs: int | None = None
     epochs: int | None = None
     patience: int = 15
     optimizer: str | None = None
@@ -91,19 +115,46 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> RunConfig:
-        """Fill every ``None`` from the preset's defaults (unknown presets use ``paper``)."""
+        """Fill every ``None`` from the preset's defaults (unknown presets use ``paper``).
+
+        The start: ``weights`` -> "weights"; else ``start``; else ``pretrained`` True/False ->
+        "imagenet"/"random"; else the preset's, or "random" for a model that never loads
+        pretrained weights (``axialnet-randinit``, ``3dconv``). From a random start the preset's
+        ``scratch_epochs`` full epochs and no head warm-up are the defaults.
+        """
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
-        values = {key: getattr(self, key) for key in defaults}
-        filled = {k: defaults[k] if v is None else v for k, v in values.items()}
-        lr = DEFAULT_LR if self.lr is None else self.lr
-        pretrained = True if self.weights else filled["pretrained"]
-        if self.pretrained is None and pretrained and not self.weights:
-            # a preset asks for ImageNet weights only from models that take them
+        start = self.start
+        if self.weights:
+            start = "weights"
+        elif start is None and self.pretrained is not None:
+            start = "imagenet" if self.pretrained else "random"
+        elif start is None:
             from ctbench.registry import default_registry
 
             meta = default_registry().get("architectures", self.arch).meta
-            pretrained = bool(meta.get("pretrainable", True))
-        return replace(self, **{**filled, "lr": lr, "pretrained": pretrained})
+            start = defaults["start"] if meta.get("pretrainable", True) else "random"
+        if start not in STARTS:
+            raise ValueError(f"unknown start {start!r}; choose {', '.join(STARTS)}")
+        scratch = start == "random"
+        filled = {
+            key: defaults[key] if getattr(self, key) is None else getattr(self, key)
+            for key in ("batch_size", "optimizer", "schedule", "downsampler")
+        }
+        epochs = self.epochs
+        if epochs is None:
+            epochs = defaults["scratch_epochs" if scratch else "epochs"]
+        head_epochs = self.head_epochs
+        if head_epochs is None:
+            head_epochs = 0 if scratch else defaults["head_epochs"]
+        return replace(
+            self,
+            **filled,
+            start=start,
+            epochs=epochs,
+            head_epochs=head_epochs,
+            lr=DEFAULT_LR if self.lr is None else self.lr,
+            pretrained=start != "random",
+        )
 
     def folder_name(self) -> str:
         """A readable name that differs whenever an option that changes results differs."""
@@ -217,8 +268,13 @@ def execute_run(
         preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
         input_shape = preprocessing.input_shape
 
-    torch.manual_seed(config.seed)  # the model first: a missing weights file fails in seconds
     model_options = {"pretrained": config.pretrained, "weights": config.weights}
+    pretext = None
+    if config.start == "pretext":
+        model_options["weights"], pretext = pretext_start(
+            config, source, preprocessing, timer, progress, log
+        )
+    torch.manual_seed(config.seed)  # the model first: a missing weights file fails in seconds
     model = ctbench.create_model(config.arch, len(labels), input_shape, **model_options)
     with timer.phase("data"):
         if hasattr(source, "materialise"):
@@ -250,6 +306,7 @@ def execute_run(
         config,
         {
             "model_options": model_options,
+            "start": {"name": config.start, "means": STARTS[config.start], "pretext": pretext},
             "input_shape": list(input_shape),
             "labels": labels,
             "dataset_config": dataset_config(source),
@@ -304,6 +361,7 @@ def execute_run(
         mask_lambda=config.mask_lambda,
         seed=config.seed,
         workers=config.workers,
+        head_epochs=config.head_epochs,
     )
     trainer = Trainer(
         model,
@@ -350,8 +408,9 @@ def execute_run(
             "timing": timer.seconds,
             "training": {
                 "best_epoch": trainer.best_epoch,
-                "epochs_run": len(history),
-                "stopped_early": len(history) < config.epochs,
+                "head_epochs_run": sum(r.get("stage") == "head" for r in history),
+                "epochs_run": sum(r.get("stage") != "head" for r in history),
+                "stopped_early": trainer.bad_epochs >= config.patience,
                 "history": history,
             },
             "skipped_cases": skipped,
@@ -360,6 +419,31 @@ def execute_run(
     )
     write_results(folder, metrics, table, evaluated, labels)
     return metrics
+
+
+def pretext_settings(preset: str, **overrides):
+    """The pretext settings runs of ``preset`` use (its ``pretext_epochs``), with overrides."""
+    from ctbench.pretraining import PretextSettings
+
+    epochs = RUN_PRESETS.get(preset, RUN_PRESETS["paper"])["pretext_epochs"]
+    return PretextSettings(**{"epochs": epochs, **overrides})
+
+
+def pretext_start(config: RunConfig, source, preprocessing, timer: Timer, progress, log):
+    """``(weights path, its build record)`` of the dataset's pretext start, built once."""
+    from ctbench.pretraining import pretext_weights
+    from ctbench.registry import default_registry
+
+    if not default_registry().get("architectures", config.arch).meta.get("pretrainable", True):
+        raise ValueError(f"{config.arch} never loads pretrained weights; use --start random")
+    with timer.phase("data"):
+        if hasattr(source, "materialise"):
+            source.materialise(progress=progress)
+    with timer.phase("pretext"):
+        settings = pretext_settings(config.preset)
+        path = pretext_weights(source, preprocessing, settings, progress=progress, log=log)
+    record = json.loads(path.with_suffix(".json").read_text())
+    return str(path), {"path": str(path), **record}
 
 
 def dataset_config(source) -> dict[str, Any]:

@@ -33,7 +33,9 @@ class TrainSettings:
     """How to train; the defaults are the paper's (SGD, momentum 0.99, lr 1e-3, patience 15).
 
     ``schedule="cosine"`` anneals the learning rate to zero over all the run's steps (for short
-    runs on a budget); the paper keeps it constant.
+    runs on a budget); the paper keeps it constant. ``head_epochs`` first trains everything
+    after a frozen backbone on its cached output (``ctbench.warmup``; Adam at ``lr``);
+    ``epochs`` full epochs follow, and may then be 0.
     """
 
     optimizer: str = "sgd"
@@ -48,6 +50,7 @@ class TrainSettings:
     mask_lambda: float = DEFAULT_LAMBDA
     seed: int = 0
     workers: int = 0
+    head_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -56,8 +59,10 @@ class TrainSettings:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch size must be at least 1, and lr positive")
+        if self.epochs < 0 or self.head_epochs < 0 or self.epochs + self.head_epochs < 1:
+            raise ValueError("epochs and head epochs must not be negative, nor both zero")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("batch size must be at least 1, and lr positive")
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -115,6 +120,7 @@ class Trainer:
         self.best_epoch = -1
         self.bad_epochs = 0
         self.finished = False
+        self.head_done = settings.head_epochs == 0
 
     @property
     def last_path(self) -> Path:
@@ -124,13 +130,16 @@ class Trainer:
     def best_path(self) -> Path:
         return self.folder / "best.pt"
 
-    def losses(self, batch: dict, explainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(total, classification, mask)`` for one batch."""
+    def losses(
+        self, batch: dict, explainer, model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(total, classification, mask)`` for one batch (of ``model``, default the model)."""
+        model = self.model if model is None else model
         if explainer is None:
-            logits = self.model(batch["x"])
+            logits = model(batch["x"])
             loss = classification_loss(logits, batch["y"])
             return loss, loss, torch.zeros(())
-        attention, logits = mask_attention(self.model, explainer, batch["x"])
+        attention, logits = mask_attention(model, explainer, batch["x"])
         class_loss = classification_loss(logits, batch["y"])
         region_loss = mask_loss(attention, batch["allowed"])
         return class_loss + self.settings.mask_lambda * region_loss, class_loss, region_loss
@@ -146,30 +155,38 @@ class Trainer:
             seed=self.settings.seed * 100_003 + epoch,
         )
         self.model.train(training)
+        return self._pass(
+            loader,
+            training,
+            f"epoch {epoch + 1}/{self.settings.epochs}",
+            self.model,
+            self.optimizer,
+            self.scheduler,
+        )
+
+    def _pass(self, batches, training: bool, desc: str, model, optimizer, scheduler=None):
+        """One pass over ``batches``: optimiser steps when ``training``; mean losses."""
         explainer = self.train_explainer if training else self.valid_explainer
         phase = "train" if training else "valid"
         totals = {"loss": 0.0, "class_loss": 0.0, "mask_loss": 0.0}
         seen = 0
         bar = progress_bar(
-            loader,
-            enabled=self.progress,
-            desc=f"epoch {epoch + 1}/{self.settings.epochs} {phase}",
-            unit="batch",
-            leave=False,
+            batches, enabled=self.progress, desc=f"{desc} {phase}", unit="batch", leave=False
         )
         for batch in bar:
             if training:
-                self.optimizer.zero_grad(set_to_none=True)
-                total, class_loss, region_loss = self.losses(batch, explainer)
+                optimizer.zero_grad(set_to_none=True)
+                total, class_loss, region_loss = self.losses(batch, explainer, model)
                 total.backward()
-                self.optimizer.step()
-                self.scheduler.step()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
             else:
                 with torch.no_grad():
-                    total, class_loss, region_loss = self.losses(batch, explainer)
+                    total, class_loss, region_loss = self.losses(batch, explainer, model)
             if not torch.isfinite(total):
                 raise FloatingPointError(
-                    f"epoch {epoch + 1}: {phase} loss is {float(total)}; lower the learning rate"
+                    f"{desc}: {phase} loss is {float(total)}; lower the learning rate"
                 )
             size = len(batch["y"])
             seen += size
@@ -178,21 +195,95 @@ class Trainer:
             bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
         return {f"{phase}_{key}": value / max(seen, 1) for key, value in totals.items()}
 
+    def warm_up_head(self) -> None:
+        """``head_epochs`` on the frozen backbone's cached output (``ctbench.warmup``); keeps
+        the epoch with the lowest validation loss, then writes ``best.pt`` and ``last.pt``."""
+        from ctbench.warmup import (
+            BackboneHead,
+            FrozenBackbone,
+            cache_backbone_output,
+            cached_batches,
+            supports_warm_up,
+        )
+
+        epochs = self.settings.head_epochs
+        if not supports_warm_up(self.model):
+            raise ValueError(
+                f"{type(self.model).__name__} has no backbone to freeze (backbone, "
+                "backbone_features, from_backbone_features), so it cannot warm up its head; "
+                "use --head-epochs 0"
+            )
+        head = BackboneHead(self.model)
+        size = self.settings.batch_size
+        with FrozenBackbone(self.model):
+            train = cache_backbone_output(
+                self.model, self.train_data, batch_size=size, progress=self.progress
+            )
+            valid = cache_backbone_output(
+                self.model, self.valid_data, batch_size=size, progress=self.progress
+            )
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            optimizer = torch.optim.Adam(
+                trainable,
+                lr=self.settings.lr,
+                weight_decay=self.settings.weight_decay,
+            )
+            generator = torch.Generator().manual_seed(self.settings.seed * 100_003 + 99_991)
+            best_state = None
+            for epoch in range(epochs):
+                began = time.perf_counter()
+                self.model.train()
+                self.model.backbone.eval()
+                order = torch.randperm(len(train["y"]), generator=generator)
+                desc = f"head epoch {epoch + 1}/{epochs}"
+                record = {"stage": "head", "epoch": epoch}
+                record |= self._pass(
+                    cached_batches(train, size, order), True, desc, head, optimizer
+                )
+                self.model.eval()
+                in_order = torch.arange(len(valid["y"]))
+                record |= self._pass(cached_batches(valid, size, in_order), False, desc, head, None)
+                record["seconds"] = time.perf_counter() - began
+                self.history.append(record)
+                if record["valid_loss"] < self.best_loss:
+                    self.best_loss, self.best_epoch = record["valid_loss"], len(self.history) - 1
+                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                if (epoch + 1) % max(1, epochs // 10) == 0 or epoch + 1 == epochs:
+                    self.log(
+                        f"{desc}: train loss {record['train_loss']:.4f}, valid loss "
+                        f"{record['valid_loss']:.4f} (best {self.best_loss:.4f})"
+                    )
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.head_done = True
+        self.finished = self.settings.epochs == 0
+        self._save(self.best_path, -1)
+        self._save(self.last_path, -1)
+
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         """Train until ``epochs`` or early stopping; returns the per-epoch history."""
-        start = self._restore() if resume and self.last_path.exists() else 0
-        if start:
-            self.log(f"resuming after epoch {start} from {self.last_path}")
+        if resume and self.last_path.exists():
+            start = self._restore()
+            heads = sum(r.get("stage") == "head" for r in self.history)
+            self.log(
+                f"resuming from {self.last_path}: {heads} head epochs and {start} full epochs done"
+            )
+        else:
+            start = 0
+        if not self.head_done:
+            self.warm_up_head()
         for epoch in range(start, self.settings.epochs):
             if self.finished:
                 break
             began = time.perf_counter()
-            record = {"epoch": epoch, **self._epoch(epoch, True), **self._epoch(epoch, False)}
+            record = {"stage": "full", "epoch": epoch}
+            record |= {**self._epoch(epoch, True), **self._epoch(epoch, False)}
             record["seconds"] = time.perf_counter() - began
             self.history.append(record)
             improved = record["valid_loss"] < self.best_loss
             if improved:
-                self.best_loss, self.best_epoch, self.bad_epochs = record["valid_loss"], epoch, 0
+                self.best_loss, self.bad_epochs = record["valid_loss"], 0
+                self.best_epoch = len(self.history) - 1
                 self._save(self.best_path, epoch)
             else:
                 self.bad_epochs += 1
@@ -215,6 +306,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "finished": self.finished,
+            "head_done": self.head_done,
             "settings": asdict(self.settings),
         }
 
@@ -249,4 +341,5 @@ class Trainer:
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = state["bad_epochs"]
         self.finished = state["finished"]
+        self.head_done = state.get("head_done", True)
         return int(payload["epoch"]) + 1

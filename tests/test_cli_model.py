@@ -27,6 +27,24 @@ def test_model_reports_the_reference_parameter_count_at_paper_shape():
     assert summary["representation_shape"] == [5, 5, 5]
     assert summary["cam_layout"] == "volume"
     assert (summary["pretrained"], summary["weights"]) == (False, None)
+    assert summary["start"] == "random"
+
+
+def test_model_says_its_start(tiny_phantom, monkeypatch):
+    """--start pretext loads the preset's cached pretext weights (built when missing); the
+    ablations trained from scratch refuse it."""
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    result = invoke(
+        "axialnet", "--input-shape", "9,3,64,64", "--start", "pretext", "--preset", "tiny", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert (summary["start"], summary["pretrained"]) == ("pretext", True)
+    assert Path(summary["weights"]).name.startswith("pretext-")
+    refused = invoke("axialnet-randinit", "--start", "pretext", "--preset", "tiny")
+    assert refused.exit_code == 1 and "never loads pretrained" in refused.output
+    both = invoke("axialnet", "--start", "random", "--pretrained")
+    assert both.exit_code != 0 and "either --start" in both.output
 
 
 def test_model_loads_local_weights_and_records_them(tmp_path: Path, monkeypatch):
@@ -38,6 +56,7 @@ def test_model_loads_local_weights_and_records_them(tmp_path: Path, monkeypatch)
     summary = json.loads(result.output)
     assert summary["pretrained"] is True
     assert summary["weights"] == str(path.resolve())
+    assert summary["start"] == "weights"
 
 
 def test_missing_weights_is_one_clean_error(tmp_path: Path, monkeypatch):

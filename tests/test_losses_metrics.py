@@ -213,7 +213,9 @@ def attention_outside_share(with_mask_loss: bool, seed: int) -> tuple[float, flo
     explainer = ctbench.create_explainer("hirescam", create_graph=True)
     with torch.no_grad():
         target = torch.sigmoid(model(x))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # lr 0.1 overshoots on some seeds since the custom convs are He-initialised; 0.03 lowers
+    # the share on each of seeds 0-7 (by 0.06 to 0.43)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.03)
 
     def share() -> float:
         with torch.no_grad():
@@ -238,5 +240,5 @@ def test_the_mask_loss_moves_attention_into_the_allowed_region(seed):
     before, with_mask = attention_outside_share(True, seed)
     same_before, without = attention_outside_share(False, seed)
     assert before == same_before
-    assert with_mask < before - 0.02, (before, with_mask)  # measured: -0.04 and -0.11
+    assert with_mask < before - 0.02, (before, with_mask)  # measured: -0.06 and -0.29
     assert without == pytest.approx(before, abs=1e-3), (before, without)

@@ -69,7 +69,13 @@ def test_run_folder_has_every_output(tiny_run):
 
     config = read_json(tiny_run / "config.json")
     assert config["seed"] == 0 and config["ctbench_version"]
-    assert config["model_options"] == {"pretrained": False, "weights": None}
+    # the tiny preset starts from its pretext (built once in the dataset cache), then trains
+    # the head on the frozen backbone's output, then --epochs 2 full epochs
+    assert config["run"]["start"] == "pretext" and config["start"]["name"] == "pretext"
+    pretext = config["start"]["pretext"]
+    assert config["model_options"] == {"pretrained": True, "weights": pretext["path"]}
+    assert Path(pretext["path"]).is_file() and len(pretext["sha256"]) == 64
+    assert pretext["settings"]["epochs"] == 2 and pretext["source"]["seed"] == 1000
     assert config["run"]["optimizer"] == "adam" and config["run"]["downsampler"] == "area"
 
     metrics = read_json(tiny_run / "metrics.json")
@@ -80,6 +86,8 @@ def test_run_folder_has_every_output(tiny_run):
     assert set(metrics["timing"]) >= {"data", "partition", "train", "evaluate_test", "total"}
     assert metrics["config"] == config
     assert metrics["training"]["epochs_run"] == 2
+    assert metrics["training"]["head_epochs_run"] == 20
+    assert [r["stage"] for r in metrics["training"]["history"]] == ["head"] * 20 + ["full"] * 2
     for value in metrics["organiou"].values():
         assert 0.0 <= value <= 1.0
 
@@ -108,7 +116,9 @@ def test_metrics_agree_with_the_predictions_and_the_checkpoint(tiny_run, tiny_ph
     assert per_label["test_positives"].tolist() == truth.sum(axis=0).tolist()
 
     model, payload = model_from_checkpoint(tiny_run / "checkpoints" / "best.pt")
-    assert payload["epoch"] == metrics["training"]["best_epoch"]
+    # best_epoch indexes the history; a checkpoint's epoch counts full epochs (-1: warm-up)
+    best = metrics["training"]["history"][metrics["training"]["best_epoch"]]
+    assert payload["epoch"] == (best["epoch"] if best["stage"] == "full" else -1)
     batch = next(iter(make_loader(VolumeDataset(tiny_phantom, "test"), batch_size=4)))
     with torch.no_grad():
         logits = model(batch["x"]).numpy()
@@ -147,7 +157,9 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_run, run_env):
     before = load_checkpoint(last)["training"]["history"]  # the epochs done before the kill
     resumed = subprocess.run([*args, "--resume"], env=run_env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming after epoch {len(before)}" in resumed.stdout
+    heads = sum(r["stage"] == "head" for r in before)
+    done = f"{heads} head epochs and {len(before) - heads} full epochs done"
+    assert done in resumed.stdout
     want, got = read_json(tiny_run / "metrics.json"), read_json(folder / "metrics.json")
     # resumed, not restarted: the epochs before the kill were not run again (a rerun would
     # have measured new times); the in-process test in test_training.py checks the state
@@ -235,11 +247,17 @@ def test_mask_loss_run(tmp_path, run_env):
     for phase in ("partition", "train", "evaluate_valid", "evaluate_test", "figures"):
         assert sum(line.startswith(f"{phase}: done in") for line in lines) == 1, phase
     assert sum(line.startswith("epoch 1/1:") for line in lines) == 1
+    # the 20 head epochs on cached features log every second one
+    assert [line.split(":")[0] for line in lines if line.startswith("head epoch")] == [
+        f"head epoch {k}/20" for k in range(2, 21, 2)
+    ]
     metrics = read_json(tmp_path / "mask" / "metrics.json")
-    (record,) = metrics["training"]["history"]
-    assert record["train_mask_loss"] > 0 and record["valid_mask_loss"] > 0
-    total = record["valid_class_loss"] + record["valid_mask_loss"] / 3
-    assert record["valid_loss"] == pytest.approx(total, rel=1e-6)
+    history = metrics["training"]["history"]
+    assert [r["stage"] for r in history] == ["head"] * 20 + ["full"]
+    for record in history:  # the mask loss trains the head on cached features too
+        assert record["train_mask_loss"] > 0 and record["valid_mask_loss"] > 0
+        total = record["valid_class_loss"] + record["valid_mask_loss"] / 3
+        assert record["valid_loss"] == pytest.approx(total, rel=1e-6)
     assert metrics["config"]["run"]["mask_loss"] is True
 
 
@@ -312,13 +330,32 @@ def test_presets_resolve_training_and_weights():
     assert (
         RunConfig(arch="axialnet-randinit", preset="paper", **base).resolved().pretrained is False
     )
+    assert paper.start == "imagenet" and paper.head_epochs == 0
     tiny = RunConfig(arch="axialnet", preset="tiny", **base).resolved()
-    assert tiny.pretrained is False and tiny.optimizer == "adam"
+    assert tiny.pretrained is True and tiny.optimizer == "adam"
+    default = RunConfig(arch="axialnet", preset="default", **base).resolved()
+    assert (default.start, default.head_epochs, default.epochs) == ("pretext", 60, 0)
+    # the ablations keep their meaning: from random weights, full epochs and no warm-up
+    for arch in ("axialnet-randinit", "3dconv"):
+        scratch = RunConfig(arch=arch, preset="default", **base).resolved()
+        assert (scratch.start, scratch.pretrained) == ("random", False)
+        assert (scratch.head_epochs, scratch.epochs) == (0, 3)
+    unpretrained = RunConfig(arch="axialnet", preset="default", pretrained=False, **base)
+    assert unpretrained.resolved().start == "random"
+    assert (
+        RunConfig(arch="axialnet", preset="default", start="random", head_epochs=5, **base)
+        .resolved()
+        .head_epochs
+        == 5
+    )
+    with pytest.raises(ValueError, match="unknown start"):
+        RunConfig(arch="axialnet", preset="default", start="moco", **base).resolved()
     explicit = RunConfig(arch="axialnet", preset="tiny", lr=0.5, pretrained=True, **base)
     assert explicit.resolved().lr == 0.5 and explicit.resolved().pretrained is True
     weighted = RunConfig(arch="axialnet", preset="tiny", weights="/w/resnet18.pth", **base)
     assert weighted.resolved().pretrained is True  # --weights implies pretrained, recorded
     assert weighted.resolved().to_json()["weights"] == "/w/resnet18.pth"
+    assert weighted.resolved().start == "weights"
     reseeded = RunConfig(arch="axialnet", preset="paper", seed=1, **base).resolved()
     assert paper.folder_name() != reseeded.folder_name()
     again = RunConfig(arch="axialnet", preset="paper", **base).resolved()

@@ -98,8 +98,8 @@ def real_trainer(folder, source, model_seed: int):
         trainer.epochs_run.append((epoch, "train" if training else "valid"))
         return run_epoch(epoch, training)
 
-    def recording_losses(batch, explainer):
-        out = losses(batch, explainer)
+    def recording_losses(batch, explainer, model=None):
+        out = losses(batch, explainer, model)
         if trainer.model.training:
             trainer.step_losses.append(float(out[0].detach()))
         return out

@@ -46,11 +46,21 @@ class InputShape(click.ParamType):
 
 
 def weights_options(command: Callable) -> Callable:
-    """``--pretrained/--no-pretrained`` and ``--weights PATH``, as every model command takes them.
+    """``--start``, ``--pretrained/--no-pretrained`` and ``--weights PATH``, as every model
+    command takes them.
 
-    ``--pretrained`` left unset means "the preset decides" (``None``); ``--weights`` implies
-    pretrained. :func:`resolve_weights` turns them into the options recorded in config.json.
+    Unset means "the preset decides" (``None``); ``--weights`` implies pretrained, and
+    ``--start`` excludes the other two (:func:`check_start`). :func:`resolve_weights` turns
+    ``--pretrained``/``--weights`` into the options recorded in config.json.
     """
+    command = click.option(
+        "--start",
+        type=click.Choice(["pretext", "imagenet", "random"]),
+        default=None,
+        help="Where ResNet-18 starts: pretext (the dataset's own, `ctbench pretrain`, built once "
+        "and cached), imagenet or random. Default: the preset's (phantom: pretext; paper: "
+        "imagenet); random for models trained from scratch (axialnet-randinit, 3dconv).",
+    )(command)
     command = click.option(
         "--weights",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -60,8 +70,8 @@ def weights_options(command: Callable) -> Callable:
     return click.option(
         "--pretrained/--no-pretrained",
         default=None,
-        help="Start ResNet-18 from ImageNet weights (local file or torch hub cache). "
-        "Default: the preset decides (paper: yes, phantom: no).",
+        help="Start ResNet-18 from ImageNet weights (local file or torch hub cache) or from "
+        "random weights: the same as --start imagenet / --start random.",
     )(command)
 
 
@@ -74,3 +84,9 @@ def resolve_weights(
             raise click.UsageError("--weights loads pretrained weights; drop --no-pretrained")
         return {"pretrained": True, "weights": str(weights.resolve())}
     return {"pretrained": preset_default if pretrained is None else pretrained, "weights": None}
+
+
+def check_start(start: str | None, pretrained: bool | None, weights: Path | None) -> None:
+    """``--start`` and ``--pretrained``/``--weights`` say the same thing: one of them only."""
+    if start is not None and (pretrained is not None or weights is not None):
+        raise click.UsageError("give either --start or --pretrained/--no-pretrained/--weights")

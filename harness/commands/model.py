@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 import click
-from ctbench.commands import InputShape, PluginName, resolve_weights, weights_options
+from ctbench.commands import (
+    InputShape,
+    PluginName,
+    check_start,
+    resolve_weights,
+    weights_options,
+)
 
 
 @click.command()
@@ -25,17 +31,25 @@ from ctbench.commands import InputShape, PluginName, resolve_weights, weights_op
     help="Number of outputs M.",
 )
 @weights_options
+@click.option("--dataset", type=PluginName("datasets"), default="phantom", show_default=True)
+@click.option("--preset", default="default", show_default=True, help="Preset of the pretext start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def model(name, input_shape, classes, pretrained, weights, as_json) -> None:
-    """Build architecture NAME and print its parameter count and representation grid."""
+def model(name, input_shape, classes, pretrained, weights, start, dataset, preset, as_json) -> None:
+    """Build architecture NAME and print its parameter count, representation grid and start."""
     import ctbench
     from ctbench.registry import default_registry
 
-    options = resolve_weights(pretrained, weights)
+    check_start(start, pretrained, weights)
+    options = resolve_weights(
+        True if start == "imagenet" else False if start == "random" else pretrained, weights
+    )
     try:
+        if start == "pretext":
+            options = {"pretrained": True, "weights": _pretext_path(dataset, preset)}
         network = ctbench.create_model(name, classes, input_shape, **options)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    start = start or ("weights" if weights else "imagenet" if options["pretrained"] else "random")
     entry = default_registry().get("architectures", name)
     summary = {
         "name": name,
@@ -48,6 +62,7 @@ def model(name, input_shape, classes, pretrained, weights, as_json) -> None:
         "cam_layout": getattr(network, "cam_layout", None),
         "representation_shape": list(getattr(network, "representation_shape", ()) or []) or None,
         "slice_aggregation": getattr(network, "slice_aggregation", None),
+        "start": start,
         **options,
     }
     if as_json:
@@ -59,3 +74,16 @@ def model(name, input_shape, classes, pretrained, weights, as_json) -> None:
             if isinstance(value, int) and not isinstance(value, bool)
             else f"{key:21s} {value}"
         )
+
+
+def _pretext_path(dataset: str, preset: str) -> str:
+    """The cached pretext weights of ``dataset``'s ``preset`` (as runs use them)."""
+    import ctbench
+    from ctbench.preprocess import Preprocessing
+    from ctbench.pretraining import pretext_weights
+    from ctbench.runs import pretext_settings
+
+    source = ctbench.create_dataset(dataset, preset=preset)
+    preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
+    path = pretext_weights(source, preprocessing, pretext_settings(preset), log=click.echo)
+    return str(path)

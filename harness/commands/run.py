@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName, resolve_weights, weights_options
+from ctbench.commands import PluginName, check_start, resolve_weights, weights_options
 
 
 @click.command()
@@ -46,7 +46,20 @@ from ctbench.commands import PluginName, resolve_weights, weights_options
 )
 @click.option("--dilate", is_flag=True, help="Dilate the downsampled organ masks.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the preset's.")
+@click.option(
+    "--head-epochs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Epochs of the head on the frozen backbone's cached output, before the full epochs. "
+    "Default: the preset's with a pretrained start (phantom default: 60), 0 from random weights.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Full epochs (backbone included). Default: the preset's (phantom: 0 after the head "
+    "warm-up, 3 from random weights; paper: 100).",
+)
 @click.option("--patience", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option(
     "--optimizer",
@@ -101,6 +114,7 @@ def run(
     downsampler,
     dilate,
     seed,
+    head_epochs,
     epochs,
     patience,
     optimizer,
@@ -109,6 +123,7 @@ def run(
     batch_size,
     workers,
     channels_last,
+    start,
     pretrained,
     weights,
     overlays,
@@ -128,6 +143,7 @@ def run(
     from ctbench.runs import RunConfig, RunExistsError, execute_run
 
     chosen = resolve_weights(pretrained, weights, preset_default=None)  # None: preset decides
+    check_start(start, pretrained, weights)
     config = RunConfig(
         arch=arch,
         explainers=tuple(dict.fromkeys(explainers or ("hirescam", "gradcam"))),
@@ -141,6 +157,8 @@ def run(
         downsampler=downsampler,
         dilate=dilate,
         seed=seed,
+        start=start,
+        head_epochs=head_epochs,
         epochs=epochs,
         patience=patience,
         optimizer=optimizer,
@@ -182,6 +200,9 @@ def summary(metrics: dict) -> str:
             f"localisation {explainer}: pointing game {_number(values['pointing_game'])}, "
             f"lesion IoU {_number(values['lesion_iou'])}"
         )
+    start = metrics.get("config", {}).get("start", {}).get("name")
+    if start:
+        lines.append(f"start: {start}")
     lines.append(f"total time {metrics['timing']['total']:.0f} s")
     return "\n".join(lines)
 

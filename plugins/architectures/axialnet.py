@@ -23,11 +23,15 @@ from pathlib import Path
 
 import ctbench
 import torch
-from ctbench.plugins.architectures.components import SliceTrunk, check_input, refuse_pretrained
+from ctbench.plugins.architectures.components import (
+    SliceBackboneModel,
+    SliceTrunk,
+    refuse_pretrained,
+)
 from torch import nn
 
 
-class AxialNet(nn.Module):
+class AxialNet(SliceBackboneModel):
     """Multiple-instance model: per-slice scores ``C [B, M, H]`` aggregated over slices (eq. 1)."""
 
     explainable = True
@@ -66,17 +70,19 @@ class AxialNet(nn.Module):
 
     def slice_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per-slice abnormality scores ``C [B, M, H]`` (bias included, before the sigmoid)."""
-        check_input(x, self.input_shape, type(self).__name__)
-        batch, slices = x.shape[:2]
-        scores = self.fc(self.trunk(x))  # [B*H, M, 1, 1]
+        return self._slice_scores(self.backbone_features(x))
+
+    def _slice_scores(self, features: torch.Tensor) -> torch.Tensor:
+        batch, slices = features.shape[:2]
+        scores = self.fc(self.trunk.from_backbone(features))  # [B*H, M, 1, 1]
         return scores.view(batch, slices, -1).transpose(1, 2)  # [B, M, H]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.slice_scores(x)
+    def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
+        scores = self._slice_scores(features)
         return scores.mean(dim=2) if self.slice_aggregation == "mean" else scores.amax(dim=2)
 
 
-class BodyCAM(nn.Module):
+class BodyCAM(SliceBackboneModel):
     """AxialNet's trunk, global average pooling over ``[H, D1, D2]``, then one linear layer."""
 
     explainable = True
@@ -103,10 +109,9 @@ class BodyCAM(nn.Module):
     def cam_layer(self) -> nn.Module:
         return self.trunk.last_layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_shape, type(self).__name__)
-        batch, slices = x.shape[:2]
-        z = self.trunk(x)  # [B*H, F, D1, D2]
+    def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
+        batch, slices = features.shape[:2]
+        z = self.trunk.from_backbone(features)  # [B*H, F, D1, D2]
         pooled = z.view(batch, slices, *z.shape[1:]).mean(dim=(1, 3, 4))  # [B, F]
         return self.fc(pooled)  # [B, M]
 

@@ -175,7 +175,12 @@ def custom_conv_layers(grid: tuple[int, int]) -> tuple[nn.Sequential, tuple[int,
     layers: list[nn.Module] = []
     for in_channels, out_channels in pairwise(CUSTOM_CONV_CHANNELS):
         kernel = tuple(scaled_step(n, 3, 1, AXIALNET_FLOOR)[0] for n in grid)
-        layers += [nn.Conv2d(in_channels, out_channels, kernel), nn.ReLU()]
+        conv = nn.Conv2d(in_channels, out_channels, kernel)
+        # He initialisation, zero bias: PyTorch's default leaves 13 of 16 final channels dead at
+        # the phantom's 4 x 4 grid (docs/learning-investigation.md); the reference keeps the default
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU()]
         grid = tuple(conv_output_size(n, k, 1) for n, k in zip(grid, kernel, strict=True))
     return nn.Sequential(*layers), grid  # type: ignore[return-value]
 
@@ -211,6 +216,43 @@ class SliceTrunk(nn.Module):
         """The module whose output is the representation (the CAM layer)."""
         return self.custom_convs[-1] if self.custom_convs is not None else self.resnet[-1]
 
+    def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
+        """ResNet-18's output per slice group: ``[B, H, 3, Y, X] -> [B, H, 512, G, G]``."""
+        return self.resnet(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    def from_backbone(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, H, 512, G, G] -> [B*H, F, D1, D2]``: the custom convolutions, when present."""
+        z = features.flatten(0, 1)
+        return self.custom_convs(z) if self.custom_convs is not None else z
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.resnet(x.flatten(0, 1))  # [B*H, 512, G, G]
-        return self.custom_convs(z) if self.custom_convs is not None else z  # [B*H, F, D1, D2]
+        return self.from_backbone(self.backbone_features(x))  # [B*H, F, D1, D2]
+
+
+class SliceBackboneModel(nn.Module):
+    """A model on :class:`SliceTrunk` whose pretrained part can be frozen and cached.
+
+    ``backbone`` is what a pretrained start loads (ResNet-18); ``backbone_features(x)`` is its
+    output and ``from_backbone_features(f)`` the rest of the model, so that
+    ``forward(x) == from_backbone_features(backbone_features(x))``. The trainer's head warm-up
+    (``ctbench.training``) computes the backbone's output once and trains the rest on it.
+    Subclasses set ``self.trunk`` and ``self.input_shape`` and define ``from_backbone_features``.
+    """
+
+    trunk: SliceTrunk
+    input_shape: tuple[int, int, int, int]
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.trunk.resnet
+
+    def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, H, 3, Y, X] -> [B, H, 512, G, G]``."""
+        check_input(x, self.input_shape, type(self).__name__)
+        return self.trunk.backbone_features(x)
+
+    def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_backbone_features(self.backbone_features(x))

@@ -26,6 +26,7 @@ import ctbench
 import torch
 from ctbench.plugins.architectures.components import (
     VOLUME_FLOOR,
+    SliceBackboneModel,
     SliceTrunk,
     check_input,
     mlp_head,
@@ -54,7 +55,7 @@ def reducing_convs(
     return nn.Sequential(*layers), sizes, in_channels
 
 
-class BodyConv(nn.Module):
+class BodyConv(SliceBackboneModel):
     """ResNet-18 per slice group, then 3-D convolutions over the stack of layer4 maps."""
 
     explainable = True
@@ -83,11 +84,8 @@ class BodyConv(nn.Module):
     def cam_layer(self) -> nn.Module:
         return self.reducing_convs[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_shape, type(self).__name__)
-        batch, slices = x.shape[:2]
-        maps = self.trunk(x)  # [B*H, 512, G, G]
-        maps = maps.view(batch, slices, *maps.shape[1:]).transpose(1, 2)  # [B, 512, H, G, G]
+    def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
+        maps = features.transpose(1, 2)  # [B, 512, H, G, G]
         z = self.reducing_convs(maps)  # [B, 16, H', D1, D2]
         return self.classifier(z.flatten(1))
 
@@ -131,7 +129,7 @@ class ThreeDConv(nn.Module):
         return self.classifier(z.flatten(1))
 
 
-class CTNet(nn.Module):
+class CTNet(SliceBackboneModel):
     """ResNet-18 per slice group; slice maps as channels and features as depth for 3-D convs."""
 
     explainable = False
@@ -155,12 +153,9 @@ class CTNet(nn.Module):
         self.reducing_convs, sizes, channels = reducing_convs(input_shape[0], sizes)
         self.classifier = mlp_head(channels * math.prod(sizes), n_classes, dropout=0.5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_shape, type(self).__name__)
-        batch, slices = x.shape[:2]
-        maps = self.trunk(x)  # [B*H, 512, G, G]
-        maps = maps.view(batch, slices, *maps.shape[1:])  # [B, H as channels, 512 as depth, G, G]
-        return self.classifier(self.reducing_convs(maps).flatten(1))
+    def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
+        # [B, H as channels, 512 as depth, G, G]
+        return self.classifier(self.reducing_convs(features).flatten(1))
 
 
 def bodyconv(n_classes: int, input_shape: tuple[int, int, int, int], **options) -> BodyConv:

@@ -75,6 +75,10 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
     )
 
 
+PRETEXT_SEED = 1000
+"""Phantom seed of the pretext pool; benchmark runs use other seeds (0 by default)."""
+
+
 class PhantomSource:
     """The phantom as a :class:`ctbench.cases.CaseSource`, cached on disk."""
 
@@ -131,6 +135,23 @@ class PhantomSource:
             self.store.save(case)
             return case
         return self.store.load(case_id, plan.label_vector())
+
+    def pretext_source(self) -> PhantomSource:
+        """The pool a pretrained start is built from (``ctbench.pretraining``): this preset's
+        training volumes of :data:`PRETEXT_SEED`, with no confounder and no valid or test split,
+        so that no benchmark volume is ever seen by the pretext."""
+        if self.config.seed == PRETEXT_SEED:
+            raise ValueError(
+                f"phantom seed {PRETEXT_SEED} is the pretext pool; a benchmark on it cannot "
+                "start from the pretext (use another seed, or --start random)"
+            )
+        return PhantomSource(
+            self.config.preset,
+            seed=PRETEXT_SEED,
+            cache_dir=self.folder.parent,
+            n_valid=0,
+            n_test=0,
+        )
 
     def materialise(self, progress: bool | None = None) -> int:
         """Generate every case not yet cached; returns how many were generated.
