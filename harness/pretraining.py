@@ -38,6 +38,10 @@ BAND_EDGES_HU = (-900.0, -750.0, -400.0, -100.0, 100.0)
 """HU band edges: air, lung, dense lung, fat, water and soft tissue, bright (contrast, bone)."""
 
 
+MAX_EXAMPLE_BYTES = 8 * 2**30
+"""The pretext's examples live in memory (the default preset's take 0.6 GiB)."""
+
+
 class NoPretextSourceError(ValueError):
     """The dataset offers no disjoint pool of volumes with organ masks to pretrain on."""
 
@@ -103,6 +107,13 @@ def pretext_examples(
     grid = backbone_grid(shape[1:])
     images, targets = [], []
     ids = source.case_ids("train")
+    needed = len(ids) * math.prod(shape) * 4  # float32 model inputs, all held in memory
+    if needed > MAX_EXAMPLE_BYTES:
+        raise ValueError(
+            f"the pretext holds its {len(ids)} volumes of {shape} in memory ("
+            f"{needed / 2**30:.0f} GiB, limit {MAX_EXAMPLE_BYTES / 2**30:.0f} GiB): too large "
+            "for this preset; use --start imagenet or --start random"
+        )
     for case_id in progress_bar(ids, enabled=progress, desc="pretext data", unit="volume"):
         case = source.load(case_id)
         if case.organs is None:
@@ -244,8 +255,8 @@ def pretext_weights(
     key = pretext_key(source, preprocessing, settings)
     folder = Path(cache_dir) if cache_dir is not None else Path(source.folder).parent / "pretext"
     path = folder / f"pretext-{key}.pt"
-    if path.is_file() and not rebuild:
-        return path
+    if path.is_file() and path.with_suffix(".json").is_file() and not rebuild:
+        return path  # the record is written last: with it, the weights are whole
     log(f"building the pretext start {path.name} (once; cached for later runs)")
     began = time.perf_counter()
     if hasattr(source, "materialise"):

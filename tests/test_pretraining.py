@@ -108,3 +108,13 @@ def test_pretrain_cli_prints_weights_and_hash(tmp_path, tiny_phantom, monkeypatc
     assert f"weights: {path}" in result.output
     assert f"sha256: {file_sha256(path)}" in result.output
     assert "pretext epoch 1/1" in result.output
+
+
+def test_a_pool_too_large_for_memory_is_refused_before_loading(tiny_phantom, monkeypatch):
+    import ctbench.pretraining as pretraining
+
+    monkeypatch.setattr(pretraining, "MAX_EXAMPLE_BYTES", 1000)
+    pool = tiny_phantom.pretext_source()
+    shape = Preprocessing(volume_shape=tuple(tiny_phantom.volume_shape))
+    with pytest.raises(ValueError, match=r"in memory.*--start imagenet"):
+        pretraining.pretext_examples(pool, shape, PretextSettings())
