@@ -17,11 +17,9 @@ from ctbench.augment import Augmentation
 from ctbench.cases import Case, CaseSource, InvalidCaseError, validate_volume
 from ctbench.preprocess import (
     Preprocessing,
-    centre_crop,
     fit_to_shape,
     group_slices,
     normalise,
-    pad_to_at_least,
 )
 from ctbench.vocabulary import ORGANS
 from torch.utils.data import DataLoader, Dataset
@@ -98,10 +96,7 @@ class VolumeDataset(Dataset):
         the one grid PARTITION segments, so its allowed regions are those of the augmented
         organ masks exactly (:class:`ctbench.partition.AllowedRegions`).
         """
-        shape = self.preprocessing.volume_shape
-        lead = array.shape[:-3]
-        padded = pad_to_at_least(array, lead + tuple(shape), fill)
-        return augmentation.apply(centre_crop(padded, lead + tuple(shape)))
+        return augmentation.apply(fit_to_shape(array, self.preprocessing.volume_shape, fill))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         case = self.load_case(index)

@@ -55,9 +55,11 @@ def centre_crop(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return array[tuple(slices)]
 
 
-def fit_to_shape(volume_hu: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Pad with the volume's minimum, then centre-crop: the volume on the model's grid."""
-    return centre_crop(pad_to_at_least(volume_hu, shape, volume_hu.min()), shape)
+def fit_to_shape(array: np.ndarray, shape: tuple[int, int, int], fill=None) -> np.ndarray:
+    """Pad the last three axes with ``fill`` (default: the array's minimum), then centre-crop
+    them: a volume, or stacked masks (``fill=False``), on the model's grid."""
+    full = array.shape[:-3] + tuple(shape)
+    return centre_crop(pad_to_at_least(array, full, array.min() if fill is None else fill), full)
 
 
 def normalise(volume_hu: np.ndarray, config: Preprocessing) -> np.ndarray:

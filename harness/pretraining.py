@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ctbench.preprocess import Preprocessing, centre_crop, fit_to_shape, pad_to_at_least
+from ctbench.preprocess import Preprocessing, fit_to_shape
 from ctbench.storage import atomic_open, config_key, write_json
 from ctbench.vocabulary import ORGANS
 
@@ -100,7 +100,7 @@ def pretext_examples(
     Volumes are padded and centre-cropped onto the model's grid exactly as runs do; a case
     without organ masks is an error naming it.
     """
-    from ctbench.data import model_input
+    from ctbench.data import prepare_volume
     from ctbench.progress import progress_bar
 
     shape = tuple(preprocessing.volume_shape)
@@ -118,12 +118,10 @@ def pretext_examples(
         case = source.load(case_id)
         if case.organs is None:
             raise NoPretextSourceError(f"{case_id}: the pretext needs organ masks; it has none")
-        volume = fit_to_shape(case.volume, shape)
-        organs = {
-            name: centre_crop(pad_to_at_least(case.organs[name], shape, False), shape)
-            for name in ORGANS
-        }
-        images.append(model_input(volume, preprocessing))
+        volume, x = prepare_volume(case.volume, preprocessing)
+        masks = fit_to_shape(np.stack([case.organs[name] for name in ORGANS]), shape, False)
+        organs = dict(zip(ORGANS, masks, strict=True))
+        images.append(x)
         targets.append(
             occupancy_targets(
                 volume.astype(np.float32),
