@@ -26,9 +26,7 @@ import numpy as np
 import torch
 from ctbench.data import VolumeDataset
 from ctbench.losses import classification_loss
-from ctbench.preprocess import Preprocessing
-from ctbench.pretraining import pretext_weights
-from ctbench.runs import pretext_settings
+from ctbench.runs import preset_pretext
 from ctbench.warmup import BackboneHead, FrozenBackbone, cache_backbone_output, cached_batches
 from learning_recipes import median_auroc  # beside it
 
@@ -89,8 +87,7 @@ def main() -> None:
     torch.set_num_threads(2)
     source = ctbench.create_dataset("phantom", preset="default")
     source.materialise(progress=False)
-    preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
-    pretext = str(pretext_weights(source, preprocessing, pretext_settings("default"), log=print))
+    pretext = str(preset_pretext(source, "default", log=print))
     curves = {}
     for start, weights in (("pretext", pretext), ("random", None)):
         torch.manual_seed(0)

@@ -271,9 +271,7 @@ def execute_run(
     model_options = {"pretrained": config.pretrained, "weights": config.weights}
     pretext = None
     if config.start == "pretext":
-        model_options["weights"], pretext = pretext_start(
-            config, source, preprocessing, timer, progress, log
-        )
+        model_options["weights"], pretext = pretext_start(config, source, timer, progress, log)
     torch.manual_seed(config.seed)  # the model first: a missing weights file fails in seconds
     model = ctbench.create_model(config.arch, len(labels), input_shape, **model_options)
     with timer.phase("data"):
@@ -421,27 +419,44 @@ def execute_run(
     return metrics
 
 
-def pretext_settings(preset: str, **overrides):
-    """The pretext settings runs of ``preset`` use (its ``pretext_epochs``), with overrides."""
-    from ctbench.pretraining import PretextSettings
+def preset_pretext(
+    source,
+    preset: str,
+    *,
+    cache_dir=None,
+    rebuild: bool = False,
+    progress=None,
+    log=None,
+    **overrides,
+) -> Path:
+    """The pretext weights runs of ``preset`` start from (its ``pretext_epochs``; ``overrides``
+    change other settings), for ``source``'s geometry: built first when missing."""
+    from ctbench.preprocess import Preprocessing
+    from ctbench.pretraining import PretextSettings, pretext_weights
 
     epochs = RUN_PRESETS.get(preset, RUN_PRESETS["paper"])["pretext_epochs"]
-    return PretextSettings(**{"epochs": epochs, **overrides})
+    return pretext_weights(
+        source,
+        Preprocessing(volume_shape=tuple(source.volume_shape)),
+        PretextSettings(**{"epochs": epochs, **overrides}),
+        cache_dir=cache_dir,
+        rebuild=rebuild,
+        progress=progress,
+        log=log,
+    )
 
 
-def pretext_start(config: RunConfig, source, preprocessing, timer: Timer, progress, log):
-    """``(weights path, its build record)`` of the dataset's pretext start, built once."""
-    from ctbench.pretraining import pretext_weights
+def pretext_start(config: RunConfig, source, timer: Timer, progress, log):
+    """``(weights path, its build record)`` of the dataset's pretext start, built once.
+
+    A model that never loads weights is refused before the build, not after it.
+    """
     from ctbench.registry import default_registry
 
     if not default_registry().get("architectures", config.arch).meta.get("pretrainable", True):
         raise ValueError(f"{config.arch} never loads pretrained weights; use --start random")
-    with timer.phase("data"):
-        if hasattr(source, "materialise"):
-            source.materialise(progress=progress)
     with timer.phase("pretext"):
-        settings = pretext_settings(config.preset)
-        path = pretext_weights(source, preprocessing, settings, progress=progress, log=log)
+        path = preset_pretext(source, config.preset, progress=progress, log=log)
     record = json.loads(path.with_suffix(".json").read_text())
     return str(path), {"path": str(path), **record}
 

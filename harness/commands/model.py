@@ -79,11 +79,7 @@ def model(name, input_shape, classes, pretrained, weights, start, dataset, prese
 def _pretext_path(dataset: str, preset: str) -> str:
     """The cached pretext weights of ``dataset``'s ``preset`` (as runs use them)."""
     import ctbench
-    from ctbench.preprocess import Preprocessing
-    from ctbench.pretraining import pretext_weights
-    from ctbench.runs import pretext_settings
+    from ctbench.runs import preset_pretext
 
     source = ctbench.create_dataset(dataset, preset=preset)
-    preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
-    path = pretext_weights(source, preprocessing, pretext_settings(preset), log=click.echo)
-    return str(path)
+    return str(preset_pretext(source, preset, log=click.echo))

@@ -37,22 +37,18 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet) -> None:
     settings on the same software rebuild it byte for byte.
     """
     import ctbench
-    from ctbench.preprocess import Preprocessing
-    from ctbench.pretraining import pretext_weights
-    from ctbench.runs import pretext_settings
+    from ctbench.runs import preset_pretext
 
-    settings = pretext_settings(preset, seed=seed, **({"epochs": epochs} if epochs else {}))
+    overrides = {"seed": seed, **({"epochs": epochs} if epochs else {})}
     try:
-        source = ctbench.create_dataset(dataset, preset=preset)
-        preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
-        path = pretext_weights(
-            source,
-            preprocessing,
-            settings,
+        path = preset_pretext(
+            ctbench.create_dataset(dataset, preset=preset),
+            preset,
             cache_dir=out,
             rebuild=rebuild,
             progress=False if quiet else None,
             log=click.echo,
+            **overrides,
         )
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
