@@ -37,29 +37,20 @@ import torch.nn.functional as F
 from ctbench.data import VolumeDataset
 from ctbench.memory_format import to_channels_last
 from ctbench.plugins.architectures.components import resnet18_features
-from ctbench.vocabulary import ORGANS
+from ctbench.pretraining import occupancy_targets
 from learning_recipes import augmented, init_head, load_split, median_auroc, scores  # beside it
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-BAND_EDGES_HU = (-900, -750, -400, -100, 100)
-"""HU band edges of the pretext: air, lung, dense lung, fat, water/soft tissue, bright."""
 
-
-def occupancy(case, edges=BAND_EDGES_HU, grid: int = 4) -> torch.Tensor:
-    """``[H, organs x bands, grid, grid]``: per slice group and cell, the share of voxels in
-    each organ and HU band."""
-    band = np.digitize(case.volume.astype(np.float32), edges)
-    channels = [
-        (case.organs[organ] & (band == b)).astype(np.float32)
-        for organ in ORGANS
-        for b in range(len(edges) + 1)
-    ]
-    stack = torch.from_numpy(np.stack(channels))  # [C, S, Y, X]
-    c, s, y, x = stack.shape
-    grouped = stack.view(c, s // 3, 3, y, x).mean(2)  # [C, H, Y, X]
-    return F.adaptive_avg_pool2d(grouped, grid).permute(1, 0, 2, 3)
+def occupancy(case, grid: int = 4) -> torch.Tensor:
+    """``[H, organs x bands, grid, grid]``: ctbench's pretext targets of one case
+    (``ctbench.pretraining.occupancy_targets``, the band edges ``ctbench run`` uses)."""
+    targets = occupancy_targets(
+        case.volume.astype(np.float32), case.organs, slices_per_group=3, grid=(grid, grid)
+    )
+    return torch.from_numpy(targets)
 
 
 def pretext_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -186,7 +186,8 @@ def custom_conv_layers(grid: tuple[int, int]) -> tuple[nn.Sequential, tuple[int,
 
 
 class SliceTrunk(nn.Module):
-    """ResNet-18 (+ custom convs) per slice group: ``[B, H, 3, Y, X] -> [B*H, F, D1, D2]``."""
+    """ResNet-18 (+ custom convs) per slice group: ``[B, H, 3, Y, X] -> [B*H, F, D1, D2]`` as
+    ``from_backbone(backbone_features(x))``, the split the head warm-up uses."""
 
     def __init__(
         self,
@@ -224,9 +225,6 @@ class SliceTrunk(nn.Module):
         """``[B, H, 512, G, G] -> [B*H, F, D1, D2]``: the custom convolutions, when present."""
         z = features.flatten(0, 1)
         return self.custom_convs(z) if self.custom_convs is not None else z
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_backbone(self.backbone_features(x))  # [B*H, F, D1, D2]
 
 
 class SliceBackboneModel(nn.Module):
