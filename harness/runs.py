@@ -75,6 +75,17 @@ STARTS = {
 }
 """Where a run's ResNet-18 starts; config.json's ``run.start`` is one of these."""
 
+
+def chosen_start(start: str | None, pretrained: bool | None, has_weights: bool) -> str | None:
+    """The start the options name: a weights file, else ``start``, else ``pretrained``
+    (imagenet / random); None when they name none (the caller's default applies)."""
+    if has_weights:
+        return "weights"
+    if start is None and pretrained is not None:
+        return "imagenet" if pretrained else "random"
+    return start
+
+
 DEFAULT_LR = 1e-3
 """The paper's learning rate; the phantom presets use it with Adam too."""
 
@@ -123,12 +134,8 @@ class RunConfig:
         ``scratch_epochs`` full epochs and no head warm-up are the defaults.
         """
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
-        start = self.start
-        if self.weights:
-            start = "weights"
-        elif start is None and self.pretrained is not None:
-            start = "imagenet" if self.pretrained else "random"
-        elif start is None:
+        start = chosen_start(self.start, self.pretrained, bool(self.weights))
+        if start is None:
             from ctbench.registry import default_registry
 
             meta = default_registry().get("architectures", self.arch).meta

@@ -38,18 +38,18 @@ def model(name, input_shape, classes, pretrained, weights, start, dataset, prese
     """Build architecture NAME and print its parameter count, representation grid and start."""
     import ctbench
     from ctbench.registry import default_registry
+    from ctbench.runs import chosen_start
 
     check_start(start, pretrained, weights)
-    options = resolve_weights(
-        True if start == "imagenet" else False if start == "random" else pretrained, weights
-    )
+    options = resolve_weights(pretrained, weights)
+    start = chosen_start(start, pretrained, weights is not None) or "random"
+    options["pretrained"] = start != "random"
     try:
         if start == "pretext":
-            options = {"pretrained": True, "weights": _pretext_path(dataset, preset)}
+            options["weights"] = _pretext_path(dataset, preset)
         network = ctbench.create_model(name, classes, input_shape, **options)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    start = start or ("weights" if weights else "imagenet" if options["pretrained"] else "random")
     entry = default_registry().get("architectures", name)
     summary = {
         "name": name,
