@@ -16,11 +16,13 @@ COMMANDS: dict[str, str] = {
     "data": "ctbench.commands.data:data",
     "explain": "ctbench.commands.explain:explain",
     "labels": "ctbench.commands.labels:labels",
+    "matrix": "ctbench.commands.matrix:matrix",
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
     "pretrain": "ctbench.commands.pretrain:pretrain",
     "run": "ctbench.commands.run:run",
     "segment": "ctbench.commands.segment:segment",
+    "table": "ctbench.commands.table:table",
 }
 """Command name -> ``module:attribute`` of its click command."""
 

@@ -10,6 +10,7 @@ and reused on test (README: Running experiments, Evaluation).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class SplitOutputs:
     allowed: np.ndarray | None = None  # [N, M, H, D1, D2] bool
     lesion_grid: np.ndarray | None = None  # [N, M, H, D1, D2] bool: cells touching a lesion
     lesion_iou: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N, M], NaN: no lesion
+    explain_seconds: dict[str, float] = field(default_factory=dict)  # per explainer, whole split
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -69,6 +71,7 @@ def predict_and_explain(
     case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
     attention = {name: [] for name in explainers}
     lesion_iou = {name: [] for name in explainers}
+    explain_seconds = dict.fromkeys(explainers, 0.0)
     for batch in progress_bar(
         loader, enabled=progress, desc=f"evaluate {dataset.split}", unit="batch"
     ):
@@ -76,8 +79,10 @@ def predict_and_explain(
         batch_logits = None
         maps_of = {}
         for name, explainer in explainers.items():
+            began = time.perf_counter()
             with torch.no_grad():  # explainers that need gradients enable them themselves
                 maps, out = explainer.explain(model, x)
+            explain_seconds[name] += time.perf_counter() - began
             maps_of[name] = relu_minmax(maps.detach().float())
             attention[name].append(maps_of[name].numpy())
             batch_logits = out.detach() if batch_logits is None else batch_logits
@@ -107,6 +112,7 @@ def predict_and_explain(
         allowed=np.concatenate(allowed) if allowed else None,
         lesion_grid=np.concatenate(lesion_grid) if lesion_grid else None,
         lesion_iou={name: np.concatenate(v, axis=1) for name, v in lesion_iou.items() if v},
+        explain_seconds=explain_seconds,
     )
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from ctbench.explanations import per_slice_contributions
+from ctbench.run_config import DEFAULT_LAMBDA  # noqa: F401  (defined with the run options)
 from torch import nn
-
-DEFAULT_LAMBDA = 1.0 / 3.0
-"""The paper's weight of the mask loss."""
 
 
 def classification_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

@@ -17,167 +17,20 @@ import platform
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ctbench.losses import DEFAULT_LAMBDA
-
-RUN_PRESETS: dict[str, dict[str, Any]] = {
-    # Training defaults per data preset; every one can be overridden on the command line.
-    # ``start``: where ResNet-18 starts (see STARTS). With a pretrained start the phantom
-    # presets train the head on the frozen backbone's cached output (``head_epochs``, see
-    # ctbench.warmup) and run no full epoch; from random weights they train ``scratch_epochs``
-    # full epochs, as before the pretext existed (docs/learning-investigation.md).
-    "tiny": {
-        "start": "pretext",
-        "pretext_epochs": 2,
-        "head_epochs": 20,
-        "epochs": 0,
-        "scratch_epochs": 3,
-        "batch_size": 4,
-        "optimizer": "adam",
-        "schedule": "cosine",
-        "downsampler": "area",  # nearest samples row/column 0 and 32 of a 2x2 grid: no lungs
-    },
-    "default": {
-        "start": "pretext",
-        "pretext_epochs": 10,
-        "head_epochs": 60,
-        "epochs": 0,
-        "scratch_epochs": 3,
-        "batch_size": 4,
-        "optimizer": "adam",
-        "schedule": "cosine",
-        "downsampler": "area",  # nearest keeps ~4% of an organ's cells on a 4x4 grid
-    },
-    "paper": {
-        "start": "imagenet",
-        "pretext_epochs": 10,
-        "head_epochs": 0,
-        "epochs": 100,
-        "scratch_epochs": 100,
-        "batch_size": 1,
-        "optimizer": "sgd",
-        "schedule": "constant",
-        "downsampler": "nearest",
-    },
-}
-"""Training defaults by preset. The phantom presets start from the phantom pretext
-(``ctbench pretrain``) and run offline on a CPU; the paper preset trains as the paper (SGD,
-batch 1, up to 100 epochs, ImageNet start)."""
-
-STARTS = {
-    "pretext": "ResNet-18 from the dataset's own pretext (ctbench pretrain), built once and cached",
-    "imagenet": "ResNet-18 from ImageNet weights (local file or torch hub cache; never downloaded)",
-    "random": "every weight random (PyTorch's default initialisation)",
-    "weights": "ResNet-18 from the file given by --weights",
-}
-"""Where a run's ResNet-18 starts; config.json's ``run.start`` is one of these."""
-
-
-def chosen_start(start: str | None, pretrained: bool | None, has_weights: bool) -> str | None:
-    """The start the options name: a weights file, else ``start``, else ``pretrained``
-    (imagenet / random); None when they name none (the caller's default applies)."""
-    if has_weights:
-        return "weights"
-    if start is None and pretrained is not None:
-        return "imagenet" if pretrained else "random"
-    return start
-
-
-DEFAULT_LR = 1e-3
-"""The paper's learning rate; the phantom presets use it with Adam too."""
+from ctbench.run_config import (  # noqa: F401  (public names, re-exported)
+    DEFAULT_LR,
+    RUN_PRESETS,
+    STARTS,
+    RunConfig,
+    chosen_start,
+)
 
 
 class RunExistsError(RuntimeError):
     """The run folder holds a finished or unfinished run that was not meant to be reused."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run's results; saved as ``config.json``."""
-
-    arch: str
-    explainers: tuple[str, ...]
-    dataset: str
-    preset: str
-    segmenter: str
-    mask_explainer: str
-    confounders: bool = False
-    mask_loss: bool = False
-    mask_lambda: float = DEFAULT_LAMBDA
-    downsampler: str | None = None
-    dilate: bool = False
-    seed: int = 0
-    start: str | None = None
-    head_epochs: int | None = None
-    epochs: int | None = None
-    patience: int = 15
-    optimizer: str | None = None
-    schedule: str | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    workers: int = 0
-    channels_last: bool = True
-    pretrained: bool | None = None
-    weights: str | None = None
-    overlays: int = 4
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-
-    def resolved(self) -> RunConfig:
-        """Fill every ``None`` from the preset's defaults (unknown presets use ``paper``).
-
-        The start: ``weights`` -> "weights"; else ``start``; else ``pretrained`` True/False ->
-        "imagenet"/"random"; else the preset's, or "random" for a model that never loads
-        pretrained weights (``axialnet-randinit``, ``3dconv``). From a random start the preset's
-        ``scratch_epochs`` full epochs and no head warm-up are the defaults.
-        """
-        defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
-        start = chosen_start(self.start, self.pretrained, bool(self.weights))
-        if start is None:
-            from ctbench.registry import default_registry
-
-            meta = default_registry().get("architectures", self.arch).meta
-            start = defaults["start"] if meta.get("pretrainable", True) else "random"
-        if start not in STARTS:
-            raise ValueError(f"unknown start {start!r}; choose {', '.join(STARTS)}")
-        scratch = start == "random"
-        filled = {
-            key: defaults[key] if getattr(self, key) is None else getattr(self, key)
-            for key in ("batch_size", "optimizer", "schedule", "downsampler")
-        }
-        epochs = self.epochs
-        if epochs is None:
-            epochs = defaults["scratch_epochs" if scratch else "epochs"]
-        head_epochs = self.head_epochs
-        if head_epochs is None:
-            head_epochs = 0 if scratch else defaults["head_epochs"]
-        return replace(
-            self,
-            **filled,
-            start=start,
-            epochs=epochs,
-            head_epochs=head_epochs,
-            lr=DEFAULT_LR if self.lr is None else self.lr,
-            pretrained=start != "random",
-        )
-
-    def folder_name(self) -> str:
-        """A readable name that differs whenever an option that changes results differs."""
-        parts = [self.arch, "+".join(self.explainers) or "noexplainer"]
-        if self.mask_loss:
-            parts.append(f"mask{self.mask_lambda:.3g}")
-        parts += [self.dataset, self.preset]
-        if self.confounders:
-            parts.append("confounders")
-        parts.append(f"seed{self.seed}")
-        from ctbench.storage import config_key
-
-        return "-".join(parts) + "-" + config_key(self.to_json())[:6]
-
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
 
 
 class Timer:
@@ -249,181 +102,262 @@ def execute_run(
     log=print,
 ) -> dict[str, Any]:
     """Train, evaluate, explain and write one run folder; returns ``metrics.json``'s content."""
-    import ctbench
-    import torch
-    from ctbench.cases import SPLITS
-    from ctbench.data import VolumeDataset
-    from ctbench.evaluation import predict_and_explain, score_run
-    from ctbench.preprocess import Preprocessing
-    from ctbench.registry import default_registry
+    from ctbench.evaluation import score_run
+    from ctbench.resources import PeakMemory, machine_description
     from ctbench.results import write_figures, write_results
-    from ctbench.storage import write_json
-    from ctbench.training import Trainer, TrainSettings
 
     config = config.resolved()
     folder = Path(folder)
     prepare_folder(folder, config, resume=resume, overwrite=overwrite)
     timer = Timer(log)
     began = time.perf_counter()
-
-    with timer.phase("data"):
-        options = dict(config.dataset_options)
-        if config.confounders:
-            options["confounders"] = True
-        source = ctbench.create_dataset(config.dataset, preset=config.preset, **options)
-        labels = list(source.label_names)
-        preprocessing = Preprocessing(volume_shape=tuple(source.volume_shape))
-        input_shape = preprocessing.input_shape
-
-    model_options = {"pretrained": config.pretrained, "weights": config.weights}
-    pretext = None
-    if config.start == "pretext":
-        model_options["weights"], pretext = pretext_start(config, source, timer, progress, log)
-    torch.manual_seed(config.seed)  # the model first: a missing weights file fails in seconds
-    model = ctbench.create_model(config.arch, len(labels), input_shape, **model_options)
-    with timer.phase("data"):
-        if hasattr(source, "materialise"):
-            source.materialise(progress=progress)
-    if config.channels_last:  # about 12% faster on CPU (oneDNN); same numbers within rounding
-        from ctbench.memory_format import to_channels_last
-
-        model = to_channels_last(model)
-    explainable = bool(getattr(model, "explainable", False))
-    if config.mask_loss and not explainable:
-        raise ValueError(f"{config.arch} is not explainable, so it cannot train with the mask loss")
-    # a max-aggregated model's mask attention is each slice's own W Z (losses.mask_attention),
-    # HiResCAM per slice: an explainer that is not faithful to the model cannot stand for it
-    if (
-        config.mask_loss
-        and getattr(model, "slice_aggregation", None) == "max"
-        and not default_registry().get("explainers", config.mask_explainer).meta.get("faithful")
-    ):
-        raise ValueError(
-            f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
-            f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "
-            "(not faithful to the model) cannot define it; use a faithful explainer"
-        )
-    explainers = {name: ctbench.create_explainer(name) for name in config.explainers}
-    if explainers and not explainable:
-        log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")
-        explainers = {}
-    record = config_record(
-        config,
-        {
-            "model_options": model_options,
-            "start": {"name": config.start, "means": STARTS[config.start], "pretext": pretext},
-            "input_shape": list(input_shape),
-            "labels": labels,
-            "dataset_config": dataset_config(source),
-            "explainable": explainable,
-        },
-    )
-    write_json(folder / "config.json", record)
-
-    regions = None
-    if explainers or config.mask_loss:
-        from ctbench.partition import AllowedRegions
-
-        map_shape = (input_shape[0], *tuple(model.representation_shape)[1:])
-        cache = Path(getattr(source, "folder", folder)) / "partition"
-        regions = AllowedRegions(
-            labels,
-            map_shape,
-            preprocessing,
-            segmenter=config.segmenter,
-            downsampler=config.downsampler,
-            dilate=config.dilate,
-            cache_dir=cache,
-        )
-    has_lesions = bool(default_registry().get("datasets", config.dataset).meta.get("finding_masks"))
-
-    def split(name: str, train: bool) -> VolumeDataset:
-        needs_regions = regions is not None and (not train or config.mask_loss)
-        return VolumeDataset(
-            source,
-            name,
-            preprocessing=preprocessing,
-            augment=train,
-            seed=config.seed,
-            with_findings=has_lesions and not train,
-            allowed_regions=regions if needs_regions else None,
-        )
-
-    datasets = {name: split(name, name == "train") for name in SPLITS}
-    with timer.phase("partition"):
-        skipped = check_cases(datasets, progress)
-    for case in skipped:
-        log(f"skipped {case['split']} case {case['case_id']}: {case['error']}")
-
-    settings = TrainSettings(
-        optimizer=config.optimizer,
-        lr=config.lr,
-        schedule=config.schedule,
-        epochs=config.epochs,
-        patience=config.patience,
-        batch_size=config.batch_size,
-        mask_loss=config.mask_loss,
-        mask_lambda=config.mask_lambda,
-        seed=config.seed,
-        workers=config.workers,
-        head_epochs=config.head_epochs,
-    )
-    trainer = Trainer(
-        model,
-        settings,
-        datasets["train"],
-        datasets["valid"],
-        folder / "checkpoints",
-        checkpoint_info={
-            "arch": config.arch,
-            "input_shape": input_shape,
-            "label_names": labels,
-            "model_options": model_options,
-        },
-        explain_for_loss=lambda graph: ctbench.create_explainer(
-            config.mask_explainer, create_graph=graph
-        ),
-        progress=progress,
-        log=log,
-    )
-    with timer.phase("train"):
-        history = trainer.fit(resume=resume)
-    from ctbench.checkpoints import load_checkpoint
-
-    model.load_state_dict(load_checkpoint(trainer.best_path)["state_dict"])
-    evaluated = {}
-    for name in ("valid", "test"):
-        with timer.phase(f"evaluate_{name}"):
-            evaluated[name] = predict_and_explain(
-                model,
-                datasets[name],
-                explainers,
-                batch_size=config.batch_size,
-                progress=progress,
-            )
-    with timer.phase("score"):
-        metrics, table = score_run(evaluated["valid"], evaluated["test"], labels)
-    with timer.phase("figures"):
-        write_figures(
-            folder / "figures", history, evaluated["test"], datasets["test"], labels, config
-        )
+    with PeakMemory() as memory:
+        run = RunParts(config, folder, timer, progress, log)
+        run.load_dataset()
+        run.build_model()
+        run.choose_explainers()
+        run.write_config(machine_description())
+        run.make_splits()
+        skipped = run.check_cases()
+        history = run.train(resume)
+        evaluated = run.evaluate()
+        with timer.phase("score"):
+            metrics, table = score_run(evaluated["valid"], evaluated["test"], run.labels)
+        with timer.phase("figures"):
+            write_figures(
+                folder / "figures", history, evaluated["test"], run.datasets["test"], run.labels,
+                config,
+            )  # fmt: skip
     timer.seconds["total"] = time.perf_counter() - began
     metrics.update(
         {
             "timing": timer.seconds,
+            "explain_seconds": {
+                name: sum(out.explain_seconds.get(name, 0.0) for out in evaluated.values())
+                for name in run.explainers
+            },
+            "cases": {name: len(dataset.case_ids) for name, dataset in run.datasets.items()},
+            "memory": memory.record(),
             "training": {
-                "best_epoch": trainer.best_epoch,
+                "best_epoch": run.trainer.best_epoch,
                 "head_epochs_run": sum(r.get("stage") == "head" for r in history),
                 "epochs_run": sum(r.get("stage") != "head" for r in history),
-                "stopped_early": trainer.bad_epochs >= config.patience,
+                "stopped_early": run.trainer.bad_epochs >= config.patience,
                 "history": history,
             },
             "skipped_cases": skipped,
-            "config": record,
+            "config": run.record,
         }
     )
-    write_results(folder, metrics, table, evaluated, labels)
+    write_results(folder, metrics, table, evaluated, run.labels)
     return metrics
+
+
+class RunParts:
+    """The phases of :func:`execute_run`, in order, and what each hands to the next."""
+
+    def __init__(self, config: RunConfig, folder: Path, timer: Timer, progress, log) -> None:
+        self.config, self.folder, self.timer = config, folder, timer
+        self.progress, self.log = progress, log
+
+    def load_dataset(self) -> None:
+        """The dataset's source, labels and model input shape (nothing generated yet)."""
+        import ctbench
+        from ctbench.preprocess import Preprocessing
+
+        with self.timer.phase("data"):
+            options = dict(self.config.dataset_options)
+            if self.config.confounders:
+                options["confounders"] = True
+            self.source = ctbench.create_dataset(
+                self.config.dataset, preset=self.config.preset, **options
+            )
+            self.labels = list(self.source.label_names)
+            self.preprocessing = Preprocessing(volume_shape=tuple(self.source.volume_shape))
+            self.input_shape = self.preprocessing.input_shape
+
+    def build_model(self) -> None:
+        """The model from its start (the pretext built first when missing), then the data: a
+        missing weights file fails in seconds, before the dataset is generated."""
+        import ctbench
+        import torch
+
+        config = self.config
+        self.model_options = {"pretrained": config.pretrained, "weights": config.weights}
+        self.pretext = None
+        if config.start == "pretext":
+            self.model_options["weights"], self.pretext = pretext_start(
+                config, self.source, self.timer, self.progress, self.log
+            )
+        torch.manual_seed(config.seed)
+        model = ctbench.create_model(
+            config.arch, len(self.labels), self.input_shape, **self.model_options
+        )
+        with self.timer.phase("data"):
+            if hasattr(self.source, "materialise"):
+                self.source.materialise(progress=self.progress)
+        if config.channels_last:  # about 12% faster on CPU (oneDNN); same numbers within rounding
+            from ctbench.memory_format import to_channels_last
+
+            model = to_channels_last(model)
+        self.model = model
+
+    def choose_explainers(self) -> None:
+        """The explainers to score, after the checks that the mask loss can train this model."""
+        import ctbench
+        from ctbench.registry import default_registry
+
+        config, model = self.config, self.model
+        self.explainable = bool(getattr(model, "explainable", False))
+        if config.mask_loss and not self.explainable:
+            raise ValueError(
+                f"{config.arch} is not explainable, so it cannot train with the mask loss"
+            )
+        # a max-aggregated model's mask attention is each slice's own W Z
+        # (losses.mask_attention), HiResCAM per slice: an explainer that is not faithful to the
+        # model cannot stand for it
+        if (
+            config.mask_loss
+            and getattr(model, "slice_aggregation", None) == "max"
+            and not default_registry().get("explainers", config.mask_explainer).meta.get("faithful")
+        ):
+            raise ValueError(
+                f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
+                f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "
+                "(not faithful to the model) cannot define it; use a faithful explainer"
+            )
+        self.explainers = {name: ctbench.create_explainer(name) for name in config.explainers}
+        if self.explainers and not self.explainable:
+            self.log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")
+            self.explainers = {}
+
+    def write_config(self, machine: dict[str, Any]) -> None:
+        """``config.json``: the options and everything else that shaped the results."""
+        from ctbench.storage import write_json
+
+        config = self.config
+        self.record = config_record(
+            config,
+            {
+                "model_options": self.model_options,
+                "start": {
+                    "name": config.start,
+                    "means": STARTS[config.start],
+                    "pretext": self.pretext,
+                },
+                "input_shape": list(self.input_shape),
+                "labels": self.labels,
+                "dataset_config": dataset_config(self.source),
+                "explainable": self.explainable,
+                "machine": machine,
+            },
+        )
+        write_json(self.folder / "config.json", self.record)
+
+    def make_splits(self) -> None:
+        """Train, valid and test datasets; allowed regions where explanations or the mask loss
+        need them, lesion masks for scoring where the dataset has them."""
+        from ctbench.cases import SPLITS
+        from ctbench.data import VolumeDataset
+        from ctbench.registry import default_registry
+
+        config = self.config
+        self.regions = None
+        if self.explainers or config.mask_loss:
+            from ctbench.partition import AllowedRegions
+
+            map_shape = (self.input_shape[0], *tuple(self.model.representation_shape)[1:])
+            self.regions = AllowedRegions(
+                self.labels,
+                map_shape,
+                self.preprocessing,
+                segmenter=config.segmenter,
+                downsampler=config.downsampler,
+                dilate=config.dilate,
+                cache_dir=Path(getattr(self.source, "folder", self.folder)) / "partition",
+            )
+        meta = default_registry().get("datasets", config.dataset).meta
+        has_lesions = bool(meta.get("finding_masks"))
+
+        def split(name: str, train: bool) -> VolumeDataset:
+            needs_regions = self.regions is not None and (not train or config.mask_loss)
+            return VolumeDataset(
+                self.source,
+                name,
+                preprocessing=self.preprocessing,
+                augment=train,
+                seed=config.seed,
+                with_findings=has_lesions and not train,
+                allowed_regions=self.regions if needs_regions else None,
+            )
+
+        self.datasets = {name: split(name, name == "train") for name in SPLITS}
+
+    def check_cases(self) -> list[dict[str, str]]:
+        with self.timer.phase("partition"):
+            skipped = check_cases(self.datasets, self.progress)
+        for case in skipped:
+            self.log(f"skipped {case['split']} case {case['case_id']}: {case['error']}")
+        return skipped
+
+    def train(self, resume: bool) -> list[dict[str, Any]]:
+        """Fit (resumable), then load the best checkpoint; the epoch records."""
+        import ctbench
+        from ctbench.checkpoints import load_checkpoint
+        from ctbench.training import Trainer, TrainSettings
+
+        config = self.config
+        settings = TrainSettings(
+            optimizer=config.optimizer,
+            lr=config.lr,
+            schedule=config.schedule,
+            epochs=config.epochs,
+            patience=config.patience,
+            batch_size=config.batch_size,
+            mask_loss=config.mask_loss,
+            mask_lambda=config.mask_lambda,
+            seed=config.seed,
+            workers=config.workers,
+            head_epochs=config.head_epochs,
+        )
+        self.trainer = Trainer(
+            self.model,
+            settings,
+            self.datasets["train"],
+            self.datasets["valid"],
+            self.folder / "checkpoints",
+            checkpoint_info={
+                "arch": config.arch,
+                "input_shape": self.input_shape,
+                "label_names": self.labels,
+                "model_options": self.model_options,
+            },
+            explain_for_loss=lambda graph: ctbench.create_explainer(
+                config.mask_explainer, create_graph=graph
+            ),
+            progress=self.progress,
+            log=self.log,
+        )
+        with self.timer.phase("train"):
+            history = self.trainer.fit(resume=resume)
+        self.model.load_state_dict(load_checkpoint(self.trainer.best_path)["state_dict"])
+        return history
+
+    def evaluate(self) -> dict[str, Any]:
+        """Predictions and explanations of the validation and test splits."""
+        from ctbench.evaluation import predict_and_explain
+
+        evaluated = {}
+        for name in ("valid", "test"):
+            with self.timer.phase(f"evaluate_{name}"):
+                evaluated[name] = predict_and_explain(
+                    self.model,
+                    self.datasets[name],
+                    self.explainers,
+                    batch_size=self.config.batch_size,
+                    progress=self.progress,
+                )
+        return evaluated
 
 
 def preset_pretext(

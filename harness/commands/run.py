@@ -2,94 +2,63 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import click
 from ctbench.commands import PluginName, check_start, resolve_weights, weights_options
 
 
+def run_config_options(command):
+    """Every RunConfig option as a click option, from its field (one definition of each)."""
+    from ctbench.run_config import RunConfig, cli_fields, option_name
+
+    defaults = RunConfig(arch="-")
+    for run_field, hint in reversed(cli_fields()):
+        command = click.option(
+            *_declarations(run_field.name, option_name(run_field), hint),
+            **_click_settings(run_field, hint, getattr(defaults, run_field.name)),
+        )(command)
+    return command
+
+
+def _declarations(name: str, option: str, hint) -> list[str]:
+    flag = "--" + option.replace("_", "-")
+    if _base_type(hint) is bool:
+        return [f"{flag}/--no-{flag[2:]}", name]
+    return [flag, name]
+
+
+def _base_type(hint):
+    """``int`` of ``int | None``, ``str`` of ``tuple[str, ...]``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+    return _base_type(args[0]) if args else hint
+
+
+def _click_settings(run_field, hint, default) -> dict:
+    meta = run_field.metadata
+    base = _base_type(hint)
+    shown = f"{default:.3g}" if isinstance(default, float) else default is not None
+    settings = {"help": meta["help"], "default": default, "show_default": shown}
+    if run_field.name == "arch":
+        settings |= {"required": True, "default": None, "show_default": False}
+    if meta.get("plugin"):
+        settings["type"] = PluginName(meta["plugin"])
+    elif meta.get("choices"):
+        settings["type"] = click.Choice(list(meta["choices"]))
+    elif base is int:
+        settings["type"] = click.IntRange(min=meta["minimum"]) if "minimum" in meta else click.INT
+    elif base is float:
+        low = 0 if meta.get("positive") else meta.get("minimum")
+        settings["type"] = click.FloatRange(min=low, min_open=bool(meta.get("positive")))
+    if typing.get_origin(hint) is tuple:
+        settings |= {"multiple": True, "show_default": False}
+    return settings
+
+
 @click.command()
-@click.option("--arch", type=PluginName("architectures"), required=True, help="Architecture.")
-@click.option(
-    "--explainer",
-    "explainers",
-    type=PluginName("explainers"),
-    multiple=True,
-    help="Explainer(s) to score (repeat). Default: hirescam and gradcam.",
-)
-@click.option("--mask-loss", is_flag=True, help="Train with the mask loss (paper section 3.6).")
-@click.option(
-    "--lambda",
-    "mask_lambda",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Weight of the mask loss. Default: the paper's 1/3.",
-)
-@click.option(
-    "--mask-explainer",
-    type=PluginName("explainers"),
-    default="hirescam",
-    show_default=True,
-    help="Explainer the mask loss trains through (must accept create_graph).",
-)
-@click.option("--dataset", type=PluginName("datasets"), default="phantom", show_default=True)
-@click.option("--preset", default="default", show_default=True, help="tiny, default or paper.")
-@click.option("--confounders", is_flag=True, help="Phantom: plant cues, reversed in test.")
-@click.option(
-    "--segmenter", type=PluginName("segmenters"), default="morphological", show_default=True
-)
-@click.option(
-    "--downsampler",
-    type=PluginName("downsamplers"),
-    default=None,
-    help="Organ mask -> map grid. Default: the preset's (phantom: area; paper: nearest).",
-)
-@click.option("--dilate", is_flag=True, help="Dilate the downsampled organ masks.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--head-epochs",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Epochs of the head on the frozen backbone's cached output, before the full epochs. "
-    "Default: the preset's with a pretrained start (phantom default: 60), 0 from random weights.",
-)
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Full epochs (backbone included). Default: the preset's (phantom: 0 after the head "
-    "warm-up, 3 from random weights; paper: 100).",
-)
-@click.option("--patience", type=click.IntRange(min=1), default=15, show_default=True)
-@click.option(
-    "--optimizer",
-    type=click.Choice(["sgd", "adam"]),
-    default=None,
-    help="Default: the preset's (phantom: adam; paper: sgd with momentum 0.99).",
-)
-@click.option(
-    "--schedule",
-    type=click.Choice(["constant", "cosine"]),
-    default=None,
-    help="Learning-rate schedule. Default: the preset's (phantom: cosine; paper: constant).",
-)
-@click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: 1e-3."
-)
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=None, help="Default: the preset's."
-)
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option(
-    "--channels-last/--no-channels-last",
-    default=True,
-    show_default=True,
-    help="Channels-last memory format (faster convolutions on CPU).",
-)
+@run_config_options
 @weights_options
-@click.option(
-    "--overlays", type=click.IntRange(min=0), default=4, show_default=True, help="Overlay figures."
-)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -101,38 +70,7 @@ from ctbench.commands import PluginName, check_start, resolve_weights, weights_o
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(
-    arch,
-    explainers,
-    mask_loss,
-    mask_lambda,
-    mask_explainer,
-    dataset,
-    preset,
-    confounders,
-    segmenter,
-    downsampler,
-    dilate,
-    seed,
-    head_epochs,
-    epochs,
-    patience,
-    optimizer,
-    schedule,
-    lr,
-    batch_size,
-    workers,
-    channels_last,
-    start,
-    pretrained,
-    weights,
-    overlays,
-    out,
-    name,
-    resume,
-    overwrite,
-    quiet,
-) -> None:
+def run(out, name, resume, overwrite, quiet, **options) -> None:
     """Train ARCH, evaluate it on validation and test, explain it, and write a run folder.
 
     With only --arch (and --explainer) it trains on the default phantom preset. The folder holds
@@ -140,37 +78,9 @@ def run(
     figures; an interrupted run continues with --resume.
     """
     from ctbench.cases import InvalidCaseError
-    from ctbench.runs import RunConfig, RunExistsError, execute_run
+    from ctbench.runs import RunExistsError, execute_run
 
-    chosen = resolve_weights(pretrained, weights, preset_default=None)  # None: preset decides
-    check_start(start, pretrained, weights)
-    config = RunConfig(
-        arch=arch,
-        explainers=tuple(dict.fromkeys(explainers or ("hirescam", "gradcam"))),
-        dataset=dataset,
-        preset=preset,
-        segmenter=segmenter,
-        mask_explainer=mask_explainer,
-        confounders=confounders,
-        mask_loss=mask_loss,
-        **({} if mask_lambda is None else {"mask_lambda": mask_lambda}),  # None: the paper's
-        downsampler=downsampler,
-        dilate=dilate,
-        seed=seed,
-        start=start,
-        head_epochs=head_epochs,
-        epochs=epochs,
-        patience=patience,
-        optimizer=optimizer,
-        schedule=schedule,
-        lr=lr,
-        batch_size=batch_size,
-        workers=workers,
-        channels_last=channels_last,
-        pretrained=chosen["pretrained"],
-        weights=chosen["weights"],
-        overlays=overlays,
-    ).resolved()
+    config = config_from_options(options)
     folder = out / (name or config.folder_name())
     click.echo(f"run folder: {folder}")
     try:
@@ -185,6 +95,18 @@ def run(
     except (RunExistsError, InvalidCaseError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(summary(metrics))
+
+
+def config_from_options(options: dict):
+    """The resolved RunConfig of ``ctbench run``'s parsed options (its click parameters)."""
+    from ctbench.run_config import RunConfig
+
+    options = dict(options)
+    start, pretrained, weights = (options.pop(key) for key in ("start", "pretrained", "weights"))
+    chosen = resolve_weights(pretrained, weights, preset_default=None)  # None: preset decides
+    check_start(start, pretrained, weights)
+    options["explainers"] = tuple(dict.fromkeys(options["explainers"] or ("hirescam", "gradcam")))
+    return RunConfig(start=start, **chosen, **options).resolved()
 
 
 def summary(metrics: dict) -> str:

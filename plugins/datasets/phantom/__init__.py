@@ -203,4 +203,7 @@ def register_datasets(register):
         labels=FINDING_LABELS,
         organ_masks=True,
         finding_masks=True,
+        # the labels whose cue --confounders plants (body-wall fat, a skin marker): the
+        # confounders table (ctbench table --table confounders) shows their AUROC
+        confounded_labels=("h_great_vessel_calcification", "lung_pleural_effusion"),
     )
