@@ -1,0 +1,179 @@
+"""ctbench table: each table built from small fake run folders with known numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ctbench.run_config import RunConfig
+from ctbench.tables import build_table
+
+MACHINE = {"cpu": "Test CPU 9000", "cores": 8, "gpus": [], "torch_threads": 8}
+
+
+def fake_run(root: Path, name: str, metrics: dict, predictions=None, **options) -> Path:
+    """A finished run folder: config.json (the options, resolved) and metrics.json."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    run = RunConfig(**{"arch": "axialnet", "preset": "tiny", **options}).resolved()
+    (folder / "config.json").write_text(json.dumps({"run": run.to_json(), "machine": MACHINE}))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if predictions is not None:
+        predictions.to_csv(folder / "predictions.csv", index=False)
+    return folder
+
+
+def cells(table, row_name: str) -> dict:
+    (row,) = [r for r in table.rows if r[0] == row_name]
+    return dict(zip(table.columns, row, strict=True))
+
+
+def test_table1_aggregates_seeds_and_sets_the_paper_beside(tmp_path):
+    for seed, auroc, hires in ((0, 0.70, 0.20), (1, 0.74, 0.30)):
+        metrics = {
+            "valid_auroc_median": auroc,
+            "valid_organiou": {"gradcam": 0.1, "hirescam": hires},
+        }
+        fake_run(tmp_path, f"a{seed}", metrics, seed=seed)
+    fake_run(tmp_path, "c", {"valid_auroc_median": 0.6, "valid_organiou": {}}, arch="ctnet")
+    table = build_table("1", tmp_path)
+    assert [r[0] for r in table.rows] == ["ctnet", "axialnet"]  # the paper's order
+    axial = cells(table, "axialnet")
+    assert axial["n"] == 2 and axial["AUROC"].mean == pytest.approx(72.0)
+    assert axial["AUROC"].sd == pytest.approx(math.sqrt(8.0))  # sample sd of 70 and 74
+    assert axial["AUROC (paper)"] == 67.5 and axial["OrganIoU HiRes (paper)"] == 21.5
+    assert axial["OrganIoU HiRes"].mean == pytest.approx(25.0)
+    ctnet = cells(table, "ctnet")
+    assert (ctnet["OrganIoU Grad"] is None and ctnet["AUROC"] == Stat(60.0, math.nan, 1)) or (
+        ctnet["AUROC"].mean == pytest.approx(60.0) and ctnet["AUROC"].n == 1
+    )
+    github = table.render("github")
+    assert "| axialnet" in github and "72.0 ± 2.8" in github and "67.5" in github
+    csv = pd.read_csv(__import__("io").StringIO(table.render("csv")))
+    row = csv[csv["Model"] == "axialnet"].iloc[0]
+    assert row["AUROC sd"] == pytest.approx(math.sqrt(8.0), rel=1e-12)  # full precision
+    latex = table.render("latex")
+    assert "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
+    assert "<table>" in table.render("html")
+
+
+def test_table2_reports_the_change_of_hirescam_organiou(tmp_path):
+    for mask, hires in ((False, 0.2), (True, 0.3)):
+        metrics = {"organiou": {"gradcam": 0.1, "hirescam": hires}}
+        fake_run(tmp_path, f"m{mask}", metrics, mask_loss=mask)
+    table = build_table("2", tmp_path)
+    assert [r[0] for r in table.rows] == [
+        "axialnet: AxialNet L_class",
+        "axialnet: AxialNet L_class + λ L_mask",
+    ]
+    plus = cells(table, "axialnet: AxialNet L_class + λ L_mask")
+    assert plus["HiResCAM"].mean == pytest.approx(30.0) and plus["HiResCAM (paper)"] == 27.6
+    assert table.notes == ["HiResCAM OrganIoU change with the mask loss: +50.0% (paper: +33%)"]
+
+
+def test_table5_rows_by_downsampler_and_dilation(tmp_path):
+    for i, (down, dilate) in enumerate((("nearest", False), ("area", True))):
+        metrics = {"valid_auroc_median": 0.6 + i / 10}
+        fake_run(tmp_path, f"r{i}", metrics, mask_loss=True, downsampler=down, dilate=dilate)
+    table = build_table("5", tmp_path)
+    area, nearest = table.rows
+    assert area[:3] == ["area", True, 1] and area[3].mean == pytest.approx(0.7)
+    assert area[4] == 0.662 and nearest[4] == 0.679
+
+
+def predictions(logits: dict[str, np.ndarray]) -> pd.DataFrame:
+    truth = np.array([1, 1, 0, 0])
+    rows = [
+        {"split": "test", "case_id": f"c{i}", "label": label, "truth": truth[i], "logit": v[i]}
+        for label, v in logits.items()
+        for i in range(4)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_table7_delong_on_the_known_two_by_two_case(tmp_path):
+    """A ranks perfectly, B swaps one pair: AUC 1 against 3/4, z = 1/sqrt(2), p = erfc(1/2)
+    (derived in tests/test_stats.py); an identical label has p = 1; BH over the two."""
+    same = np.array([0.9, 0.8, 0.1, 0.2])
+    a = {"lung_nodule": same, "heart_cardiomegaly": same}
+    b = {"lung_nodule": np.array([0.9, 0.15, 0.1, 0.2]), "heart_cardiomegaly": same}
+    fake_run(tmp_path, "class", {}, predictions(a))
+    fake_run(tmp_path, "mask", {}, predictions(b), mask_loss=True)
+    table = build_table("7", tmp_path)
+    nodule, heart = cells(table, "lung_nodule"), cells(table, "heart_cardiomegaly")
+    assert nodule["Pos %"] == 50.0
+    assert nodule["AUROC L_class (95% CI)"].startswith("100.0")
+    assert nodule["AUROC + L_mask (95% CI)"].startswith("75.0")
+    assert nodule["p"] == pytest.approx(math.erfc(0.5), rel=1e-12)
+    assert heart["p"] == pytest.approx(1.0)
+    assert nodule["p (FDR)"] == pytest.approx(min(1.0, 2 * math.erfc(0.5)), rel=1e-12)
+    assert nodule["AUROC L_class (95% CI) (paper)"] == 68.77 and nodule["p (paper)"] == 1.65e-4
+
+
+def test_timing_table_per_epoch_per_volume_and_the_machine(tmp_path):
+    history = [
+        {"stage": "head", "epoch": 0, "seconds": 2.0},
+        {"stage": "head", "epoch": 1, "seconds": 4.0},
+        {"stage": "full", "epoch": 0, "seconds": 20.0},
+    ]
+    metrics = {
+        "training": {"history": history},
+        "cases": {"train": 10, "valid": 3, "test": 3},
+        "timing": {"evaluate_valid": 5.0, "evaluate_test": 7.0, "partition": 8.0, "total": 99.0},
+        "explain_seconds": {"hirescam": 6.0},
+        "memory": {"peak_rss_mib": 512.0},
+    }
+    fake_run(tmp_path, "t", metrics)
+    bench = tmp_path / "bench.json"
+    bench.write_text(
+        json.dumps(
+            {
+                "machine_info": {"cpu": {"brand_raw": "Bench CPU"}},
+                "benchmarks": [
+                    {"name": "test_x", "stats": {"mean": 0.5, "stddev": 0.1, "rounds": 5}}
+                ],
+            }
+        )
+    )
+    table = build_table("timing", tmp_path, [bench])
+    row = cells(table, "axialnet")
+    assert row["head s/epoch"].mean == 3.0 and row["full s/epoch"].mean == 20.0
+    assert row["full s/volume"].mean == 2.0
+    assert row["evaluate s/volume"].mean == pytest.approx((12.0 - 6.0) / 6)
+    assert row["hirescam s/volume"].mean == 1.0 and row["PARTITION s/volume"].mean == 0.5
+    assert row["peak RSS MiB"].mean == 512.0 and row["total s"].mean == 99.0
+    assert "Test CPU 9000, 8 cores, no GPU" in table.caption
+    bench_row = table.rows[-1]
+    assert bench_row[0] == "benchmark test_x [Bench CPU]" and bench_row[-1].mean == 0.5
+
+
+def test_confounders_table_shows_the_confounded_labels(tmp_path):
+    for conf in (False, True):
+        auroc = {"h_great_vessel_calcification": 0.3 if conf else 0.8, "lung_pleural_effusion": 0.9}
+        metrics = {"auroc_median": 0.8, "organiou": {"hirescam": 0.7}, "auroc": auroc}
+        fake_run(tmp_path, f"c{conf}", metrics, confounders=conf)
+    table = build_table("confounders", tmp_path)
+    assert "AUROC h_great_vessel_calcification" in table.columns
+    confounded = dict(zip(table.columns, table.rows[1], strict=True))
+    assert confounded["Confounders"] == "yes"
+    assert confounded["AUROC h_great_vessel_calcification"].mean == pytest.approx(0.3)
+
+
+def test_table_command_reads_the_matrix_tables_and_refuses_empty_folders(tmp_path):
+    from click.testing import CliRunner
+    from ctbench.cli import main
+
+    fake_run(tmp_path, "a", {"valid_auroc_median": 0.7, "valid_organiou": {}})
+    (tmp_path / "matrix.json").write_text(
+        json.dumps({"spec": {"table": ["1"]}, "cells": [{"folder": "a"}]})
+    )
+    result = CliRunner().invoke(main, ["table", str(tmp_path)])
+    assert result.exit_code == 0 and "Table 1" in result.output and "| axialnet" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = CliRunner().invoke(main, ["table", str(empty), "--table", "1"])
+    assert refused.exit_code == 1 and "no finished run folder" in refused.output
