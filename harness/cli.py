@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "model": "ctbench.commands.model:model",
     "plugins": "ctbench.commands.plugins:plugins",
     "pretrain": "ctbench.commands.pretrain:pretrain",
+    "report": "ctbench.commands.report:report",
     "run": "ctbench.commands.run:run",
     "segment": "ctbench.commands.segment:segment",
     "table": "ctbench.commands.table:table",

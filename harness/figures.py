@@ -277,3 +277,41 @@ def plot_slice_score_profiles(
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_auroc_per_label(table, path: Path, title: str) -> Path:
+    """Test AUROC per label with its 95% CI as error bars (``per_label.csv``'s columns)."""
+    plt = _pyplot()
+    rows = table.dropna(subset=["auroc"])
+    figure, axis = plt.subplots(figsize=(7, 0.35 * max(len(rows), 3) + 1.2))
+    y = np.arange(len(rows))
+    low = rows["auroc"] - rows["auroc_ci_low"]
+    high = rows["auroc_ci_high"] - rows["auroc"]
+    axis.errorbar(rows["auroc"], y, xerr=[low, high], fmt="o", color="#1f77b4", capsize=3)
+    axis.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    axis.set_yticks(y, rows["label"])
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("test AUROC (95% CI, DeLong)")
+    axis.invert_yaxis()
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_organiou_per_label(table, explainers: list[str], path: Path, title: str) -> Path:
+    """Test OrganIoU per label, one bar per explainer (``per_label.csv``'s columns)."""
+    plt = _pyplot()
+    labels = list(table["label"])
+    figure, axis = plt.subplots(figsize=(7, 0.35 * max(len(labels), 3) + 1.2))
+    height = 0.8 / max(1, len(explainers))
+    y = np.arange(len(labels))
+    for i, name in enumerate(explainers):
+        axis.barh(y + i * height, table[f"organiou_{name}"], height=height, label=name)
+    axis.set_yticks(y + height * (len(explainers) - 1) / 2, labels)
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("test OrganIoU")
+    axis.invert_yaxis()
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)

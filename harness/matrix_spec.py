@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 SECTIONS = ("name", "description", "table", "run", "axes", "include", "exclude", "slurm")
-MATRIX_OWNED = ("out", "name", "resume", "overwrite", "quiet")
+MATRIX_OWNED = ("out", "name", "resume", "overwrite", "quiet", "track")
 """``ctbench run`` options the matrix sets itself; a spec may not."""
 
 

@@ -284,6 +284,7 @@ def _order(order: list[str], name: str) -> int:
 
 def table_2(runs: list[RunRecord]) -> Table:
     """Test OrganIoU of Grad-CAM and HiResCAM, without and with the mask loss (percent)."""
+    _require(runs, "mask_loss", (False, True), "2")
     rows, hires = [], {}
     for key, members in sorted(group_runs(runs), key=lambda g: g[1][0].options["mask_loss"]):
         mask = bool(members[0].options["mask_loss"])
@@ -318,6 +319,10 @@ def table_2(runs: list[RunRecord]) -> Table:
 
 def table_5(runs: list[RunRecord]) -> Table:
     """Validation median AUROC by organ-mask downsampler and dilation."""
+    _require(runs, "mask_loss", (True,), "5")
+    variants = {(r.options["downsampler"], r.options["dilate"]) for r in runs}
+    if len(variants) < 2:
+        raise ValueError("table 5 needs runs of more than one downsampler/dilation variant")
     rows = []
     for key, members in group_runs(runs):
         options = members[0].options
@@ -385,6 +390,16 @@ def table_7(runs: list[RunRecord]) -> Table:
     return table
 
 
+def _require(runs: list[RunRecord], option: str, values: tuple, table: str) -> None:
+    """Refuse a table whose runs do not have exactly ``values`` of ``option``."""
+    found = {bool(r.options[option]) for r in runs}
+    if found != set(values):
+        raise ValueError(
+            f"table {table} needs runs with {option} = {', '.join(map(str, values))}; "
+            f"these runs have {', '.join(map(str, sorted(found)))}"
+        )
+
+
 def _auc(value, low, high):
     return None if _nan(value) else f"{100 * value:.1f} ({100 * low:.1f}-{100 * high:.1f})"
 
@@ -393,6 +408,7 @@ def table_confounders(runs: list[RunRecord]) -> Table:
     """Mask loss x confounders: test median AUROC, OrganIoU, AUROC of the confounded labels."""
     from ctbench.registry import default_registry
 
+    _require(runs, "confounders", (False, True), "confounders")
     datasets = {r.options["dataset"] for r in runs}
     confounded = sorted(
         {

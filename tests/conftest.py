@@ -102,3 +102,23 @@ def tiny_cases(tiny_phantom):
         for s in ("train", "valid", "test")
         for cid in tiny_phantom.case_ids(s)
     ]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_phantom):
+    """A finished tiny run folder (random start, one epoch, hirescam and gradcam, 2 overlays)."""
+    from ctbench.run_config import RunConfig
+    from ctbench.runs import execute_run
+
+    saved = os.environ.get("CTBENCH_CACHE_DIR")
+    os.environ["CTBENCH_CACHE_DIR"] = str(tiny_phantom.folder.parent)
+    try:
+        config = RunConfig(arch="axialnet", preset="tiny", start="random", epochs=1, overlays=2)
+        folder = tmp_path_factory.mktemp("finished") / "run"
+        execute_run(config, folder, progress=False, log=lambda _message: None)
+    finally:
+        if saved is None:
+            del os.environ["CTBENCH_CACHE_DIR"]
+        else:
+            os.environ["CTBENCH_CACHE_DIR"] = saved
+    return folder

@@ -70,7 +70,14 @@ def _click_settings(run_field, hint, default) -> dict:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(out, name, resume, overwrite, quiet, **options) -> None:
+@click.option(
+    "--track",
+    type=click.Choice(["mlflow"]),
+    default=None,
+    help="Log the finished run to MLflow (pip install 'ctbench[mlflow]'; MLFLOW_TRACKING_URI, "
+    "default a local store in ./mlruns).",
+)
+def run(out, name, resume, overwrite, quiet, track, **options) -> None:
     """Train ARCH, evaluate it on validation and test, explain it, and write a run folder.
 
     With only --arch (and --explainer) it trains on the default phantom preset. The folder holds
@@ -95,6 +102,13 @@ def run(out, name, resume, overwrite, quiet, **options) -> None:
     except (RunExistsError, InvalidCaseError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(summary(metrics))
+    if track:
+        from ctbench.tracking import track_run
+
+        try:
+            click.echo(f"tracked in {track}: run {track_run(folder, track)}")
+        except RuntimeError as error:
+            raise click.ClickException(str(error)) from error
 
 
 def config_from_options(options: dict):
