@@ -233,13 +233,43 @@ def test_parallel_jobs_split_threads_and_match_one_job(cache_env, tmp_path):
         assert two["config"]["machine"]["torch_threads"] == threads
 
 
-def test_submitit_local_launcher_runs_cells_as_jobs(cache_env, tmp_path):
+def test_submitit_local_launcher_runs_and_tracks_cells_as_jobs(cache_env, tmp_path, monkeypatch):
+    """The slurm path through submitit's local executor; the job logs its run to MLflow."""
     pytest.importorskip("submitit", reason="the slurm extra is not installed")
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     spec = tmp_path / "fast.toml"
     spec.write_text(FAST.replace("seed = [0, 1]", "seed = [0]"))
     out = tmp_path / "m"
-    result = invoke(str(spec), "--out", str(out), "--launcher", "submitit-local")
+    result = invoke(
+        str(spec), "--out", str(out), "--launcher", "submitit-local", "--track", "mlflow"
+    )
     assert result.exit_code == 0, result.output
     (cell,) = json.loads((out / "matrix.json").read_text())["cells"]
     assert cell["status"] == "done" and cell["job_id"]
     assert (out / cell["folder"] / "metrics.json").is_file() and (out / "submitit").is_dir()
+    (run,) = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("ctbench").experiment_id]
+    )
+    assert run.info.run_name == cell["folder"]
+
+
+def test_a_worker_takes_one_device_and_its_share_of_threads(monkeypatch):
+    """--devices: each worker process pops one device for CUDA_VISIBLE_DEVICES at start."""
+    import multiprocessing
+
+    import torch
+    from ctbench.matrix import _init_worker
+
+    queue = multiprocessing.get_context("spawn").Queue()
+    queue.put("1")
+    before = torch.get_num_threads()
+    for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+    try:
+        _init_worker(1, queue)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
+        assert torch.get_num_threads() == 1 and queue.empty()
+    finally:
+        torch.set_num_threads(before)

@@ -90,3 +90,14 @@ def check_start(start: str | None, pretrained: bool | None, weights: Path | None
     """``--start`` and ``--pretrained``/``--weights`` say the same thing: one of them only."""
     if start is not None and (pretrained is not None or weights is not None):
         raise click.UsageError("give either --start or --pretrained/--no-pretrained/--weights")
+
+
+def track_option(command: Callable) -> Callable:
+    """``--track mlflow``, as ``ctbench run`` and ``ctbench matrix`` take it."""
+    return click.option(
+        "--track",
+        type=click.Choice(["mlflow"]),
+        default=None,
+        help="Log each finished run to MLflow (pip install 'ctbench[mlflow]'): "
+        "MLFLOW_TRACKING_URI, default a local store in ./mlruns.",
+    )(command)

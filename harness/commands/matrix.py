@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from ctbench.commands import track_option
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -59,13 +60,7 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 @click.option(
     "--replace", is_flag=True, help="Accept a changed spec that drops cells recorded in --out."
 )
-@click.option(
-    "--track",
-    type=click.Choice(["mlflow"]),
-    default=None,
-    help="Log every finished cell to MLflow (pip install 'ctbench[mlflow]'; MLFLOW_TRACKING_URI, "
-    "default ./mlruns).",
-)
+@track_option
 @click.option("--list", "list_specs", is_flag=True, help="List the shipped specs.")
 @click.option(
     "--status",

@@ -6,7 +6,13 @@ import typing
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName, check_start, resolve_weights, weights_options
+from ctbench.commands import (
+    PluginName,
+    check_start,
+    resolve_weights,
+    track_option,
+    weights_options,
+)
 
 
 def run_config_options(command):
@@ -70,13 +76,7 @@ def _click_settings(run_field, hint, default) -> dict:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option(
-    "--track",
-    type=click.Choice(["mlflow"]),
-    default=None,
-    help="Log the finished run to MLflow (pip install 'ctbench[mlflow]'; MLFLOW_TRACKING_URI, "
-    "default a local store in ./mlruns).",
-)
+@track_option
 def run(out, name, resume, overwrite, quiet, track, **options) -> None:
     """Train ARCH, evaluate it on validation and test, explain it, and write a run folder.
 
