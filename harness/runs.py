@@ -102,9 +102,8 @@ def execute_run(
     log=print,
 ) -> dict[str, Any]:
     """Train, evaluate, explain and write one run folder; returns ``metrics.json``'s content."""
-    from ctbench.evaluation import score_run
     from ctbench.resources import PeakMemory, machine_description
-    from ctbench.results import write_figures, write_results
+    from ctbench.results import write_results
 
     config = config.resolved()
     folder = Path(folder)
@@ -121,34 +120,10 @@ def execute_run(
         skipped = run.check_cases()
         history = run.train(resume)
         evaluated = run.evaluate()
-        with timer.phase("score"):
-            metrics, table = score_run(evaluated["valid"], evaluated["test"], run.labels)
-        with timer.phase("figures"):
-            write_figures(
-                folder / "figures", history, evaluated["test"], run.datasets["test"], run.labels,
-                config,
-            )  # fmt: skip
+        metrics, table = run.score(evaluated)
+        run.write_figures(history, evaluated["test"])
     timer.seconds["total"] = time.perf_counter() - began
-    metrics.update(
-        {
-            "timing": timer.seconds,
-            "explain_seconds": {
-                name: sum(out.explain_seconds.get(name, 0.0) for out in evaluated.values())
-                for name in run.explainers
-            },
-            "cases": {name: len(dataset.case_ids) for name, dataset in run.datasets.items()},
-            "memory": memory.record(),
-            "training": {
-                "best_epoch": run.trainer.best_epoch,
-                "head_epochs_run": sum(r.get("stage") == "head" for r in history),
-                "epochs_run": sum(r.get("stage") != "head" for r in history),
-                "stopped_early": run.trainer.bad_epochs >= config.patience,
-                "history": history,
-            },
-            "skipped_cases": skipped,
-            "config": run.record,
-        }
-    )
+    metrics |= run.summary(history, evaluated, skipped, memory.record())
     write_results(folder, metrics, table, evaluated, run.labels)
     return metrics
 
@@ -358,6 +333,43 @@ class RunParts:
                     progress=self.progress,
                 )
         return evaluated
+
+    def score(self, evaluated: dict[str, Any]):
+        """``(metrics, per-label table)``: AUROC, OrganIoU and localisation."""
+        from ctbench.evaluation import score_run
+
+        with self.timer.phase("score"):
+            return score_run(evaluated["valid"], evaluated["test"], self.labels)
+
+    def write_figures(self, history: list[dict[str, Any]], test) -> None:
+        from ctbench.results import write_figures
+
+        with self.timer.phase("figures"):
+            write_figures(
+                self.folder / "figures", history, test, self.datasets["test"], self.labels,
+                self.config,
+            )  # fmt: skip
+
+    def summary(self, history, evaluated, skipped, memory) -> dict[str, Any]:
+        """What ``metrics.json`` holds besides the scores: time, cases, memory, training."""
+        return {
+            "timing": self.timer.seconds,
+            "explain_seconds": {
+                name: sum(out.explain_seconds.get(name, 0.0) for out in evaluated.values())
+                for name in self.explainers
+            },
+            "cases": {name: len(dataset.case_ids) for name, dataset in self.datasets.items()},
+            "memory": memory,
+            "training": {
+                "best_epoch": self.trainer.best_epoch,
+                "head_epochs_run": sum(r.get("stage") == "head" for r in history),
+                "epochs_run": sum(r.get("stage") != "head" for r in history),
+                "stopped_early": self.trainer.bad_epochs >= self.config.patience,
+                "history": history,
+            },
+            "skipped_cases": skipped,
+            "config": self.record,
+        }
 
 
 def preset_pretext(
