@@ -85,6 +85,7 @@ class Table:
     caption: str = ""
     digits: int = 1
     notes: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)  # column -> format spec (p: ".2g")
 
     def frame(self) -> pd.DataFrame:
         """Full precision: each Stat column becomes ``<col>``, ``<col> sd``, ``<col> n``."""
@@ -110,7 +111,13 @@ class Table:
             return self.frame().to_csv(index=False)
         from tabulate import tabulate
 
-        cells = [[_cell(v, self.digits) for v in row] for row in self.rows]
+        cells = [
+            [
+                _cell(v, self.digits, self.formats.get(c))
+                for c, v in zip(self.columns, row, strict=True)
+            ]
+            for row in self.rows
+        ]
         style = {"github": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
         body = tabulate(cells, headers=self.columns, tablefmt=style, disable_numparse=True)
         text = [self.title, self.caption, *self.notes]
@@ -129,9 +136,11 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
-def _cell(value, digits: int) -> str:
+def _cell(value, digits: int, spec: str | None = None) -> str:
     if value is None or _nan(value):
         return "-"
+    if spec is not None and isinstance(value, float):
+        return format(value, spec)
     if isinstance(value, Stat):
         return value.text(digits)
     if isinstance(value, float):
@@ -378,16 +387,15 @@ def table_7(runs: list[RunRecord]) -> Table:
         )
     columns = ["Abnormality", "Pos %", "AUROC L_class (95% CI)", "paper",
                "AUROC + L_mask (95% CI)", "paper", "p", "p (FDR)", "p (paper)"]  # fmt: skip
-    table = Table(
+    return Table(
         "Table 7: per-label test AUROC, class loss against class + mask loss",
         _unique(columns),
         rows,
         caption=f"Seed {seed}: {a.folder.name} against {b.folder.name}. Paired two-sided DeLong "
         "tests, Benjamini-Hochberg over labels; paper columns in percent (RAD-ChestCT test).",
-        digits=3,
+        digits=2,
+        formats={"Pos %": ".1f", "p": ".2g", "p (FDR)": ".2g", "p (paper)": ".2g"},
     )
-    table.p_columns = {"p", "p (FDR)", "p (paper)"}
-    return table
 
 
 def _require(runs: list[RunRecord], option: str, values: tuple, table: str) -> None:
