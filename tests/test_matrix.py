@@ -187,9 +187,7 @@ def test_matrix_runs_skips_resumes_and_records_failures(cache_env, tmp_path):
     assert [c["status"] for c in again["cells"]] == ["skipped", "done"]
     assert [c["action"] for c in again["cells"]] == ["skip", "resume"]
     assert "resuming" in Path(again["cells"][1]["log"]).read_text()
-    status = CliRunner().invoke(
-        __import__("ctbench.cli", fromlist=["main"]).main, ["matrix", "--status", str(out)]
-    )
+    status = invoke("--status", str(out))
     assert "1 done" in status.output and "1 skipped" in status.output
 
 

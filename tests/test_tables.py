@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_table1_aggregates_seeds_and_sets_the_paper_beside(tmp_path):
     assert ctnet["AUROC"].mean == pytest.approx(60.0) and ctnet["AUROC"].n == 1
     github = table.render("github")
     assert "| axialnet" in github and "72.0 ± 2.8" in github and "67.5" in github
-    csv = pd.read_csv(__import__("io").StringIO(table.render("csv")))
+    csv = pd.read_csv(io.StringIO(table.render("csv")))
     row = csv[csv["Model"] == "axialnet"].iloc[0]
     assert row["AUROC sd"] == pytest.approx(math.sqrt(8.0), rel=1e-12)  # full precision
     latex = table.render("latex")
