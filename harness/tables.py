@@ -345,7 +345,8 @@ def table_5(runs: list[RunRecord]) -> Table:
                 PAPER_TABLE5.get((options["downsampler"], bool(options["dilate"]))),
             ]
         )
-    rows.sort(key=lambda r: (r[0], r[1]))
+    order = [down for down, _ in PAPER_TABLE5]  # the paper's: area, trilinear, nearest
+    rows.sort(key=lambda r: (_order(order, r[0].split(" ")[0]), r[0], r[1]))
     return Table(
         "Table 5: AxialNet with the mask loss by PARTITION variant (validation median AUROC)",
         _unique(["Downsampling", "Dilation", "n", "AUROC", "paper"]),
