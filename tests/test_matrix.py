@@ -141,6 +141,9 @@ def test_shipped_specs_expand_on_every_preset():
         (d, dilate) for d in ("area", "trilinear", "nearest") for dilate in (False, True)
     }
     assert all(c.config.mask_loss for c in table5)
+    timing = {c.config.arch: c.config for c in expand_cells(load_spec("timing"))}
+    assert len(timing) == 8 and timing["3dconv"].head_epochs == 0  # no backbone to freeze
+    assert {c.head_epochs for a, c in timing.items() if a != "3dconv"} == {2}
 
 
 def test_third_party_plugins_take_part(example_plugin):
