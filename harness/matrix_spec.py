@@ -161,7 +161,9 @@ def expand_cells(spec: MatrixSpec) -> list[Cell]:
     combos = [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.axes.values())
     ]
-    combos = [c for c in combos if not any(_matches(c, rule) for rule in spec.exclude)]
+    combos = [
+        c for c in combos if not any(_matches({**spec.run, **c}, rule) for rule in spec.exclude)
+    ]
     combos += [dict(extra) for extra in spec.include]
     cells, seen = [], set()
     for combo in combos:

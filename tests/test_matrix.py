@@ -81,6 +81,12 @@ def test_exclude_include_and_dashed_or_field_names():
     assert ("bodycam", True) not in archs and len(cells) == 8 - 2 + 1
     assert cells[-1].config.arch == "ctnet" and cells[-1].config.mask_lambda == 1.0
     assert cells[-1].config.explainers == ("hirescam", "gradcam")  # empty: the default
+    base = parse_spec(
+        '[run]\npreset="tiny"\nmask_loss=true\n[axes]\narch=["axialnet","bodycam"]\n'
+        '[[exclude]]\narch="bodycam"\nmask_loss=true\n',
+        "s",
+    )
+    assert [c.config.arch for c in expand_cells(base)] == ["axialnet"]  # a base option matches
     both = expand_cells(parse_spec('[run]\npreset="tiny"\narch="axialnet"\nmask_lambda=2.0', "s"))
     assert both[0].config.mask_lambda == 2.0
 
