@@ -246,6 +246,7 @@ def test_submitit_local_launcher_runs_and_tracks_cells_as_jobs(cache_env, tmp_pa
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow puts a new experiment's artifacts under ./mlruns
     spec = tmp_path / "fast.toml"
     spec.write_text(FAST.replace("seed = [0, 1]", "seed = [0]"))
     out = tmp_path / "m"
