@@ -84,6 +84,8 @@ def run_matrix(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run every unfinished cell of ``plan``; returns the state (also in the state file)."""
+    if devices:  # one cell per device at a time: the devices decide how many run at once
+        jobs = len(devices)
     added, dropped = spec_changes(plan)
     if dropped and not replace:
         raise SpecChangedError(
@@ -133,7 +135,6 @@ def run_matrix(
         _run_in_processes(pending, jobs, devices, finished)
     else:
         _run_with_submitit(pending, plan, launcher, finished)
-    state["summary"] = summarise(state["cells"])
     _save(plan, state, began)
     return state
 
@@ -198,8 +199,8 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
             result = {"status": "done", "error": None, "run_seconds": run_seconds}
         except Exception as error:  # a cell's failure is recorded; the matrix goes on
             log(traceback.format_exc())
-            result = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-            result["run_seconds"] = None
+            error_text = f"{type(error).__name__}: {error}"
+            result = {"status": "failed", "error": error_text, "run_seconds": None}
     seconds = time.perf_counter() - began
     overhead = None if result["run_seconds"] is None else seconds - result["run_seconds"]
     return {
@@ -224,14 +225,13 @@ def _init_worker(threads: int, device_queue) -> None:
 
 def _run_in_processes(pending, jobs: int, devices: list[str] | None, finished) -> None:
     """``jobs`` spawned worker processes, the CPU threads split between them; with
-    ``devices`` each worker sees one of them (CUDA_VISIBLE_DEVICES) and jobs is their count."""
+    ``devices`` (one per job) each worker sees one of them (CUDA_VISIBLE_DEVICES)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")
     queue = None
     if devices:
-        jobs = len(devices)
         queue = context.Queue()
         for device in devices:
             queue.put(device)
@@ -239,16 +239,16 @@ def _run_in_processes(pending, jobs: int, devices: list[str] | None, finished) -
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(threads, queue)
     ) as pool:
-        futures: dict[Future, dict] = {}
+        futures: dict[Future, tuple[dict, dict]] = {}
         for record, payload in pending:
             record["status"] = "running"
-            futures[pool.submit(run_cell, payload)] = record
+            futures[pool.submit(run_cell, payload)] = record, payload
         for future in as_completed(futures):
-            record = futures[future]
+            record, payload = futures[future]
             try:
                 result = future.result()
             except Exception as error:  # the worker died (killed, out of memory)
-                result = _died(record, error)
+                result = _died(payload["log"], error)
             finished(record, result)
 
 
@@ -273,19 +273,19 @@ def _run_with_submitit(pending, plan: MatrixPlan, launcher: str, finished) -> No
         try:
             result = job.result()
         except Exception as error:  # the job failed outside run_cell (killed, time limit)
-            result = _died(record, error)
-            result["log"] = str(job.paths.stderr)
+            result = _died(str(job.paths.stderr), error)
         finished(record, result)
 
 
-def _died(record: dict[str, Any], error: Exception) -> dict[str, Any]:
+def _died(log: str, error: Exception) -> dict[str, Any]:
+    """The record of a cell whose process died before run_cell could record anything."""
     return {
         "status": "failed",
         "error": f"the cell's process died: {type(error).__name__}: {error}",
         "run_seconds": None,
         "overhead_seconds": None,
         "seconds": 0.0,
-        "log": record.get("log"),
+        "log": log,
     }
 
 
