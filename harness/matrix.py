@@ -289,9 +289,35 @@ def _died(log: str, error: Exception) -> dict[str, Any]:
     }
 
 
+def find_states(out: Path) -> list[dict[str, Any]]:
+    """Every state file in ``out`` (the whole matrix's and each shard's); none when ``out`` is
+    not a matrix's folder."""
+    return [json.loads(path.read_text()) for path in sorted(Path(out).glob("matrix*.json"))]
+
+
 def read_states(out: Path) -> list[dict[str, Any]]:
-    """Every state file in ``out`` (the whole matrix's and each shard's)."""
-    paths = sorted(Path(out).glob("matrix*.json"))
-    if not paths:
+    """:func:`find_states`, refusing a folder that has none."""
+    states = find_states(out)
+    if not states:
         raise FileNotFoundError(f"{out}: no matrix.json (is it a matrix's --out folder?)")
-    return [json.loads(path.read_text()) for path in paths]
+    return states
+
+
+def cell_rows(out: Path, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per recorded cell: status, seconds, its run's median test AUROC, the error."""
+    rows = []
+    for state in states:
+        for cell in state["cells"]:
+            metrics = Path(out) / cell["folder"] / "metrics.json"
+            auroc = json.loads(metrics.read_text())["auroc_median"] if metrics.is_file() else None
+            seconds = cell.get("seconds")
+            rows.append(
+                {
+                    "cell": cell["folder"],
+                    "status": cell["status"],
+                    "seconds": None if seconds is None else round(seconds, 1),
+                    "test AUROC median": None if auroc is None else round(auroc, 3),
+                    "error": (cell.get("error") or "")[:80],
+                }
+            )
+    return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,13 @@ details { margin: 0.5em 0 1em; } summary { font-weight: bold; cursor: pointer; }
 
 def build_report(folder: Path, overlays: int = 4) -> str:
     """The page for ``folder``: a run folder, a matrix's --out, or a folder of run folders."""
+    from ctbench.matrix import find_states
     from ctbench.tables import TABLES, build_table, load_runs, spec_tables
 
     folder = Path(folder)
     runs = load_runs(folder)
     parts = [f"<h1>ctbench report: {html.escape(folder.name)}</h1>"]
-    states = sorted(folder.glob("matrix*.json"))
+    states = find_states(folder)
     if states:
         parts.append(_matrix_section(folder, states))
     if len(runs) > 1:
@@ -61,22 +61,12 @@ def build_report(folder: Path, overlays: int = 4) -> str:
     )
 
 
-def _matrix_section(folder: Path, states: list[Path]) -> str:
-    rows = []
-    for path in states:
-        state = json.loads(path.read_text())
-        for cell in state["cells"]:
-            seconds = cell.get("seconds")
-            rows.append(
-                {
-                    "cell": cell["folder"],
-                    "status": cell["status"],
-                    "seconds": None if seconds is None else round(seconds, 1),
-                    "error": cell.get("error") or "",
-                }
-            )
-    source = json.loads(states[0].read_text()).get("spec_source", "")
-    return f"<h2>Matrix ({html.escape(str(source))})</h2>" + _html_table(pd.DataFrame(rows))
+def _matrix_section(folder: Path, states: list[dict[str, Any]]) -> str:
+    from ctbench.matrix import cell_rows
+
+    source = states[0].get("spec_source", "")
+    rows = pd.DataFrame(cell_rows(folder, states))
+    return f"<h2>Matrix ({html.escape(str(source))})</h2>" + _html_table(rows)
 
 
 def _runs_table(runs) -> str:

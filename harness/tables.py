@@ -173,11 +173,12 @@ class RunRecord:
 def run_folders(folder: Path) -> list[Path]:
     """The finished runs of ``folder``: a matrix's done cells (its matrix*.json), else every
     sub-folder with ``metrics.json``, else ``folder`` itself when it is a run folder."""
+    from ctbench.matrix import find_states
+
     folder = Path(folder)
-    states = sorted(folder.glob("matrix*.json"))
+    states = find_states(folder)
     if states:
-        cells = [c for s in states for c in json.loads(s.read_text())["cells"]]
-        found = [folder / c["folder"] for c in cells]
+        found = [folder / cell["folder"] for state in states for cell in state["cells"]]
         return [f for f in found if (f / "metrics.json").is_file()]
     if (folder / "metrics.json").is_file():
         return [folder]
@@ -580,10 +581,11 @@ def build_table(name: str, folder: Path, benchmarks: list[Path] = ()) -> Table:
 
 def spec_tables(folder: Path) -> list[str]:
     """The tables a matrix's spec names (its ``table`` key); an error when there is none."""
+    from ctbench.matrix import find_states
+
     names = []
-    for state in sorted(Path(folder).glob("matrix*.json")):
-        wanted = json.loads(state.read_text())["spec"].get("table", [])
-        names += [n for n in wanted if n not in names]
+    for state in find_states(folder):
+        names += [n for n in state["spec"].get("table", []) if n not in names]
     if not names:
         raise ValueError(f"{folder}: no matrix spec names its tables; choose with --table")
     return names

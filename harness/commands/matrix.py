@@ -147,34 +147,13 @@ def dry_run_table(plan) -> str:
 
 def status_table(out: Path) -> str:
     """Every recorded cell: status, time, the run's median test AUROC, the error if any."""
-    import json
-
-    from ctbench.matrix import read_states, summarise
+    from ctbench.matrix import cell_rows, read_states, summarise
     from tabulate import tabulate
 
     try:
         states = read_states(out)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
-    rows, cells = [], []
-    for state in states:
-        for cell in state["cells"]:
-            cells.append(cell)
-            metrics = out / cell["folder"] / "metrics.json"
-            auroc = json.loads(metrics.read_text())["auroc_median"] if metrics.is_file() else None
-            rows.append(
-                [
-                    cell["folder"],
-                    cell["status"],
-                    None if cell.get("seconds") is None else round(cell["seconds"], 1),
-                    None if auroc is None else round(auroc, 3),
-                    (cell.get("error") or "")[:80],
-                ]
-            )
-    summary = summarise(cells)
+    summary = summarise([cell for state in states for cell in state["cells"]])
     head = f"{out}: " + ", ".join(f"{n} {status}" for status, n in summary.items())
-    return (
-        head
-        + "\n"
-        + tabulate(rows, headers=["cell", "status", "seconds", "test AUROC median", "error"])
-    )
+    return head + "\n" + tabulate(cell_rows(out, states), headers="keys")
