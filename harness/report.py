@@ -42,7 +42,7 @@ def build_report(folder: Path, overlays: int = 4) -> str:
         parts.append("<h2>Tables</h2>")
         for name in spec_tables(folder) if states else TABLES:
             try:
-                parts.append(build_table(name, folder).render("html"))
+                parts.append(build_table(name, folder, runs=runs).render("html"))
             except (ValueError, KeyError, FileNotFoundError) as error:
                 if states:  # a table the spec names but cannot be made yet: say why
                     parts.append(f"<p class='note'>Table {name}: {html.escape(str(error))}</p>")

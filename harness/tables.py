@@ -9,6 +9,7 @@ latex (booktabs), html and csv (full precision: a Stat is three columns).
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -89,11 +90,17 @@ class Table:
 
     def frame(self) -> pd.DataFrame:
         """Full precision: each Stat column becomes ``<col>``, ``<col> sd``, ``<col> n``."""
+        stat_columns = {
+            column
+            for row in self.rows
+            for column, value in zip(self.columns, row, strict=True)
+            if isinstance(value, Stat)
+        }
         records = []
         for row in self.rows:
             record: dict[str, Any] = {}
             for column, value in zip(self.columns, row, strict=True):
-                if isinstance(value, Stat) or (value is None and self._stat_column(column)):
+                if column in stat_columns:
                     record[column] = None if value is None else value.mean
                     record[f"{column} sd"] = None if value is None else value.sd
                     record[f"{column} n"] = None if value is None else value.n
@@ -101,10 +108,6 @@ class Table:
                     record[column] = value
             records.append(record)
         return pd.DataFrame(records)
-
-    def _stat_column(self, column: str) -> bool:
-        index = self.columns.index(column)
-        return any(isinstance(row[index], Stat) for row in self.rows)
 
     def render(self, fmt: str) -> str:
         if fmt == "csv":
@@ -122,18 +125,12 @@ class Table:
         body = tabulate(cells, headers=self.columns, tablefmt=style, disable_numparse=True)
         text = [self.title, self.caption, *self.notes]
         if fmt == "html":
-            head = "".join(f"<p>{_escape(t)}</p>" for t in text[1:] if t)
-            return f"<h3>{_escape(self.title)}</h3>{head}{body}"
+            head = "".join(f"<p>{html.escape(t)}</p>" for t in text[1:] if t)
+            return f"<h3>{html.escape(self.title)}</h3>{head}{body}"
         if fmt == "latex":
             comments = "\n".join(f"% {t}" for t in text if t)
             return f"{comments}\n{body}"
         return "\n".join(t for t in text if t) + "\n\n" + body
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 def _cell(value, digits: int, spec: str | None = None) -> str:
@@ -246,10 +243,6 @@ def _stat(members: list[RunRecord], *keys, scale: float = 1.0) -> Stat | None:
     return Stat.of([m.get(*keys) for m in members], scale)
 
 
-def _seeds(members: list[RunRecord]) -> int:
-    return len(members)
-
-
 def table_1(runs: list[RunRecord]) -> Table:
     """Validation median AUROC and OrganIoU per explainer (percent), per architecture."""
     rows = []
@@ -261,7 +254,7 @@ def table_1(runs: list[RunRecord]) -> Table:
         rows.append(
             [
                 name,
-                _seeds(members),
+                len(members),
                 _stat(members, "valid_auroc_median", scale=100),
                 paper[0],
                 _stat(members, "valid_organiou", "gradcam", scale=100),
@@ -305,7 +298,7 @@ def table_2(runs: list[RunRecord]) -> Table:
         rows.append(
             [
                 f"{members[0].options['arch']}: {name}" + (f" ({extra})" if extra else ""),
-                _seeds(members),
+                len(members),
                 _stat(members, "organiou", "gradcam", scale=100),
                 paper["gradcam"],
                 hires[mask],
@@ -341,7 +334,7 @@ def table_5(runs: list[RunRecord]) -> Table:
             [
                 options["downsampler"] + (f" ({extra})" if extra else ""),
                 bool(options["dilate"]),
-                _seeds(members),
+                len(members),
                 _stat(members, "valid_auroc_median"),
                 PAPER_TABLE5.get((options["downsampler"], bool(options["dilate"]))),
             ]
@@ -440,7 +433,7 @@ def table_confounders(runs: list[RunRecord]) -> Table:
                 "yes" if options["confounders"] else "no",
                 "yes" if options["mask_loss"] else "no",
                 extra or "-",
-                _seeds(members),
+                len(members),
                 _stat(members, "auroc_median"),
                 _stat(members, "organiou", "hirescam"),
                 _stat(members, "organiou", "gradcam"),
@@ -477,7 +470,7 @@ def table_timing(runs: list[RunRecord], benchmarks: list[Path] = ()) -> Table:
         rows.append(
             [
                 name,
-                _seeds(members),
+                len(members),
                 Stat.of([_per_epoch(m, "head") for m in members]),
                 Stat.of([_per_epoch(m, "full") for m in members]),
                 Stat.of([_per_epoch(m, "full", per_volume=True) for m in members]),
@@ -509,9 +502,7 @@ def _per_epoch(run: RunRecord, stage: str, per_volume: bool = False) -> float | 
     if not seconds:
         return None
     value = float(np.mean(seconds))
-    if per_volume:
-        value /= max(1, run.get("cases", "train", default=0) or 0) or math.nan
-    return value
+    return value / _cases(run, "train") if per_volume else value
 
 
 def _cases(run: RunRecord, *splits: str) -> float:
@@ -562,21 +553,22 @@ def benchmark_rows(path: Path, width: int) -> list[list[Any]]:
     return rows
 
 
-def build_table(name: str, folder: Path, benchmarks: list[Path] = ()) -> Table:
-    """Table ``name`` (one of :data:`TABLES`) from the finished runs in ``folder``."""
-    runs = load_runs(folder)
+def build_table(
+    name: str, folder: Path, benchmarks: list[Path] = (), runs: list[RunRecord] | None = None
+) -> Table:
+    """Table ``name`` (one of :data:`TABLES`) from the finished runs in ``folder`` (``runs``:
+    already loaded with :func:`load_runs`, so that several tables read the folders once)."""
     builders = {
         "1": table_1,
         "2": table_2,
         "5": table_5,
         "7": table_7,
+        "timing": lambda found: table_timing(found, benchmarks),
         "confounders": table_confounders,
     }
-    if name == "timing":
-        return table_timing(runs, benchmarks)
     if name not in builders:
         raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
-    return builders[name](runs)
+    return builders[name](load_runs(folder) if runs is None else runs)
 
 
 def spec_tables(folder: Path) -> list[str]:

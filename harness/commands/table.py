@@ -41,11 +41,14 @@ def table(folder: Path, names, fmt: str, benchmarks, out: Path | None) -> None:
 
     Seeds are aggregated as mean ± sd (n runs); the paper's own numbers stand beside ours.
     """
-    from ctbench.tables import build_table, spec_tables
+    from ctbench.tables import build_table, load_runs, spec_tables
 
     try:
         chosen = list(names) or spec_tables(folder)
-        texts = [build_table(name, folder, list(benchmarks)).render(fmt) for name in chosen]
+        runs = load_runs(folder)
+        texts = [
+            build_table(name, folder, list(benchmarks), runs=runs).render(fmt) for name in chosen
+        ]
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     text = "\n\n".join(t.rstrip("\n") for t in texts) + "\n"
