@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,8 @@ class MatrixSpec:
     table: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "table": self.table,
-            "run": self.run,
-            "axes": self.axes,
-            "include": self.include,
-            "exclude": self.exclude,
-            "slurm": self.slurm,
-        }
+        """The spec as matrix.json records it (without where it was read from)."""
+        return {key: value for key, value in asdict(self).items() if key != "source"}
 
 
 @dataclass
@@ -183,9 +175,8 @@ def make_cell(spec: MatrixSpec, options: dict[str, Any]) -> Cell:
     import click
     from ctbench.commands.run import config_from_options, run
 
-    options = dict(options)
-    dataset_options = options.pop("dataset_options", {})
-    args = run_arguments(options, spec.source)
+    dataset_options = options.get("dataset_options", {})
+    args = run_arguments({k: v for k, v in options.items() if k != "dataset_options"}, spec.source)
     try:
         with run.make_context("run", list(args)) as context:
             params = {k: v for k, v in context.params.items() if k not in MATRIX_OWNED}
@@ -194,12 +185,7 @@ def make_cell(spec: MatrixSpec, options: dict[str, Any]) -> Cell:
         raise SpecError(f"{spec.source}: cell {options}: {error.format_message()}") from error
     except (KeyError, ValueError) as error:
         raise SpecError(f"{spec.source}: cell {options}: {error}") from error
-    return Cell(
-        options={**options, **({"dataset_options": dataset_options} if dataset_options else {})},
-        args=args,
-        config=config,
-        folder=config.folder_name(),
-    )
+    return Cell(options=options, args=args, config=config, folder=config.folder_name())
 
 
 def run_arguments(options: dict[str, Any], source: str) -> list[str]:

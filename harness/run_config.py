@@ -82,6 +82,9 @@ def chosen_start(start: str | None, pretrained: bool | None, has_weights: bool) 
 DEFAULT_LR = 1e-3
 """The paper's learning rate; the phantom presets use it with Adam too."""
 
+DEFAULT_EXPLAINERS = ("hirescam", "gradcam")
+"""The explainers a run scores when none is named."""
+
 
 def option(default: Any = MISSING, *, help: str, flag: str | None = None, **cli: Any) -> Any:
     """A RunConfig field with what the command line and matrix specs need to know of it.
@@ -109,7 +112,7 @@ class RunConfig:
 
     arch: str = option(help="Architecture.", plugin="architectures")
     explainers: tuple[str, ...] = option(
-        ("hirescam", "gradcam"),
+        DEFAULT_EXPLAINERS,
         flag="--explainer",
         plugin="explainers",
         help="Explainer(s) to score (repeat). Default: hirescam and gradcam.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from pathlib import Path
 
@@ -17,13 +18,12 @@ from ctbench.commands import (
 
 def run_config_options(command):
     """Every RunConfig option as a click option, from its field (one definition of each)."""
-    from ctbench.run_config import RunConfig, cli_fields, option_name
+    from ctbench.run_config import cli_fields, option_name
 
-    defaults = RunConfig(arch="-")
     for run_field, hint in reversed(cli_fields()):
         command = click.option(
             *_declarations(run_field.name, option_name(run_field), hint),
-            **_click_settings(run_field, hint, getattr(defaults, run_field.name)),
+            **_click_settings(run_field, hint),
         )(command)
     return command
 
@@ -41,13 +41,15 @@ def _base_type(hint):
     return _base_type(args[0]) if args else hint
 
 
-def _click_settings(run_field, hint, default) -> dict:
+def _click_settings(run_field, hint) -> dict:
     meta = run_field.metadata
     base = _base_type(hint)
-    shown = f"{default:.3g}" if isinstance(default, float) else default is not None
-    settings = {"help": meta["help"], "default": default, "show_default": shown}
-    if run_field.name == "arch":
-        settings |= {"required": True, "default": None, "show_default": False}
+    if run_field.default is dataclasses.MISSING:  # a field without a default is required
+        settings = {"help": meta["help"], "required": True}
+    else:
+        default = run_field.default
+        shown = f"{default:.3g}" if isinstance(default, float) else default is not None
+        settings = {"help": meta["help"], "default": default, "show_default": shown}
     if meta.get("plugin"):
         settings["type"] = PluginName(meta["plugin"])
     elif meta.get("choices"):
@@ -113,13 +115,13 @@ def run(out, name, resume, overwrite, quiet, track, **options) -> None:
 
 def config_from_options(options: dict):
     """The resolved RunConfig of ``ctbench run``'s parsed options (its click parameters)."""
-    from ctbench.run_config import RunConfig
+    from ctbench.run_config import DEFAULT_EXPLAINERS, RunConfig
 
     options = dict(options)
     start, pretrained, weights = (options.pop(key) for key in ("start", "pretrained", "weights"))
     chosen = resolve_weights(pretrained, weights, preset_default=None)  # None: preset decides
     check_start(start, pretrained, weights)
-    options["explainers"] = tuple(dict.fromkeys(options["explainers"] or ("hirescam", "gradcam")))
+    options["explainers"] = tuple(dict.fromkeys(options["explainers"] or DEFAULT_EXPLAINERS))
     return RunConfig(start=start, **chosen, **options).resolved()
 
 
