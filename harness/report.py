@@ -82,11 +82,10 @@ def _runs_table(runs) -> str:
 
 def _run_section(run, overlays: int) -> str:
     from ctbench.figures import plot_auroc_per_label, plot_organiou_per_label
+    from ctbench.results import run_title
 
     metrics, options = run.metrics, run.options
-    title = f"{options['arch']} on {options['dataset']}/{options['preset']}" + (
-        " with mask loss" if options.get("mask_loss") else ""
-    )
+    title = run_title(options)
     summary = {
         "test AUROC median": metrics.get("auroc_median"),
         "test AUROC IQR": metrics.get("auroc_iqr"),

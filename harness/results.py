@@ -74,13 +74,18 @@ def write_results(
     write_json(folder / "metrics.json", json_safe(metrics))
 
 
+def run_title(options: dict[str, Any]) -> str:
+    """A run's title on its figures and report: ``axialnet on phantom/default with mask loss``
+    (``options``: config.json's ``run``)."""
+    mask = " with mask loss" if options.get("mask_loss") else ""
+    return f"{options['arch']} on {options['dataset']}/{options['preset']}{mask}"
+
+
 def write_figures(folder: Path, history, test, dataset, labels: list[str], config) -> list[Path]:
     """Loss curves, per-slice score profiles (MIL models) and overlays of positive test cases."""
     from ctbench.figures import plot_loss_curves, plot_slice_score_profiles
 
-    name = f"{config.arch} on {config.dataset}/{config.preset}" + (
-        " with mask loss" if config.mask_loss else ""
-    )
+    name = run_title(config.to_json())
     paths = [plot_loss_curves(history, folder / "loss_curves.png", name)]
     if test.slice_scores is not None:
         paths.append(
