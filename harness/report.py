@@ -135,13 +135,6 @@ def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, na_rep="-", border=0, escape=True)
 
 
-def write_report(folder: Path, out: Path, overlays: int = 4) -> Path:
-    from ctbench.storage import write_text
-
-    write_text(out, build_report(folder, overlays))
-    return Path(out)
-
-
 def report_summary(text: str) -> dict[str, Any]:
     """Counts a test or a user can check: tables and embedded images."""
     return {"tables": text.count("<table"), "images": text.count("<img")}

@@ -19,11 +19,13 @@ import click
 def report(folder: Path, out: Path, overlays: int) -> None:
     """Write one HTML page (images embedded, no network needed) for FOLDER: a run folder, a
     matrix's --out, or a folder of run folders."""
-    from ctbench.report import report_summary, write_report
+    from ctbench.report import build_report, report_summary
+    from ctbench.storage import write_text
 
     try:
-        write_report(folder, out, overlays)
+        text = build_report(folder, overlays)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
-    counts = report_summary(out.read_text())
+    write_text(out, text)
+    counts = report_summary(text)
     click.echo(f"wrote {out}: {counts['tables']} tables, {counts['images']} images")
