@@ -82,7 +82,9 @@ def per_slice_contributions(
     weight, _ = model.linear_head()  # [M, F, D1, D2]
     if classes is not None:
         weight = weight[classes.to(weight.device)]
-    return torch.einsum("bfhyx,mfyx->bmhyx", z, weight), logits
+    # in fp32 under autocast too: the map's cells must add up to the score (sum(A) + b = s)
+    with torch.autocast(z.device.type, enabled=False):
+        return torch.einsum("bfhyx,mfyx->bmhyx", z.float(), weight.float()), logits
 
 
 def resample_to_slices(maps: torch.Tensor, slices: int) -> torch.Tensor:

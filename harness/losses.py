@@ -17,8 +17,14 @@ from ctbench.run_config import DEFAULT_LAMBDA  # noqa: F401  (defined with the r
 from torch import nn
 
 
+def at_least_fp32(values: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 values (autocast's) as fp32; fp32 and fp64 unchanged."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
+
+
 def classification_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy over ``[B, M]`` logits (paper eq. 2)."""
+    """Mean binary cross-entropy over ``[B, M]`` logits (paper eq. 2), in fp32 under autocast."""
+    logits = at_least_fp32(logits)
     return F.binary_cross_entropy_with_logits(logits, truth.to(logits.dtype))
 
 
@@ -35,7 +41,7 @@ def mask_loss(maps: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     forbidden = ~allowed.bool()
     if not bool(forbidden.any()):
         return maps.sum() * 0.0
-    return F.softplus(maps[forbidden]).mean()
+    return F.softplus(at_least_fp32(maps[forbidden])).mean()
 
 
 def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:

@@ -144,9 +144,11 @@ def train_backbone(
     *,
     progress=None,
     log=None,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Fit ResNet-18 (+ a 1x1 regression layer) to z-scored occupancy; returns the torchvision
-    state dict (``fc`` zeroed) and a report (held-out R^2 per epoch, seconds)."""
+    """Fit ResNet-18 (+ a 1x1 regression layer) to z-scored occupancy on ``device``; returns
+    the torchvision state dict (``fc`` zeroed, on the CPU) and a report (held-out R^2 per
+    epoch, seconds). The examples stay in host memory; each batch is copied to the device."""
     from ctbench.progress import progress_bar
     from torchvision.models import resnet18
 
@@ -155,7 +157,7 @@ def train_backbone(
     network = resnet18(weights=None)
     backbone = torch.nn.Sequential(*list(network.children())[:-2])
     regressor = torch.nn.Conv2d(512, targets.shape[1], 1)
-    model = torch.nn.Sequential(backbone, regressor).to(memory_format=torch.channels_last)
+    model = torch.nn.Sequential(backbone, regressor).to(device, memory_format=torch.channels_last)
     mean = targets.mean(dim=(0, 2, 3), keepdim=True)
     scale = targets.std(dim=(0, 2, 3), keepdim=True) + 1e-3
     targets = (targets - mean) / scale
@@ -174,33 +176,39 @@ def train_backbone(
         batches = range(0, split, settings.batch_size)
         for k in progress_bar(batches, enabled=progress, desc=f"pretext epoch {epoch + 1}"):
             index = order[k : k + settings.batch_size]
-            batch = images[index].contiguous(memory_format=torch.channels_last)
-            loss = F.mse_loss(model(batch), targets[index])
+            batch = images[index].to(device).contiguous(memory_format=torch.channels_last)
+            loss = F.mse_loss(model(batch), targets[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-        r2 = _held_out_r2(model, images[split:], targets[split:])
+        r2 = _held_out_r2(model, images[split:], targets[split:], device)
         report["held_out_r2"].append(r2)
         log(
             f"pretext epoch {epoch + 1}/{settings.epochs}: held-out R^2 "
             f"{'n/a' if r2 is None else f'{r2:.3f}'}, {time.perf_counter() - began:.0f} s"
         )
     report["seconds"] = time.perf_counter() - began
-    state = network.state_dict()  # the backbone shares its modules: the trained weights
+    state = {k: v.cpu() for k, v in network.state_dict().items()}  # the trained backbone
     state["fc.weight"] = torch.zeros_like(state["fc.weight"])
     state["fc.bias"] = torch.zeros_like(state["fc.bias"])
     return state, report
 
 
-def _held_out_r2(model, images: torch.Tensor, targets: torch.Tensor) -> float | None:
+def _held_out_r2(model, images: torch.Tensor, targets: torch.Tensor, device) -> float | None:
     """``1 - MSE / variance`` on held-out z-scored targets (batches of 64, eval mode)."""
     if len(images) == 0:
         return None
     model.eval()
     with torch.no_grad():
         errors = [
-            F.mse_loss(model(images[k : k + 64]), targets[k : k + 64], reduction="sum")
+            float(
+                F.mse_loss(
+                    model(images[k : k + 64].to(device)),
+                    targets[k : k + 64].to(device),
+                    reduction="sum",
+                )
+            )
             for k in range(0, len(images), 64)
         ]
     variance = float(((targets - targets.mean(dim=(0, 2, 3), keepdim=True)) ** 2).sum())
@@ -241,6 +249,7 @@ def pretext_weights(
     rebuild: bool = False,
     progress=None,
     log=None,
+    device: torch.device | str = "cpu",
 ) -> Path:
     """The cached pretext weights for ``dataset``'s geometry, built first when missing.
 
@@ -260,7 +269,9 @@ def pretext_weights(
     if hasattr(source, "materialise"):
         source.materialise(progress=progress)
     images, targets, volumes = pretext_examples(source, preprocessing, settings, progress=progress)
-    state, report = train_backbone(images, targets, volumes, settings, progress=progress, log=log)
+    state, report = train_backbone(
+        images, targets, volumes, settings, progress=progress, log=log, device=device
+    )
     with atomic_open(path, "wb") as handle:
         torch.save(state, handle)
     report.update(
@@ -269,6 +280,7 @@ def pretext_weights(
             "settings": settings.to_json(),
             "source": getattr(getattr(source, "config", None), "to_json", lambda: {})(),
             "volumes": volumes,
+            "device": str(device),
             "sha256": file_sha256(path),
             "total_seconds": time.perf_counter() - began,
         }

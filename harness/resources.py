@@ -25,12 +25,13 @@ class PeakMemory:
 
     ``ru_maxrss`` would do for one run per process, but a matrix runs many cells in one
     process and ``ru_maxrss`` never goes down; sampling every ``interval`` seconds measures each
-    block on its own (a spike shorter than the interval can be missed). On CUDA the peak of
-    allocated device memory is recorded too.
+    block on its own (a spike shorter than the interval can be missed). With a CUDA ``device``
+    the peak of allocated device memory is recorded too.
     """
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, device=None) -> None:
         self.interval = interval
+        self.device = device
         self.peak: int | None = None
         self._stop = threading.Event()
 
@@ -43,11 +44,11 @@ class PeakMemory:
                 return
 
     def __enter__(self) -> PeakMemory:
-        self._cuda = _cuda_ready()
+        self._cuda = getattr(self.device, "type", None) == "cuda"
         if self._cuda:
             import torch
 
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(self.device)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -61,7 +62,7 @@ class PeakMemory:
         if self._cuda:
             import torch
 
-            self.cuda_peak = int(torch.cuda.max_memory_allocated())
+            self.cuda_peak = int(torch.cuda.max_memory_allocated(self.device))
 
     def record(self) -> dict[str, float | None]:
         """Peaks in MiB, as ``metrics.json`` keeps them."""
@@ -70,12 +71,6 @@ class PeakMemory:
             "peak_rss_mib": None if self.peak is None else self.peak / mib,
             "peak_cuda_mib": None if self.cuda_peak is None else self.cuda_peak / mib,
         }
-
-
-def _cuda_ready() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def machine_description() -> dict[str, Any]:

@@ -79,6 +79,10 @@ def chosen_start(start: str | None, pretrained: bool | None, has_weights: bool) 
     return start
 
 
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""``--device`` and ``--precision`` (``ctbench.devices`` resolves them), torch-free here."""
+
 DEFAULT_LR = 1e-3
 """The paper's learning rate; the phantom presets use it with Adam too."""
 
@@ -167,10 +171,23 @@ class RunConfig:
     )
     lr: float | None = option(None, positive=True, help="Learning rate. Default: 1e-3.")
     batch_size: int | None = option(None, minimum=1, help="Default: the preset's.")
-    workers: int = option(0, minimum=0, help="DataLoader worker processes.")
-    channels_last: bool = option(
-        True, help="Channels-last memory format (faster convolutions on CPU)."
+    workers: int | None = option(
+        None,
+        minimum=0,
+        help="DataLoader worker processes. Default: chosen from the machine (none on the CPU, "
+        "the node's cores per process on a GPU, at most 8).",
     )
+    channels_last: bool = option(
+        True, help="Channels-last memory format (faster convolutions on CPU and GPU)."
+    )
+    device: str = option("auto", help=DEVICE_HELP)
+    precision: str = option(
+        "auto",
+        choices=PRECISIONS,
+        help="torch.autocast precision. auto: bf16 on GPUs that support it, else fp32; fp16 "
+        "trains with a gradient scaler.",
+    )
+    compile: bool = option(False, help="torch.compile the model's slice backbone (or model).")
     pretrained: bool | None = option(None, cli=False, help="ResNet-18 from ImageNet weights.")
     weights: str | None = option(None, cli=False, help="Local ResNet-18 weights file.")
     overlays: int = option(4, minimum=0, help="Overlay figures.")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from ctbench.commands import PluginName
+from ctbench.run_config import DEVICE_HELP
 
 
 def _shape(text: str | None) -> tuple[int, int, int] | None:
@@ -60,6 +61,7 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
     show_default=True,
 )
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -80,6 +82,7 @@ def explain(
     label,
     explainers,
     top_k,
+    device,
     out,
 ) -> None:
     """Explain LABEL on one volume: top slices with heatmaps side by side, per-slice scores."""
@@ -89,6 +92,7 @@ def explain(
     from ctbench.cases import validate_volume
     from ctbench.checkpoints import model_from_checkpoint
     from ctbench.data import prepare_volume
+    from ctbench.devices import DeviceError, resolve_device
     from ctbench.explanations import relu_minmax, upsample_to_volume
     from ctbench.figures import plot_explanation
     from ctbench.io import load_volume
@@ -97,6 +101,10 @@ def explain(
 
     if (checkpoint is None) == (arch is None):
         raise click.UsageError("give exactly one of --checkpoint and --arch")
+    try:
+        device = resolve_device(device)
+    except DeviceError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from error
     try:
         payload = None
         if checkpoint is not None:
@@ -139,7 +147,7 @@ def explain(
         torch.manual_seed(seed)
         model = ctbench.create_model(arch, len(label_names), preprocessing.input_shape).eval()
     ct, x = prepare_volume(volume, preprocessing)
-    x = x[None]
+    model, x = model.to(device), x[None].to(device)
 
     overlays, raw_maps = {}, {}
     for explainer_name in explainers:
@@ -147,13 +155,13 @@ def explain(
             maps, logits = ctbench.create_explainer(explainer_name).explain(model, x, classes=[m])
         except ValueError as error:
             raise click.ClickException(str(error)) from error
-        raw_maps[explainer_name] = maps.detach()
+        raw_maps[explainer_name] = maps.detach().cpu()
         shown = upsample_to_volume(relu_minmax(maps.detach()), ct.shape)
-        overlays[explainer_name] = shown[0, 0].numpy()
+        overlays[explainer_name] = shown[0, 0].cpu().numpy()
     probability = float(torch.sigmoid(logits[0, m].detach()))  # logits cover every class
     if hasattr(model, "slice_scores"):
         with torch.no_grad():
-            scores = model.slice_scores(x)[0, m].numpy()
+            scores = model.slice_scores(x)[0, m].cpu().numpy()
         score_label = "per-slice score (logit)"
     else:  # no per-slice scores: rank slice groups by the first explainer's total attention
         scores = raw_maps[explainers[0]][0, 0].sum(dim=(1, 2)).numpy()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from ctbench.commands import PluginName
+from ctbench.run_config import DEVICE_HELP
 
 
 @click.command()
@@ -28,7 +29,13 @@ from ctbench.commands import PluginName
 )
 @click.option("--rebuild", is_flag=True, help="Build again even when the weights exist.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet) -> None:
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help=f"{DEVICE_HELP} Only the CPU rebuilds the weights byte for byte.",
+)
+def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet, device) -> None:
     """Pretrain ResNet-18 on the dataset's pretext pool: organ-wise HU occupancy per cell.
 
     No finding label is used, and no benchmark volume: the pool is the dataset's own
@@ -37,6 +44,7 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet) -> None:
     settings on the same software rebuild it byte for byte.
     """
     import ctbench
+    from ctbench.devices import resolve_device
     from ctbench.runs import preset_pretext
 
     overrides = {"seed": seed, **({"epochs": epochs} if epochs else {})}
@@ -48,6 +56,7 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet) -> None:
             rebuild=rebuild,
             progress=False if quiet else None,
             log=click.echo,
+            device=resolve_device(device),
             **overrides,
         )
     except (ValueError, FileNotFoundError) as error:

@@ -4,7 +4,8 @@
 ``torch.nn.functional.interpolate`` with mode ``nearest``, ``trilinear`` or ``area``, then any
 non-zero cell is allowed (so trilinear and area are more inclusive than nearest). Optional
 dilation: a 3x3x3 all-ones convolution of the zero-padded small mask, any non-zero cell allowed.
-The paper's final choice is ``nearest`` without dilation.
+The paper's final choice is ``nearest`` without dilation. ``device`` (``create_downsampler(name,
+device="cuda")``) interpolates there; PARTITION passes the run's device.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import torch.nn.functional as F
 class Downsampler:
     """One interpolation mode; ``dilate`` may be fixed at construction or given per call."""
 
-    def __init__(self, mode: str, *, dilate: bool = False) -> None:
+    def __init__(self, mode: str, *, dilate: bool = False, device: str = "cpu") -> None:
         if mode not in ("nearest", "trilinear", "area"):
             raise ValueError(f"unknown downsampling mode {mode!r}")
         self.mode = mode
         self.dilate = dilate
+        self.device = torch.device(device)
 
     def __call__(
         self,
@@ -30,13 +32,14 @@ class Downsampler:
         representation_shape: tuple[int, int, int],
         dilate: bool | None = None,
     ) -> np.ndarray:
-        grid = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+        grid = torch.from_numpy(np.ascontiguousarray(mask)).to(self.device)
+        grid = grid.to(torch.float32)[None, None]
         kwargs = {"align_corners": False} if self.mode == "trilinear" else {}
         small = F.interpolate(grid, size=tuple(representation_shape), mode=self.mode, **kwargs) > 0
         if self.dilate if dilate is None else dilate:
-            ones = torch.ones(1, 1, 3, 3, 3)
+            ones = torch.ones(1, 1, 3, 3, 3, device=self.device)
             small = F.conv3d(small.float(), ones, padding=1) > 0
-        return small[0, 0].numpy()
+        return small[0, 0].cpu().numpy()
 
 
 @ctbench.hookimpl

@@ -91,8 +91,9 @@ class CAMExplainer:
             index = _class_index(classes, logits.shape[1])
             scores = logits[:, index.to(logits.device)]  # [B, M']
             grads = _batched_gradients(scores, raw, self.create_graph)  # [M', *raw.shape]
-        z = as_volume_layout(raw, model, batch)  # [B, F, H', D1, D2]
-        grads = torch.stack([as_volume_layout(g, model, batch) for g in grads], dim=1)
+        # combined in fp32 whatever autocast computed Z and its gradients in
+        z = as_volume_layout(raw, model, batch).float()  # [B, F, H', D1, D2]
+        grads = torch.stack([as_volume_layout(g, model, batch) for g in grads], dim=1).float()
         if not self.create_graph:
             z, logits = z.detach(), logits.detach()
         return z, grads, logits
