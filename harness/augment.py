@@ -56,3 +56,19 @@ ALL_AUGMENTATIONS: tuple[Augmentation, ...] = tuple(
     Augmentation(flip, turns) for flip in (None, 0, 1, 2) for turns in range(4)
 )
 """Every record :meth:`Augmentation.draw` can give, the identity first."""
+
+
+def augment_batch(volumes, records):
+    """Each ``[S, Y, X]`` of a torch batch ``[B, S, Y, X]`` under its ``[flip, turns]`` record
+    (``records [B, 2]``, as :meth:`Augmentation.as_array`): :meth:`Augmentation.apply` on the
+    device, for whole batches; identity records cost nothing."""
+    import torch
+
+    out = []
+    for volume, (flip, turns) in zip(volumes, records.tolist(), strict=True):
+        if flip >= 0:
+            volume = torch.flip(volume, dims=(flip,))
+        if turns:
+            volume = torch.rot90(volume, k=turns, dims=(1, 2))
+        out.append(volume)
+    return torch.stack(out)

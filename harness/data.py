@@ -5,6 +5,11 @@
 to the volume and to the organ and finding masks. Samples are dicts of tensors, so the default
 collate batches them (batch size above 1, workers). Augmentation draws come from
 ``(seed, epoch, index)``: the same run gives the same batches whatever the number of workers.
+
+Runs take the fast path (``raw=True``): a sample is the case's cached int16 volume
+(``ctbench.volume_cache``, memory-mapped) and its augmentation record, and
+:func:`to_model_batch` augments, clamps, scales and groups whole batches on the device, with
+the same numbers bit for bit as the per-sample path (``x``) that tests and tools read.
 """
 
 from __future__ import annotations
@@ -13,14 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from ctbench.augment import Augmentation
+from ctbench.augment import Augmentation, augment_batch
 from ctbench.cases import Case, CaseSource, InvalidCaseError, validate_volume
-from ctbench.preprocess import (
-    Preprocessing,
-    fit_to_shape,
-    group_slices,
-    normalise,
-)
+from ctbench.preprocess import Preprocessing, fit_to_shape, model_inputs
 from ctbench.vocabulary import ORGANS
 from torch.utils.data import DataLoader, Dataset
 
@@ -34,6 +34,11 @@ class VolumeDataset(Dataset):
     ``findings`` bool ``[M, S, Y, X]`` (the union of each label's finding masks), both on the
     same grid and under the same augmentation as ``x``. With ``allowed_regions`` it adds
     ``allowed`` bool ``[M, H', D1, D2]``: PARTITION's G_true of the augmented organ masks.
+
+    With ``raw`` the sample holds ``volume`` (int16 ``[S, Y, X]`` on the model's grid, *not*
+    augmented) instead of ``x``; :func:`to_model_batch` finishes the batch on the device.
+    ``volume_cache`` (a :class:`ctbench.volume_cache.VolumeCache`) serves cached cases without
+    decoding them.
     """
 
     def __init__(
@@ -47,8 +52,12 @@ class VolumeDataset(Dataset):
         with_organs: bool = False,
         with_findings: bool = False,
         allowed_regions=None,
+        raw: bool = False,
+        volume_cache=None,
     ) -> None:
         self.source = source
+        self.raw = raw
+        self.volume_cache = volume_cache
         self.split = split
         self.case_ids = source.case_ids(split)
         self.preprocessing = preprocessing or Preprocessing(volume_shape=tuple(source.volume_shape))
@@ -98,17 +107,35 @@ class VolumeDataset(Dataset):
         """
         return augmentation.apply(fit_to_shape(array, self.preprocessing.volume_shape, fill))
 
+    def _needs_case(self, case_id: str) -> bool:
+        cached = self.volume_cache is not None and self.volume_cache.has(case_id)
+        return not (self.raw and cached) or self.with_organs or self.with_findings
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        case = self.load_case(index)
+        case_id = self.case_ids[index]
         augmentation = self.augmentation(index)
-        volume = self._transform(case.volume, case.volume.min(), augmentation)
+        case = self.load_case(index) if self._needs_case(case_id) else None
+        if case is None:  # the fast path: the cached, fitted volume, mapped from disk
+            labels = self.volume_cache.labels(case_id)
+            volume = torch.from_numpy(self.volume_cache.volume(case_id))
+        else:
+            labels = case.labels
+            volume = torch.from_numpy(
+                np.ascontiguousarray(fit_to_shape(case.volume, self.preprocessing.volume_shape))
+            )
         sample: dict[str, Any] = {
-            "x": model_input(volume, self.preprocessing),
-            "y": torch.from_numpy(case.labels.astype(np.float32)),
-            "case_id": case.case_id,
+            "y": torch.from_numpy(labels.astype(np.float32)),
+            "case_id": case_id,
             "index": index,
             "augmentation": torch.from_numpy(augmentation.as_array()),
         }
+        if self.raw:
+            sample["volume"] = volume
+        else:
+            sample["x"] = to_model_batch(
+                {"volume": volume[None], "augmentation": sample["augmentation"][None]},
+                self.preprocessing,
+            )["x"][0]
         if self.with_organs:
             if case.organs is None:
                 raise InvalidCaseError(f"{case.case_id}: the dataset has no organ masks")
@@ -124,14 +151,30 @@ class VolumeDataset(Dataset):
             )
             sample["findings"] = torch.from_numpy(self._transform(stack, False, augmentation))
         if self.allowed_regions is not None:
-            sample["allowed"] = torch.from_numpy(self.allowed_regions(case, augmentation))
+            regions = self.allowed_regions
+            sample["allowed"] = torch.from_numpy(
+                regions.cached(case_id, augmentation)
+                if case is None and regions.is_cached(case_id)
+                else regions(case or self.load_case(index), augmentation)
+            )
         return sample
+
+
+def to_model_batch(batch: dict[str, Any], preprocessing: Preprocessing | None) -> dict[str, Any]:
+    """A batch of ``volume`` (int16 ``[B, S, Y, X]``, any device) -> the same batch with
+    ``x`` float32 ``[B, H, 3, Y, X]``: each volume under its ``augmentation`` record, then
+    clamped, scaled, centred and grouped, all where the batch is (the GPU in runs)."""
+    if "volume" not in batch:
+        return batch
+    volumes = augment_batch(batch["volume"], batch["augmentation"])
+    out = {key: value for key, value in batch.items() if key != "volume"}
+    out["x"] = model_inputs(volumes, preprocessing)
+    return out
 
 
 def model_input(volume_hu: np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
     """An ``[S, Y, X]`` HU volume already of ``volume_shape`` -> float32 ``[H, 3, Y, X]``."""
-    normalised = normalise(volume_hu, preprocessing)
-    return torch.from_numpy(group_slices(normalised, preprocessing.slices_per_group))
+    return model_inputs(torch.from_numpy(np.ascontiguousarray(volume_hu))[None], preprocessing)[0]
 
 
 def prepare_volume(
@@ -149,8 +192,10 @@ def make_loader(
     shuffle: bool = False,
     workers: int = 0,
     seed: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose shuffling is seeded; workers are fresh each epoch (see set_epoch)."""
+    """A DataLoader whose shuffling is seeded; workers are fresh each epoch (see set_epoch).
+    ``pin_memory`` (for CUDA) lets batches be copied to the GPU while the next one loads."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
@@ -159,4 +204,5 @@ def make_loader(
         num_workers=workers,
         generator=generator,
         persistent_workers=False,
+        pin_memory=pin_memory,
     )

@@ -63,14 +63,17 @@ class AllowedRegions:
         downsampler: str = "nearest",
         dilate: bool = False,
         cache_dir: str | Path | None = None,
+        device: str = "cpu",
     ) -> None:
+        """``device``: where the downsampler interpolates (passed to it when not the CPU)."""
         import ctbench
 
         self.label_names = tuple(label_names)
         self.representation_shape = tuple(representation_shape)
         self.preprocessing = preprocessing
         self.segment = ctbench.create_segmenter(segmenter)
-        self.downsample = ctbench.create_downsampler(downsampler)
+        on_device = {} if str(device) == "cpu" else {"device": str(device)}
+        self.downsample = ctbench.create_downsampler(downsampler, **on_device)
         self.dilate = dilate
         self.config = {
             "labels": list(self.label_names),
@@ -120,20 +123,35 @@ class AllowedRegions:
         """:meth:`compute`'s result, from the cache when present (and written there if not)."""
         if self.folder is None:
             return self.compute(case)
-        path = self.folder / f"{case.case_id}.npz"
-        if path.exists():
-            try:
-                stored = read_npz(path)
-                return stored["organ_grids"], json.loads(str(stored["record"]))
-            except (ValueError, KeyError) as error:
-                raise InvalidCaseError(f"{case.case_id}: {error}") from error
+        if self.is_cached(case.case_id):
+            return self._read(case.case_id)
         grids, record = self.compute(case)
-        write_npz(path, organ_grids=grids, record=np.array(json.dumps(record)))
+        write_npz(self._path(case.case_id), organ_grids=grids, record=np.array(json.dumps(record)))
         return grids, record
+
+    def _path(self, case_id: str) -> Path:
+        return self.folder / f"{case_id}.npz"
+
+    def is_cached(self, case_id: str) -> bool:
+        """True when ``case_id``'s organ grids are on disk (no need to load the case)."""
+        return self.folder is not None and self._path(case_id).exists()
+
+    def _read(self, case_id: str) -> tuple[np.ndarray, dict]:
+        try:
+            stored = read_npz(self._path(case_id))
+            return stored["organ_grids"], json.loads(str(stored["record"]))
+        except (ValueError, KeyError) as error:
+            raise InvalidCaseError(f"{case_id}: {error}") from error
+
+    def cached(self, case_id: str, augmentation: Augmentation | None = None) -> np.ndarray:
+        """:meth:`__call__` of a case whose grids are cached, from its id alone."""
+        return self._regions(*self._read(case_id), augmentation)
 
     def __call__(self, case: Case, augmentation: Augmentation | None = None) -> np.ndarray:
         """``G_true [M, H', D1, D2]`` of ``case`` under ``augmentation`` (default: none)."""
-        grids, record = self.organ_grids(case)
+        return self._regions(*self.organ_grids(case), augmentation)
+
+    def _regions(self, grids, record, augmentation: Augmentation | None) -> np.ndarray:
         chosen = grids[(augmentation or Augmentation()).index]
         by_organ = dict(zip(SEGMENTED_ORGANS, chosen, strict=True))
         return allowed_regions(self.label_names, record["locations"], by_organ)

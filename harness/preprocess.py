@@ -69,6 +69,21 @@ def normalise(volume_hu: np.ndarray, config: Preprocessing) -> np.ndarray:
     return scaled - np.float32(config.centre)
 
 
+def model_inputs(volumes, config: Preprocessing):
+    """Torch ``[B, S, Y, X]`` HU (int16 or float, any device) -> float32 ``[B, H, 3, Y, X]``:
+    :func:`normalise` and :func:`group_slices` on whole batches, bit for bit the same numbers."""
+    import torch
+
+    low, high = config.hu_range
+    batch, s, y, x = volumes.shape
+    k = config.slices_per_group
+    if s % k:
+        raise ValueError(f"{s} slices do not split into groups of {k}")
+    scaled = volumes.to(torch.float32, copy=True)  # in place from here: one buffer, not five
+    scaled.clamp_(low, high).sub_(low).div_(high - low).sub_(config.centre)
+    return scaled.reshape(batch, s // k, k, y, x)
+
+
 def group_slices(volume: np.ndarray, slices_per_group: int = 3) -> np.ndarray:
     """``[S, Y, X] -> [S / k, k, Y, X]``: k adjacent slices become the channels of one group."""
     s, y, x = volume.shape
