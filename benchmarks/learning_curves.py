@@ -46,7 +46,7 @@ def head_curve(weights: str | None, caches: dict, seed: int, epochs: int) -> lis
             model.train()
             order = torch.randperm(len(train["y"]), generator=generator)
             losses = []
-            for batch in cached_batches(train, 4, order):
+            for batch in cached_batches(train, order.split(4)):
                 loss = classification_loss(head(batch["x"]), batch["y"])
                 optimizer.zero_grad()
                 loss.backward()
@@ -60,7 +60,7 @@ def head_curve(weights: str | None, caches: dict, seed: int, epochs: int) -> lis
                         [
                             head(b["x"])
                             for b in cached_batches(
-                                caches[split], 8, torch.arange(len(caches[split]["y"]))
+                                caches[split], torch.arange(len(caches[split]["y"])).split(8)
                             )
                         ]
                     )

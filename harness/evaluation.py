@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from ctbench.data import VolumeDataset, make_loader
+from ctbench.data import VolumeDataset, make_loader, to_model_batch
+from ctbench.devices import Precision, to_device
+from ctbench.distributed import Distributed, shard
 from ctbench.explanations import relu_minmax
 from ctbench.metrics import (
     THRESHOLDS,
@@ -34,6 +36,7 @@ from ctbench.progress import progress_bar
 from ctbench.stats import auroc_ci
 from scipy.special import expit
 from torch import nn
+from torch.utils.data import Subset
 
 
 @dataclass
@@ -64,10 +67,23 @@ def predict_and_explain(
     *,
     batch_size: int = 2,
     progress: bool | None = None,
-) -> SplitOutputs:
-    """One pass over ``dataset`` (no augmentation) with the model in eval mode."""
+    device: torch.device | str = "cpu",
+    precision: Precision | None = None,
+    job: Distributed | None = None,
+) -> SplitOutputs | None:
+    """One pass over ``dataset`` (no augmentation) with the model in eval mode on ``device``.
+
+    Under torchrun every rank evaluates its own cases (each case on exactly one rank) and rank
+    0 receives the whole split in dataset order; the other ranks get None.
+    """
+    job = job or Distributed()
+    device = torch.device(device)
+    precision = precision or Precision("fp32", device.type)
     model.eval()
-    loader = make_loader(dataset, batch_size=batch_size)
+    indices = shard(len(dataset), job)
+    loader = make_loader(
+        Subset(dataset, indices), batch_size=batch_size, pin_memory=device.type == "cuda"
+    )
     case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
     attention = {name: [] for name in explainers}
     lesion_iou = {name: [] for name in explainers}
@@ -75,22 +91,25 @@ def predict_and_explain(
     for batch in progress_bar(
         loader, enabled=progress, desc=f"evaluate {dataset.split}", unit="batch"
     ):
-        x = batch["x"]
+        inputs = {key: batch[key] for key in ("x", "volume", "augmentation") if key in batch}
+        x = to_model_batch(to_device(inputs, device), getattr(dataset, "preprocessing", None))["x"]
         batch_logits = None
         maps_of = {}
         for name, explainer in explainers.items():
             began = time.perf_counter()
-            with torch.no_grad():  # explainers that need gradients enable them themselves
+            # explainers that need gradients enable them themselves
+            with torch.no_grad(), precision.autocast():
                 maps, out = explainer.explain(model, x)
-            explain_seconds[name] += time.perf_counter() - began
-            maps_of[name] = relu_minmax(maps.detach().float())
+            maps_of[name] = relu_minmax(maps.detach().float()).cpu()
+            explain_seconds[name] += time.perf_counter() - began  # .cpu() waited for the device
             attention[name].append(maps_of[name].numpy())
             batch_logits = out.detach() if batch_logits is None else batch_logits
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast():
             if batch_logits is None:
                 batch_logits = model(x)
             if hasattr(model, "slice_scores"):
-                scores.append(model.slice_scores(x).float().numpy())
+                scores.append(model.slice_scores(x).float().cpu().numpy())
+        batch_logits = batch_logits.cpu()
         case_ids.extend(batch["case_id"])
         truth.append(batch["y"].numpy() > 0.5)
         logits.append(batch_logits.double().numpy())
@@ -102,7 +121,9 @@ def predict_and_explain(
             lesion_grid.append(cells)
             for name in explainers:
                 lesion_iou[name].append(curves[name])
-    return SplitOutputs(
+    if not case_ids:  # more ranks than cases: this one had none
+        return _gathered(job, indices, None)
+    local = SplitOutputs(
         split=dataset.split,
         case_ids=case_ids,
         truth=np.concatenate(truth),
@@ -113,6 +134,49 @@ def predict_and_explain(
         lesion_grid=np.concatenate(lesion_grid) if lesion_grid else None,
         lesion_iou={name: np.concatenate(v, axis=1) for name, v in lesion_iou.items() if v},
         explain_seconds=explain_seconds,
+    )
+    return _gathered(job, indices, local)
+
+
+def _gathered(job: Distributed, indices: list[int], local: SplitOutputs | None):
+    """The whole split on rank 0 (the ranks' shards merged), None on the others."""
+    shards = job.gather((indices, local))
+    return None if shards is None else merge_shards(shards)
+
+
+def merge_shards(shards: list[tuple[list[int], SplitOutputs]]) -> SplitOutputs:
+    """One split's outputs from the ranks' shards, in dataset order (each case once); a rank
+    with no case (more ranks than cases) sends None."""
+    shards = [(indices, part) for indices, part in shards if part is not None]
+    if len(shards) == 1:
+        return shards[0][1]
+    order = np.argsort([i for indices, _ in shards for i in indices], kind="stable")
+    parts = [part for _, part in shards]
+
+    def cases(get, axis: int = 0):
+        arrays = [get(part) for part in parts]
+        if arrays[0] is None:
+            return None
+        return np.take(np.concatenate(arrays, axis=axis), order, axis=axis)
+
+    first = parts[0]
+    ids = [case_id for part in parts for case_id in part.case_ids]
+    return SplitOutputs(
+        split=first.split,
+        case_ids=[ids[i] for i in order],
+        truth=cases(lambda p: p.truth),
+        logits=cases(lambda p: p.logits),
+        slice_scores=cases(lambda p: p.slice_scores),
+        attention={name: cases(lambda p, n=name: p.attention[n]) for name in first.attention},
+        allowed=cases(lambda p: p.allowed),
+        lesion_grid=cases(lambda p: p.lesion_grid),
+        lesion_iou={
+            name: cases(lambda p, n=name: p.lesion_iou[n], axis=1) for name in first.lesion_iou
+        },
+        explain_seconds={
+            name: sum(part.explain_seconds[name] for part in parts)
+            for name in first.explain_seconds
+        },
     )
 
 

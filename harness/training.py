@@ -6,6 +6,11 @@ on (the paper's reference code). After every epoch the trainer writes ``last.pt`
 optimizer, RNG state and history) and, when validation improved, ``best.pt``; both atomically.
 Batches are shuffled from ``(seed, epoch)`` and augmented from ``(seed, epoch, index)``, so a
 run resumed from ``last.pt`` after a crash or ``kill -9`` continues exactly as it would have.
+
+The trainer computes on ``device`` under ``precision`` (``ctbench.devices``); batches arrive
+as cached int16 volumes and become model input there (``ctbench.data.to_model_batch``). Under
+torchrun (``job``, ``ctbench.distributed``) the model trains inside DistributedDataParallel,
+every rank takes its share of the same global batches, and only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from typing import Any
 
 import torch
 from ctbench.checkpoints import load_checkpoint, save_checkpoint
-from ctbench.data import VolumeDataset, make_loader
+from ctbench.data import VolumeDataset, to_model_batch
+from ctbench.devices import Precision, to_device
+from ctbench.distributed import Distributed, GlobalBatchSampler, rank_batches
 from ctbench.losses import DEFAULT_LAMBDA, classification_loss, mask_attention, mask_loss
 from ctbench.progress import progress_bar
 from torch import nn
+from torch.utils.data import DataLoader
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
@@ -95,10 +103,19 @@ class Trainer:
         explain_for_loss: Callable[[bool], Any] | None = None,
         progress: bool | None = None,
         log: Callable[[str], None] | None = None,
+        device: torch.device | str = "cpu",
+        precision: Precision | None = None,
+        job: Distributed | None = None,
     ) -> None:
+        """``model`` must already be on ``device``; ``job`` is torchrun's (default: none)."""
         if settings.mask_loss and explain_for_loss is None:
             raise ValueError("the mask loss needs an explainer")
+        self.device = torch.device(device)
+        self.precision = precision or Precision("fp32", self.device.type)
+        self.scaler = self.precision.grad_scaler()
+        self.job = job or Distributed()
         self.model = model
+        self.train_model = self.job.wrap(model, self.device)
         self.settings = settings
         self.train_data = train
         self.valid_data = valid
@@ -147,19 +164,25 @@ class Trainer:
     def _epoch(self, epoch: int, training: bool) -> dict[str, float]:
         data = self.train_data if training else self.valid_data
         data.set_epoch(epoch)
-        loader = make_loader(
-            data,
-            batch_size=self.settings.batch_size,
+        sampler = GlobalBatchSampler(
+            len(data),
+            self.settings.batch_size,
             shuffle=training,
-            workers=self.settings.workers,
             seed=self.settings.seed * 100_003 + epoch,
+            job=self.job,
+        )
+        loader = DataLoader(
+            data,
+            batch_sampler=sampler,
+            num_workers=self.settings.workers,
+            pin_memory=self.device.type == "cuda",
         )
         self.model.train(training)
         return self._pass(
             loader,
             training,
             f"epoch {epoch + 1}/{self.settings.epochs}",
-            self.model,
+            self.train_model if training else self.model,
             self.optimizer,
             self.scheduler,
         )
@@ -174,24 +197,30 @@ class Trainer:
             batches, enabled=self.progress, desc=f"{desc} {phase}", unit="batch", leave=False
         )
         for batch in bar:
+            batch = to_model_batch(to_device(batch, self.device), self.train_data.preprocessing)
+            forbidden = int((~batch["allowed"].bool()).sum()) if explainer is not None else 0
+            class_weight, mask_weight, size = self.job.batch_weights(len(batch["y"]), forbidden)
+            with torch.set_grad_enabled(training), self.precision.autocast():
+                _, class_loss, region_loss = self.losses(batch, explainer, model)
+            # this rank's share of the global batch's losses (the whole of them in one process)
+            parts = (class_weight * class_loss, mask_weight * region_loss)
+            total = parts[0] + self.settings.mask_lambda * parts[1]
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                total, class_loss, region_loss = self.losses(batch, explainer, model)
-                total.backward()
-                optimizer.step()
+                # DDP averages gradients over ranks: times world_size gives the global sum
+                self.scaler.scale(total * self.job.world_size).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
                 if scheduler is not None:
                     scheduler.step()
-            else:
-                with torch.no_grad():
-                    total, class_loss, region_loss = self.losses(batch, explainer, model)
-            if not torch.isfinite(total):
+            values = self.job.sum(torch.stack([total, *parts]))
+            if not torch.isfinite(values[0]):
                 raise FloatingPointError(
-                    f"{desc}: {phase} loss is {float(total)}; lower the learning rate"
+                    f"{desc}: {phase} loss is {float(values[0])}; lower the learning rate"
                 )
-            size = len(batch["y"])
             seen += size
-            for key, value in zip(totals, (total, class_loss, region_loss), strict=True):
-                totals[key] += float(value.detach()) * size
+            for key, value in zip(totals, values.tolist(), strict=True):
+                totals[key] += value * size
             bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
         return {f"{phase}_{key}": value / max(seen, 1) for key, value in totals.items()}
 
@@ -213,15 +242,21 @@ class Trainer:
                 "backbone_features, from_backbone_features), so it cannot warm up its head; "
                 "use --head-epochs 0"
             )
-        head = BackboneHead(self.model)
         size = self.settings.batch_size
         with FrozenBackbone(self.model):
-            train = cache_backbone_output(
-                self.model, self.train_data, batch_size=size, progress=self.progress
+            train, valid = (
+                cache_backbone_output(
+                    self.model,
+                    data,
+                    batch_size=size,
+                    progress=self.progress,
+                    device=self.device,
+                    precision=self.precision,
+                    job=self.job,
+                )
+                for data in (self.train_data, self.valid_data)
             )
-            valid = cache_backbone_output(
-                self.model, self.valid_data, batch_size=size, progress=self.progress
-            )
+            head = self.job.wrap(BackboneHead(self.model), self.device)
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             optimizer = torch.optim.Adam(
                 trainable,
@@ -237,12 +272,12 @@ class Trainer:
                 order = torch.randperm(len(train["y"]), generator=generator)
                 desc = f"head epoch {epoch + 1}/{epochs}"
                 record = {"stage": "head", "epoch": epoch}
-                record |= self._pass(
-                    cached_batches(train, size, order), True, desc, head, optimizer
-                )
+                batches = cached_batches(train, rank_batches(order.tolist(), size, self.job))
+                record |= self._pass(batches, True, desc, head, optimizer)
                 self.model.eval()
-                in_order = torch.arange(len(valid["y"]))
-                record |= self._pass(cached_batches(valid, size, in_order), False, desc, head, None)
+                in_order = list(range(len(valid["y"])))
+                batches = cached_batches(valid, rank_batches(in_order, size, self.job))
+                record |= self._pass(batches, False, desc, head, None)
                 record["seconds"] = time.perf_counter() - began
                 self.history.append(record)
                 if record["valid_loss"] < self.best_loss:
@@ -297,6 +332,7 @@ class Trainer:
             self._save(self.last_path, epoch)
             if stop:
                 break
+        self.job.barrier()  # every rank may read best.pt now
         return self.history
 
     def state(self) -> dict[str, Any]:
@@ -311,12 +347,15 @@ class Trainer:
         }
 
     def _save(self, path: Path, epoch: int) -> None:
-        """``best.pt`` holds the model; ``last.pt`` also what resuming needs."""
+        """``best.pt`` holds the model; ``last.pt`` also what resuming needs. Rank 0 only."""
+        if not self.job.is_main:
+            return
         resumable = {}
         if path == self.last_path:
             resumable = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "grad_scaler": self.scaler.state_dict(),
                 "rng": torch.get_rng_state(),
             }
         save_checkpoint(
@@ -334,6 +373,8 @@ class Trainer:
         self.model.load_state_dict(payload["state_dict"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        if payload.get("grad_scaler"):
+            self.scaler.load_state_dict(payload["grad_scaler"])
         torch.set_rng_state(payload["rng"])
         state = payload["training"]
         self.history = list(state["history"])

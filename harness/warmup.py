@@ -16,9 +16,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from ctbench.data import VolumeDataset, make_loader
+from ctbench.data import VolumeDataset, make_loader, to_model_batch
+from ctbench.devices import Precision, to_device
+from ctbench.distributed import Distributed, shard
 from ctbench.progress import progress_bar
 from torch import nn
+from torch.utils.data import Subset
 
 
 def supports_warm_up(model: nn.Module) -> bool:
@@ -59,32 +62,47 @@ class BackboneHead(nn.Module):
 
 
 def cache_backbone_output(
-    model: nn.Module, dataset: VolumeDataset, *, batch_size: int, progress=None
+    model: nn.Module,
+    dataset: VolumeDataset,
+    *,
+    batch_size: int,
+    progress=None,
+    device: torch.device | str = "cpu",
+    precision: Precision | None = None,
+    job: Distributed | None = None,
 ) -> dict[str, torch.Tensor]:
     """The backbone's output, labels and (when the dataset has them) allowed regions of every
-    case, unaugmented, in dataset order: ``{"x": [N, ...], "y": [N, M], "allowed": ...}``."""
+    case, unaugmented, in dataset order, on the CPU: ``{"x": [N, ...], "y": [N, M],
+    "allowed": ...}``. The model runs on ``device``; under torchrun each rank computes a
+    shard of the cases and every rank receives the whole cache."""
+    job = job or Distributed()
     plain = copy.copy(dataset)
     plain.augment = False
     was_training = model.training
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
-    loader = make_loader(plain, batch_size=batch_size)
-    with torch.no_grad():
+    indices = shard(len(plain), job)
+    loader = make_loader(Subset(plain, indices), batch_size=batch_size)
+    autocast = (precision or Precision("fp32", torch.device(device).type)).autocast()
+    with torch.no_grad(), autocast:
         for batch in progress_bar(
             loader, enabled=progress, desc=f"backbone {dataset.split}", unit="batch", leave=False
         ):
-            parts.setdefault("x", []).append(model.backbone_features(batch["x"]))
-            parts.setdefault("y", []).append(batch["y"])
+            batch = to_model_batch(to_device(batch, torch.device(device)), plain.preprocessing)
+            parts.setdefault("x", []).append(model.backbone_features(batch["x"]).float().cpu())
+            parts.setdefault("y", []).append(batch["y"].cpu())
             if "allowed" in batch:
-                parts.setdefault("allowed", []).append(batch["allowed"])
+                parts.setdefault("allowed", []).append(batch["allowed"].cpu())
     model.train(was_training)
-    return {key: torch.cat(values) for key, values in parts.items()}
+    local = {key: torch.cat(values) for key, values in parts.items()}
+    shards = job.all_gather((indices, local))
+    order = torch.as_tensor([i for shard_indices, _ in shards for i in shard_indices]).argsort()
+    return {key: torch.cat([part[key] for _, part in shards])[order] for key in local}
 
 
-def cached_batches(cache: dict[str, torch.Tensor], batch_size: int, order: torch.Tensor):
-    """Batches of the cache in ``order`` as the trainer's batch dicts."""
-    for k in range(0, len(order), batch_size):
-        index = order[k : k + batch_size]
+def cached_batches(cache: dict[str, torch.Tensor], batches: list[list[int]]):
+    """The cache's rows of each batch of indices, as the trainer's batch dicts."""
+    for index in batches:
         yield {key: value[index] for key, value in cache.items()}
 
 

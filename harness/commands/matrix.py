@@ -58,6 +58,15 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and what would run; run nothing.")
 @click.option(
+    "--cell-args",
+    "cell_number",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="I",
+    help="Print cell I's `ctbench run` arguments (with --out) and exit: one cell per Slurm "
+    "array task, run by torchrun (README: GPUs and torchrun).",
+)
+@click.option(
     "--replace", is_flag=True, help="Accept a changed spec that drops cells recorded in --out."
 )
 @track_option
@@ -70,8 +79,8 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     help="Print the state of the matrix in this folder and exit.",
 )
 def matrix(
-    spec, out, preset, settings, jobs, devices, shard, launcher, dry_run, replace, track,
-    list_specs, status_of,
+    spec, out, preset, settings, jobs, devices, shard, launcher, dry_run, cell_number, replace,
+    track, list_specs, status_of,
 ) -> None:  # fmt: skip
     """Run every cell of SPEC (a TOML file, or a shipped spec's name such as paper-table1).
 
@@ -104,6 +113,15 @@ def matrix(
     plan = plan_matrix(parsed, cells, out, _shard(shard))
     if dry_run:
         click.echo(dry_run_table(plan))
+        return
+    if cell_number is not None:
+        if cell_number > len(plan.cells):
+            raise click.BadParameter(
+                f"{cell_number}: the matrix has {len(plan.cells)} cells", param_hint="--cell-args"
+            )
+        import shlex
+
+        click.echo(shlex.join([*plan.cells[cell_number - 1].args, "--out", str(plan.out)]))
         return
     try:
         state = run_matrix(

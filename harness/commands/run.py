@@ -87,11 +87,14 @@ def run(out, name, resume, overwrite, quiet, track, **options) -> None:
     figures; an interrupted run continues with --resume.
     """
     from ctbench.cases import InvalidCaseError
+    from ctbench.distributed import from_environment, shutdown
     from ctbench.runs import RunExistsError, execute_run
 
     config = config_from_options(options)
     folder = out / (name or config.folder_name())
-    click.echo(f"run folder: {folder}")
+    main_rank = from_environment().is_main  # under torchrun only rank 0 speaks
+    if main_rank:
+        click.echo(f"run folder: {folder}")
     try:
         metrics = execute_run(
             config,
@@ -103,6 +106,10 @@ def run(out, name, resume, overwrite, quiet, track, **options) -> None:
         )
     except (RunExistsError, InvalidCaseError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
+    finally:
+        shutdown()
+    if not main_rank:
+        return
     click.echo(summary(metrics))
     if track:
         from ctbench.tracking import track_run
