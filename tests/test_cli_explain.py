@@ -86,6 +86,21 @@ def test_explain_errors_are_clear(tmp_path, monkeypatch, tiny_phantom):
     assert result.exit_code == 2 and "exactly one of --checkpoint and --arch" in result.output
     result = run("--arch", "ctnet", "--preset", "tiny", "--label", "lung_nodule")
     assert result.exit_code == 1 and "CTNet is not explainable" in result.output
+    if not torch.cuda.is_available():
+        result = run("--arch", "axialnet", "--preset", "tiny", "--label", "lung_nodule",
+                     "--device", "cuda")  # fmt: skip
+        assert result.exit_code == 2 and "CUDA is not available here" in result.output
+
+
+def test_explain_on_a_named_device_gives_the_cpu_numbers(tmp_path, monkeypatch, tiny_phantom):
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    common = ("--arch", "axialnet", "--preset", "tiny", "--label", "lung_nodule")
+    on_device = run(*common, "--device", device, "--out", str(tmp_path / "a"))
+    on_cpu = run(*common, "--device", "cpu", "--out", str(tmp_path / "b"))
+    assert on_device.exit_code == 0 == on_cpu.exit_code, on_device.output + on_cpu.output
+    probability = [float(r.output.strip().rsplit("= ", 1)[1]) for r in (on_device, on_cpu)]
+    assert abs(probability[0] - probability[1]) <= 1e-4
 
 
 def test_explain_reports_the_probability_of_the_requested_label(tmp_path):

@@ -146,3 +146,16 @@ def test_bf16_is_the_cuda_default_where_supported():
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     assert Precision.resolve("auto", device).name == expected
     assert Precision.resolve("fp16", device).grad_scaler().is_enabled()
+
+
+def test_run_refuses_a_missing_device_before_any_work(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from ctbench.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    base = ["run", "--arch", "axialnet", "--preset", "tiny", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, [*base, "--device", "cuda"])
+    assert result.exit_code == 1 and "CUDA is not available here" in result.output
+    result = CliRunner().invoke(main, [*base, "--precision", "fp16"])
+    assert result.exit_code == 1 and "fp16 is for GPUs" in result.output
+    assert not any(tmp_path.iterdir())  # no run folder was started

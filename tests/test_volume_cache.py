@@ -114,3 +114,22 @@ def test_check_cases_builds_both_caches_and_then_decodes_nothing(tmp_path, tiny_
     assert check_cases(datasets, progress=False) == []
     datasets["train"][0]
     assert loads == []
+
+
+def test_loader_workers_map_the_cache_and_give_the_same_batches(cache, tiny_phantom):
+    """Worker processes read the memory-mapped files themselves: the same batches, bit for bit,
+    as the main process, shuffled and augmented from the same seed."""
+    dataset = VolumeDataset(
+        tiny_phantom, "train", augment=True, seed=2, raw=True, volume_cache=cache
+    )
+    for index in range(len(dataset)):
+        cache.store(dataset.load_case(index))
+
+    def epoch(workers: int):
+        dataset.set_epoch(3)
+        loader = make_loader(dataset, batch_size=4, shuffle=True, workers=workers, seed=9)
+        return [(batch["case_id"], batch["volume"], batch["augmentation"]) for batch in loader]
+
+    for serial, parallel in zip(epoch(0), epoch(2), strict=True):
+        assert serial[0] == parallel[0]
+        assert torch.equal(serial[1], parallel[1]) and torch.equal(serial[2], parallel[2])
