@@ -281,3 +281,27 @@ def test_a_worker_takes_one_device_and_its_share_of_threads(monkeypatch):
         assert torch.get_num_threads() == 1 and queue.empty()
     finally:
         torch.set_num_threads(before)
+
+
+def test_cell_args_give_one_cell_to_a_job_and_torchrun_is_refused(tmp_path, monkeypatch):
+    """Slurm job arrays run one cell per task (`--cell-args I`, docs/slurm); a whole matrix
+    under torchrun is refused with that recipe instead of running every cell on every rank."""
+    import shlex
+
+    from ctbench.matrix import plan_matrix
+    from ctbench.matrix_spec import apply_settings, expand_cells, load_spec
+
+    spec = load_spec("paper-table1")
+    apply_settings(spec, ["preset=tiny"])
+    plan = plan_matrix(spec, expand_cells(spec), tmp_path / "t1")
+    for number in (1, len(plan.cells)):
+        printed = invoke("paper-table1", "--preset", "tiny", "--out", str(tmp_path / "t1"),
+                         "--cell-args", str(number))  # fmt: skip
+        expected = [*plan.cells[number - 1].args, "--out", str(tmp_path / "t1")]
+        assert shlex.split(printed.output) == expected
+    beyond = invoke("paper-table1", "--cell-args", str(len(plan.cells) + 1))
+    assert beyond.exit_code == 2 and f"has {len(plan.cells)} cells" in beyond.output
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    refused = invoke("paper-table1", "--preset", "tiny", "--out", str(tmp_path / "t1"))
+    assert refused.exit_code == 1 and "--cell-args" in refused.output
+    assert not (tmp_path / "t1").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -102,6 +103,11 @@ def matrix(
         return
     if spec is None:
         raise click.UsageError("give a SPEC (a file or a shipped name; --list shows them)")
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not (dry_run or cell_number):
+        raise click.ClickException(
+            "ctbench matrix runs its cells one process each; under torchrun, run one cell per "
+            "job: torchrun ... -m ctbench -- run $(ctbench matrix SPEC --out OUT --cell-args I)"
+        )
     try:
         parsed = load_spec(spec)
         apply_settings(parsed, [*settings, *([f"preset={preset}"] if preset else [])])
