@@ -49,14 +49,29 @@ def create_explainer(name: str, **options: Any) -> Any:
     return default_registry().create("explainers", name, **options)
 
 
-def create_segmenter(name: str, **options: Any) -> Any:
-    """Build organ segmenter ``name``: a callable ``segmenter(volume_hu, spacing_mm)``."""
-    return default_registry().create("segmenters", name, **options)
+def create_segmenter(name: str, *, device: Any = None, **options: Any) -> Any:
+    """Build organ segmenter ``name``: a callable ``segmenter(volume_hu, spacing_mm)``.
+
+    ``device`` (``"cuda"``, a ``torch.device``): where it computes, for segmenters registered
+    with ``on_device=True``; the others compute on the CPU (see :func:`_on_device`).
+    """
+    return _on_device("segmenters", name, device, options)
 
 
-def create_downsampler(name: str, **options: Any) -> Any:
-    """Build mask downsampler ``name``: ``downsample(mask, representation_shape, dilate)``."""
-    return default_registry().create("downsamplers", name, **options)
+def create_downsampler(name: str, *, device: Any = None, **options: Any) -> Any:
+    """Build mask downsampler ``name``: ``downsample(mask, representation_shape, dilate)``;
+    ``device`` as for :func:`create_segmenter`."""
+    return _on_device("downsamplers", name, device, options)
+
+
+def _on_device(kind: str, name: str, device: Any, options: dict[str, Any]) -> Any:
+    """A plugin that declares ``on_device`` in its registration takes ``device=`` (a string);
+    one that does not computes on the CPU whatever the run's device: PARTITION's masks are
+    made once per case and cached, off the model's path, so nothing else changes."""
+    entry = default_registry().get(kind, name)
+    if device is not None and str(device) != "cpu" and entry.meta.get("on_device"):
+        options = {**options, "device": str(device)}
+    return default_registry().create(kind, name, **options)
 
 
 def create_dataset(name: str, **options: Any) -> Any:

@@ -65,15 +65,14 @@ class AllowedRegions:
         cache_dir: str | Path | None = None,
         device: str = "cpu",
     ) -> None:
-        """``device``: where the downsampler interpolates (passed to it when not the CPU)."""
+        """``device``: where the segmenter and the downsampler compute, when they can."""
         import ctbench
 
         self.label_names = tuple(label_names)
         self.representation_shape = tuple(representation_shape)
         self.preprocessing = preprocessing
-        self.segment = ctbench.create_segmenter(segmenter)
-        on_device = {} if str(device) == "cpu" else {"device": str(device)}
-        self.downsample = ctbench.create_downsampler(downsampler, **on_device)
+        self.segment = ctbench.create_segmenter(segmenter, device=device)
+        self.downsample = ctbench.create_downsampler(downsampler, device=device)
         self.dilate = dilate
         self.config = {
             "labels": list(self.label_names),

@@ -48,6 +48,48 @@ def test_vectorised_pipeline_equals_the_per_slice_loop_on_real_ct(real_ct):
     assert np.array_equal(lung_mask(volume, spacing), per_slice_reference(volume, spacing))
 
 
+def lungs_by_torch(volume, spacing, device="cpu"):
+    """The segmenter's device path (torch label propagation), here on the CPU."""
+    from ctbench.plugins.segmenters import lungs_on_device
+    from ctbench.plugins.segmenters.organs import GAS_HU, MIN_VOLUME_ML, THRESHOLD_HU
+
+    return lungs_on_device.lung_mask(
+        volume, spacing, THRESHOLD_HU, MIN_VOLUME_ML, GAS_HU, device=device
+    )
+
+
+@needs_shared
+def test_device_path_gives_scipys_lungs_on_real_ct(real_ct):
+    volume, spacing, _, _ = real_ct
+    assert np.array_equal(lungs_by_torch(volume, spacing), lung_mask(volume, spacing))
+    if torch.cuda.is_available():
+        assert np.array_equal(lungs_by_torch(volume, spacing, "cuda"), lung_mask(volume, spacing))
+
+
+def test_components_by_label_propagation_match_scipy():
+    """Random masks (many small components, holes, diagonal contacts): the same partition as
+    ``ndimage.label`` in-plane (8-connected) and in 3-D (faces)."""
+    from ctbench.plugins.segmenters.lungs_on_device import FACES_3D, IN_PLANE_8, components
+    from ctbench.plugins.segmenters.organs import IN_PLANE
+    from scipy import ndimage
+
+    mask = np.random.default_rng(0).random((6, 40, 50)) < 0.45
+    for offsets, structure in ((IN_PLANE_8, IN_PLANE), (FACES_3D, None)):
+        ours = components(torch.from_numpy(mask), offsets).numpy()
+        theirs, _ = ndimage.label(mask, structure=structure)
+        assert ((ours > 0) == mask).all()
+        pairs = np.unique(np.stack([ours[mask], theirs[mask]]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+
+
+def test_segmenters_take_a_device_only_when_they_compute_there():
+    assert ctbench.create_segmenter("morphological", device="cuda").device == "cuda"
+    assert ctbench.create_segmenter("morphological", device="cpu").device == "cpu"
+    heuristic = ctbench.create_segmenter("heuristic", device="cuda")  # computes on the CPU
+    assert heuristic(np.zeros((3, 4, 4)), (1.0, 1.0, 1.0)).method == "heuristic"
+    assert str(ctbench.create_downsampler("area", device="cuda:1").device) == "cuda:1"
+
+
 AIRLESS = {
     "lung_pleural_effusion",
     "lung_atelectasis",
@@ -77,9 +119,9 @@ def test_phantom_lungs_at_several_shapes_and_spacings(shape):
             organ.append(dice(getattr(masks, side), case.organs[side]))
             aerated.append(dice(getattr(masks, side), case.organs[side] & ~airless))
         if index < 3:
-            assert np.array_equal(
-                lung_mask(case.volume, case.spacing), per_slice_reference(case.volume, case.spacing)
-            )
+            scipy_mask = lung_mask(case.volume, case.spacing)
+            assert np.array_equal(scipy_mask, per_slice_reference(case.volume, case.spacing))
+            assert np.array_equal(scipy_mask, lungs_by_torch(case.volume, case.spacing))
     right, left = np.mean(organ[0::2]), np.mean(organ[1::2])
     assert right >= 0.95 and left >= 0.95, (right, left)
     assert min(aerated) >= 0.95, min(aerated)
@@ -274,3 +316,9 @@ def test_segment_command_on_a_phantom_case(tmp_path, monkeypatch, tiny_phantom):
     assert result.exit_code == 0 and "QC passed" in result.output
     bad = CliRunner().invoke(main, ["segment", str(tmp_path / "nothing.nii.gz")])
     assert bad.exit_code == 1 and "no such file" in bad.output
+    if torch.cuda.is_available():
+        on_gpu = CliRunner().invoke(main, ["segment", "phantom:tiny:trn00001", "--device", "cuda"])
+        assert on_gpu.exit_code == 0 and on_gpu.output == result.output  # the same volumes
+    else:
+        missing = CliRunner().invoke(main, ["segment", "phantom:tiny:trn00001", "--device", "cuda"])
+        assert missing.exit_code == 2 and "CUDA is not available here" in missing.output

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from ctbench.commands import PluginName
+from ctbench.run_config import DEVICE_HELP
 
 
 @click.command()
@@ -26,13 +27,23 @@ from ctbench.commands import PluginName
     default=None,
     help="Write a picture of the three organs over axial and coronal slices.",
 )
-def segment(volume: str, segmenter: str, out: Path | None, png: Path | None) -> None:
-    """Segment VOLUME: a NIfTI file, a DICOM folder, an .npz/.npy, or phantom:PRESET:CASE_ID."""
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, device: str) -> None:
+    """Segment VOLUME: a NIfTI file, a DICOM folder, an .npz/.npy, or phantom:PRESET:CASE_ID.
+
+    The morphological segmenter computes on --device (torch there, scipy on the CPU: the
+    same masks); a segmenter that does not compute on devices runs on the CPU.
+    """
     import ctbench
     import numpy as np
     from ctbench.cases import InvalidCaseError, validate_volume
+    from ctbench.devices import DeviceError, resolve_device
     from ctbench.io import load_volume
 
+    try:
+        device = resolve_device(device)
+    except DeviceError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from error
     try:
         if volume.startswith("phantom:"):
             _, preset, case_id = volume.split(":")
@@ -43,7 +54,7 @@ def segment(volume: str, segmenter: str, out: Path | None, png: Path | None) -> 
         validate_volume(array, volume)
     except (InvalidCaseError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    masks = ctbench.create_segmenter(segmenter)(array, spacing)
+    masks = ctbench.create_segmenter(segmenter, device=device)(array, spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     for name, mask in masks.as_dict().items():
         click.echo(f"{name:12s} {mask.sum() * voxel_ml:9.1f} mL")

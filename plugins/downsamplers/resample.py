@@ -52,5 +52,6 @@ def register_downsamplers(register):
         register(
             mode,
             lambda mode=mode, **options: Downsampler(mode, **options),
+            on_device=True,
             description=f"Organ mask -> representation grid by {text}; optional dilation",
         )

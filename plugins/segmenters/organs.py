@@ -230,7 +230,12 @@ def _fallback(shape, reason: str) -> OrganMasks:
 
 
 class MorphologicalSegmenter:
-    """``segmenter(volume_hu, spacing_mm) -> OrganMasks`` (steps 1-8 above)."""
+    """``segmenter(volume_hu, spacing_mm) -> OrganMasks`` (steps 1-8 above).
+
+    ``device`` other than the CPU computes steps 1-5 there with torch
+    (``lungs_on_device``: the same mask, by label propagation); the CPU keeps scipy, which is
+    faster there. Steps 6-8 are a few reductions and run on the CPU.
+    """
 
     def __init__(
         self,
@@ -238,15 +243,23 @@ class MorphologicalSegmenter:
         threshold_hu: float = THRESHOLD_HU,
         min_volume_ml: float = MIN_VOLUME_ML,
         gas_hu: float = GAS_HU,
+        device: str = "cpu",
     ) -> None:
         self.options = {
             "threshold_hu": threshold_hu,
             "min_volume_ml": min_volume_ml,
             "gas_hu": gas_hu,
         }
+        self.device = str(device)
 
     def __call__(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> OrganMasks:
-        return split_and_check(lung_mask(volume, spacing, **self.options), spacing)
+        if self.device == "cpu":
+            lungs = lung_mask(volume, spacing, **self.options)
+        else:
+            from .lungs_on_device import lung_mask as lung_mask_on_device
+
+            lungs = lung_mask_on_device(volume, spacing, **self.options, device=self.device)
+        return split_and_check(lungs, spacing)
 
 
 class HeuristicSegmenter:
@@ -261,6 +274,7 @@ def register_segmenters(register):
     register(
         "morphological",
         MorphologicalSegmenter,
+        on_device=True,
         description="Threshold, border clearing, two largest per slice, mL size and gas "
         "cuts, bbox midline split; QC with heuristic fallback",
     )
