@@ -104,9 +104,9 @@ class Distributed:
         """``model`` in :class:`ExplainableDDP` when several processes train it."""
         if not self.enabled:
             return model
-        # A channels-last 1x1 convolution weight ([M, F, 1, 1]: AxialNet's per-slice linear map)
-        # has the same memory in either layout, but its strides differ on the size-1 axes and
-        # DDP warns of a slower copy that does not happen; only that case is silenced.
+        # A channels-last 1x1 convolution weight ([C_out, C_in, 1, 1]) has the same memory in
+        # either layout, but its strides differ on the size-1 axes and DDP warns of a slower
+        # copy that does not happen; only that case is silenced.
         warnings.filterwarnings(
             "ignore", message=r"(?s)Grad strides do not match.*grad\.sizes\(\) = \[\d+, \d+, 1, 1\]"
         )
