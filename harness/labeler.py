@@ -38,6 +38,24 @@ ORGAN_PREFIX = {
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x\s*\d+(?:\.\d+)?\s*)?(mm|cm)\b")
 
 
+def read_report(path) -> str:
+    """A report file's text: UTF-8 (a BOM is fine). A binary or otherwise encoded file is one
+    ValueError naming the file, the byte and its position: never guessed at, since a wrong
+    guess would change the words the labeler reads."""
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    if b"\x00" in data:
+        raise ValueError(f"{path}: not a text report (it holds NUL bytes: a binary file?)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start}); "
+            "save the report as UTF-8"
+        ) from error
+
+
 @cache
 def vocabulary() -> dict:
     """The shipped labeler vocabulary (terms, organ rules, negation rules)."""

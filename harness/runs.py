@@ -114,12 +114,13 @@ def execute_run(
     job = initialise(device)  # torchrun's process group, when there is one
     if not job.is_main:  # one voice and one writer: rank 0
         progress, log = False, lambda _message: None
+    fresh = not (folder.is_dir() and any(folder.iterdir()))
     if job.is_main:
         prepare_folder(folder, config, resume=resume, overwrite=overwrite)
     job.barrier()
     timer = Timer(log)
     began = time.perf_counter()
-    with PeakMemory(device=device) as memory:
+    with removed_if_left_empty(folder, fresh and job.is_main), PeakMemory(device=device) as memory:
         run = RunParts(config, folder, timer, progress, log)
         run.place(device, precision, job)
         run.load_dataset()
@@ -140,6 +141,18 @@ def execute_run(
     write_results(folder, metrics, table, evaluated, run.labels)
     job.barrier()
     return metrics
+
+
+@contextmanager
+def removed_if_left_empty(folder: Path, fresh: bool):
+    """A run that fails before writing anything (an unknown preset, a missing weights file)
+    leaves no empty folder behind for a later run to trip on; a started one stays resumable."""
+    try:
+        yield
+    except BaseException:
+        if fresh and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 class RunParts:

@@ -126,6 +126,20 @@ def test_labels_command(tmp_path):
     assert missing.exit_code == 2
 
 
+def test_a_report_that_is_not_utf8_text_is_one_clear_line(tmp_path):
+    binary = tmp_path / "scan.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Petit épanchement pleural gauche.".encode("latin-1"))
+    with_bom = tmp_path / "bom.txt"
+    with_bom.write_bytes("Small left pleural effusion.".encode("utf-8-sig"))
+    for path, message in ((binary, "holds NUL bytes"), (latin1, r"byte 0xe9 at position 6")):
+        result = CliRunner().invoke(main, ["labels", str(path)])
+        assert result.exit_code == 1 and str(path) in result.output, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert "lung_pleural_effusion" in CliRunner().invoke(main, ["labels", str(with_bom)]).output
+
+
 def test_vocabulary_is_shipped_data():
     from ctbench.labeler import vocabulary
 

@@ -362,6 +362,16 @@ def test_presets_resolve_training_and_weights():
     assert paper.folder_name() == again.folder_name()
 
 
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path):
+    from click.testing import CliRunner
+    from ctbench.cli import main
+
+    args = ["run", "--arch", "axialnet", "--preset", "huge", "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(main, [*args, "--name", "r"])
+    assert result.exit_code == 1 and "unknown phantom preset 'huge'" in result.output
+    assert not (tmp_path / "runs" / "r").exists()
+
+
 def test_missing_imagenet_weights_fail_fast_with_instructions(tmp_path):
     env = {
         **os.environ,

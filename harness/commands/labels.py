@@ -18,11 +18,14 @@ import click
 )
 def labels(report: Path | None, text: str | None, as_json: bool) -> None:
     """Label REPORT (a text file) or --text: output labels and the organs that hold them."""
-    from ctbench.labeler import label_report
+    from ctbench.labeler import label_report, read_report
 
     if (report is None) == (text is None):
         raise click.UsageError("give a REPORT file or --text, not both")
-    result = label_report(text if text is not None else report.read_text())
+    try:
+        result = label_report(text if text is not None else read_report(report))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
