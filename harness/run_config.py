@@ -62,7 +62,8 @@ batch 1, up to 100 epochs, ImageNet start)."""
 
 STARTS = {
     "pretext": "ResNet-18 from the dataset's own pretext (ctbench pretrain), built once and cached",
-    "imagenet": "ResNet-18 from ImageNet weights (local file or torch hub cache; never downloaded)",
+    "imagenet": "ResNet-18 from torchvision's ImageNet weights (torch hub cache; downloaded there "
+    "when online)",
     "random": "every weight random (PyTorch's default initialisation)",
     "weights": "ResNet-18 from the file given by --weights",
 }

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from ctbench.registry import reset_default_registry
 
+os.environ["CTBENCH_OFFLINE"] = "1"  # tests never download (subprocesses inherit it)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parent / "example_plugin"
 

@@ -187,17 +187,67 @@ def test_pretrained_uses_the_torch_hub_cache(imagenet_like_weights, empty_hub):
     torch.testing.assert_close(model.trunk.resnet[0].weight, state["conv1.weight"])
 
 
-def test_missing_weights_fail_with_instructions_and_no_download(empty_hub, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("ctbench tried to download weights")
+def fake_download(monkeypatch, behaviour):
+    """torchvision's weights API with its download replaced (tests never reach the network)."""
+    import torchvision.models._api as api
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    with pytest.raises(PretrainedWeightsNotFoundError) as caught:
+    calls = []
+
+    def load_state_dict_from_url(url, *args, **kwargs):
+        calls.append((url, kwargs))
+        return behaviour(url, kwargs)
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", load_state_dict_from_url)
+    return calls
+
+
+def test_missing_weights_offline_fail_with_instructions_and_no_download(empty_hub, monkeypatch):
+    calls = fake_download(monkeypatch, lambda *_: pytest.fail("tried to download"))
+    with pytest.raises(PretrainedWeightsNotFoundError) as caught:  # CTBENCH_OFFLINE (conftest)
         ctbench.create_model("axialnet", 3, (9, 3, 64, 64), pretrained=True)
     message = str(caught.value)
-    assert "never downloads" in message
-    assert "resnet18-f37072fd.pth" in message
+    assert "CTBENCH_OFFLINE is set" in message and calls == []
+    assert str(empty_hub / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "--weights PATH" in message and "--no-pretrained" in message
+
+
+def test_pretrained_downloads_through_torchvision_when_online(
+    imagenet_like_weights, empty_hub, monkeypatch
+):
+    """Online (no CTBENCH_OFFLINE), --pretrained asks torchvision's weights API, which puts
+    the file in the hub cache (hash checked, weights_only); the model then holds it."""
+    path, state = imagenet_like_weights
+
+    def download(url, kwargs):
+        target = empty_hub / "checkpoints" / url.rsplit("/", 1)[-1]
+        target.parent.mkdir(parents=True)
+        target.write_bytes(path.read_bytes())
+        return state
+
+    monkeypatch.delenv("CTBENCH_OFFLINE")
+    calls = fake_download(monkeypatch, download)
+    model = ctbench.create_model("axialnet", 3, (9, 3, 64, 64), pretrained=True)
+    torch.testing.assert_close(model.trunk.resnet[0].weight, state["conv1.weight"])
+    ((url, kwargs),) = calls
+    assert url.endswith("resnet18-f37072fd.pth")
+    assert kwargs["check_hash"] is True and kwargs["weights_only"] is True
+    ctbench.create_model("axialnet", 3, (9, 3, 64, 64), pretrained=True)
+    assert len(calls) == 1  # the second model reads the cache
+
+
+def test_a_failed_download_says_where_to_put_the_file(empty_hub, monkeypatch):
+    from urllib.error import URLError
+
+    def offline(url, kwargs):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.delenv("CTBENCH_OFFLINE")
+    fake_download(monkeypatch, offline)
+    with pytest.raises(PretrainedWeightsNotFoundError, match="downloading them failed") as caught:
+        ctbench.create_model("axialnet", 3, (9, 3, 64, 64), pretrained=True)
+    assert "Name or service not known" in str(caught.value) and "--weights PATH" in str(
+        caught.value
+    )
 
 
 def test_bad_weight_files_name_the_file(tmp_path):

@@ -65,12 +65,13 @@ def weights_options(command: Callable) -> Callable:
         "--weights",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=None,
-        help="Local torchvision ResNet-18 weights file (implies --pretrained). Never downloaded.",
+        help="Local torchvision ResNet-18 weights file (implies --pretrained).",
     )(command)
     return click.option(
         "--pretrained/--no-pretrained",
         default=None,
-        help="Start ResNet-18 from ImageNet weights (local file or torch hub cache) or from "
+        help="Start ResNet-18 from torchvision's ImageNet weights (torch hub cache, downloaded "
+        "there when online) or from "
         "random weights: the same as --start imagenet / --start random.",
     )(command)
 

@@ -38,8 +38,13 @@ VOLUME_FLOOR = 5
 RESNET_CHANNELS = 512
 
 
+OFFLINE_VARIABLE = "CTBENCH_OFFLINE"
+"""Set (to anything but empty) to forbid downloads, as HF_HUB_OFFLINE does; the tests set it."""
+
+
 class PretrainedWeightsNotFoundError(FileNotFoundError):
-    """ImageNet weights were asked for but no local copy exists; ctbench never downloads."""
+    """ImageNet weights were asked for, are not in the torch hub cache and could not be
+    downloaded (offline, or downloads forbidden by CTBENCH_OFFLINE)."""
 
 
 def conv_output_size(size: int, kernel: int, stride: int) -> int:
@@ -90,19 +95,46 @@ def imagenet_weights_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _missing_weights_message() -> str:
+def _missing_weights_message(reason: str) -> str:
     from torchvision.models import ResNet18_Weights
 
     url = ResNet18_Weights.IMAGENET1K_V1.url
     return (
-        "ImageNet weights for ResNet-18 were asked for (pretrained=True) but none are available "
-        f"offline: {imagenet_weights_cache_path()} does not exist and no weights=PATH was given. "
-        f"ctbench never downloads. On a machine with internet access fetch {url} "
-        '(or run `python -c "import torchvision; '
-        "torchvision.models.resnet18(weights='DEFAULT')\"`), "
-        "then copy the file to that cache path or pass weights=PATH (CLI: --weights PATH). "
-        "Or train from scratch with pretrained=False (CLI: --no-pretrained)."
+        "ImageNet weights for ResNet-18 were asked for (pretrained=True) and are not in the torch "
+        f"hub cache ({imagenet_weights_cache_path()}); {reason}. On a machine with internet "
+        'access run `python -c "import torchvision; '
+        "torchvision.models.resnet18(weights='DEFAULT')\"` (or fetch "
+        f"{url}) and copy the file to that cache path, or pass weights=PATH (CLI: --weights "
+        "PATH). Or train from scratch with pretrained=False (CLI: --no-pretrained)."
     )
+
+
+def imagenet_state_dict(progress: bool = True) -> dict[str, torch.Tensor]:
+    """ResNet-18's ImageNet weights the way torchvision gives them: from the torch hub cache,
+    downloaded there first by torchvision's weights API when missing (hash checked, loaded
+    with ``weights_only``). Offline, or with CTBENCH_OFFLINE set, one error says where to put
+    the file; nothing falls back to random weights."""
+    import os
+
+    from torchvision.models import ResNet18_Weights
+
+    path = imagenet_weights_cache_path()
+    if not path.is_file():
+        if os.environ.get(OFFLINE_VARIABLE):
+            raise PretrainedWeightsNotFoundError(
+                _missing_weights_message(f"{OFFLINE_VARIABLE} is set, so ctbench does not download")
+            )
+        try:
+            ResNet18_Weights.IMAGENET1K_V1.get_state_dict(
+                progress=progress, check_hash=True, weights_only=True
+            )
+        except (
+            OSError,
+            RuntimeError,
+        ) as error:  # URLError is an OSError; a bad hash a RuntimeError
+            reason = f"downloading them failed ({type(error).__name__}: {error})"
+            raise PretrainedWeightsNotFoundError(_missing_weights_message(reason)) from error
+    return load_resnet18_state_dict(path)
 
 
 def load_resnet18_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -119,17 +151,14 @@ def resnet18_features(pretrained: bool = False, weights: str | Path | None = Non
     """ResNet-18 up to layer4: ``[N, 3, Y, X] -> [N, 512, Y/32, X/32]`` (11,176,512 parameters).
 
     ``weights`` (a torchvision ResNet-18 state dict file) implies ``pretrained``; with
-    ``pretrained`` and no file, the torch hub cache is used; with neither, an error says how to
-    provide the weights.
+    ``pretrained`` and no file, torchvision's ImageNet weights (:func:`imagenet_state_dict`).
     """
     from torchvision.models import resnet18
 
     network = resnet18(weights=None)
     if weights is not None or pretrained:
         path = Path(weights) if weights is not None else imagenet_weights_cache_path()
-        if weights is None and not path.is_file():
-            raise PretrainedWeightsNotFoundError(_missing_weights_message())
-        state = load_resnet18_state_dict(path)
+        state = load_resnet18_state_dict(path) if weights is not None else imagenet_state_dict()
         try:
             network.load_state_dict(state)
         except RuntimeError as error:
