@@ -518,7 +518,7 @@ def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[st
         ):
             case_id = dataset.case_ids[index]
             decoded_later = dataset.with_findings or dataset.with_organs
-            ready = not decoded_later and (cache is None or cache.has(case_id))
+            ready = not decoded_later and cache is not None and cache.has(case_id)
             if ready and (regions is None or regions.is_cached(case_id)):
                 continue
             try:

@@ -42,3 +42,26 @@ def test_data_show_rejects_bad_arguments(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "has 24 cases" in result.output
     result = CliRunner().invoke(main, ["data", "show", "--dataset", "phantm"])
     assert result.exit_code == 2 and "Did you mean 'phantom'?" in result.output
+
+
+def test_data_check_lists_every_bad_case_and_fails(tmp_path, monkeypatch, tiny_phantom):
+    import shutil
+
+    cache = tmp_path / "cache"
+    folder = cache / tiny_phantom.folder.name
+    shutil.copytree(tiny_phantom.folder, folder, ignore=shutil.ignore_patterns("volumes-*"))
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(cache))
+    good = CliRunner().invoke(main, ["data", "check", "phantom", "--preset", "tiny", "--quiet"])
+    assert good.exit_code == 0 and "48 cases, 0 with problems" in good.output, good.output
+    (folder / "cases" / "val00003.npz").write_bytes(b"truncated")
+    (folder / "cases" / "tst00001.npz").write_bytes(b"")
+    bad = CliRunner().invoke(main, ["data", "check", "phantom", "--preset", "tiny", "--quiet"])
+    assert bad.exit_code == 1, bad.output
+    lines = bad.output.splitlines()
+    assert any(line.startswith("valid val00003:") and "val00003.npz" in line for line in lines)
+    assert any(line.startswith("test tst00001:") for line in lines)
+    assert "48 cases, 2 with problems" in bad.output and "Traceback" not in bad.output
+    rooted = CliRunner().invoke(
+        main, ["data", "check", "phantom", "--preset", "tiny", "--data-root", str(tmp_path)]
+    )
+    assert rooted.exit_code == 2 and "takes no --data-root" in rooted.output

@@ -57,6 +57,47 @@ def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None)
     click.echo(f"{source.folder}: {total} cases ({generated} generated now)")
 
 
+@data.command("check")
+@click.argument("dataset_name", metavar="NAME", type=PluginName("datasets"), default="phantom")
+@click.option("--preset", default="default", show_default=True, help="Dataset preset.")
+@click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The dataset's folder, for datasets read from disk.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -> None:
+    """Load every case of dataset NAME once and list every problem (unreadable file, wrong
+    shape, NaN, values that are not HU, wrong label count), one line each, before any
+    training; exit 1 when a case is bad. A run skips and lists the same cases."""
+    import ctbench
+    from ctbench.data import VolumeDataset
+    from ctbench.runs import check_cases
+
+    options = {"preset": preset, **({"data_root": data_root} if data_root else {})}
+    try:
+        source = ctbench.create_dataset(dataset_name, **options)
+    except TypeError as error:  # the plugin takes no such option
+        if data_root is not None and "data_root" in str(error):
+            raise click.UsageError(
+                f"{dataset_name} takes no --data-root: it does not read a folder"
+            ) from error
+        raise click.ClickException(f"{dataset_name}: {error}") from error
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+    if hasattr(source, "materialise"):
+        source.materialise(progress=False if quiet else None)
+    datasets = {split: VolumeDataset(source, split) for split in SPLITS}
+    total = sum(len(dataset) for dataset in datasets.values())
+    problems = check_cases(datasets, progress=False if quiet else None)
+    for problem in problems:
+        click.echo(f"{problem['split']} {problem['case_id']}: {problem['error']}")
+    click.echo(f"{dataset_name} ({preset}): {total} cases, {len(problems)} with problems")
+    if problems:
+        raise SystemExit(1)
+
+
 @data.command("show")
 @click.option(
     "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
