@@ -26,6 +26,7 @@ import torch
 from ctbench.plugins.architectures.components import (
     SliceBackboneModel,
     SliceTrunk,
+    full_precision,
     refuse_pretrained,
 )
 from torch import nn
@@ -74,7 +75,9 @@ class AxialNet(SliceBackboneModel):
 
     def _slice_scores(self, features: torch.Tensor) -> torch.Tensor:
         batch, slices = features.shape[:2]
-        scores = self.fc(self.trunk.from_backbone(features))  # [B*H, M, 1, 1]
+        z = self.trunk.from_backbone(features)
+        with full_precision(z):
+            scores = self.fc(z.float())  # [B*H, M, 1, 1]
         return scores.view(batch, slices, -1).transpose(1, 2)  # [B, M, H]
 
     def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
@@ -112,8 +115,9 @@ class BodyCAM(SliceBackboneModel):
     def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
         batch, slices = features.shape[:2]
         z = self.trunk.from_backbone(features)  # [B*H, F, D1, D2]
-        pooled = z.view(batch, slices, *z.shape[1:]).mean(dim=(1, 3, 4))  # [B, F]
-        return self.fc(pooled)  # [B, M]
+        with full_precision(z):
+            pooled = z.float().view(batch, slices, *z.shape[1:]).mean(dim=(1, 3, 4))  # [B, F]
+            return self.fc(pooled)  # [B, M]
 
 
 def axialnet(n_classes: int, input_shape: tuple[int, int, int, int], **options) -> AxialNet:

@@ -174,6 +174,15 @@ def refuse_pretrained(name: str, options: dict) -> None:
         )
 
 
+def full_precision(x: torch.Tensor):
+    """Autocast off on ``x``'s device: models compute their scoring layers in fp32 (on
+    ``x.float()``) under ``--precision bf16|fp16``. bf16 keeps 8 significant bits, so its
+    logits tie (half of 64 random cases' logits for one label did) and AUROC, a rank statistic,
+    would count ties; the scoring layers cost nothing next to the backbone. Under fp32 this
+    changes nothing."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def check_input(x: torch.Tensor, input_shape: tuple[int, int, int, int], name: str) -> None:
     """One clear error when a batch does not have the shape the model was built for."""
     if x.dim() != 5 or tuple(x.shape[1:]) != tuple(input_shape):

@@ -29,6 +29,7 @@ from ctbench.plugins.architectures.components import (
     SliceBackboneModel,
     SliceTrunk,
     check_input,
+    full_precision,
     mlp_head,
     refuse_pretrained,
     scaled_conv3d,
@@ -87,7 +88,8 @@ class BodyConv(SliceBackboneModel):
     def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
         maps = features.transpose(1, 2)  # [B, 512, H, G, G]
         z = self.reducing_convs(maps)  # [B, 16, H', D1, D2]
-        return self.classifier(z.flatten(1))
+        with full_precision(z):
+            return self.classifier(z.flatten(1).float())
 
 
 # (out_channels, kernel, stride) of 3DConv's convolutions; the last two are 1x1x1.
@@ -126,7 +128,8 @@ class ThreeDConv(nn.Module):
         batch, slices, channels, height, width = x.shape
         volume = x.reshape(batch, 1, slices * channels, height, width)  # slice 3h+c = group h, c
         z = self.reducing_convs(volume)  # [B, 64, S', D1, D2]
-        return self.classifier(z.flatten(1))
+        with full_precision(z):
+            return self.classifier(z.flatten(1).float())
 
 
 class CTNet(SliceBackboneModel):
@@ -154,8 +157,9 @@ class CTNet(SliceBackboneModel):
         self.classifier = mlp_head(channels * math.prod(sizes), n_classes, dropout=0.5)
 
     def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
-        # [B, H as channels, 512 as depth, G, G]
-        return self.classifier(self.reducing_convs(features).flatten(1))
+        z = self.reducing_convs(features)  # [B, H as channels, 512 as depth, G, G]
+        with full_precision(z):
+            return self.classifier(z.flatten(1).float())
 
 
 def bodyconv(n_classes: int, input_shape: tuple[int, int, int, int], **options) -> BodyConv:
