@@ -63,14 +63,15 @@ def spec_changes(plan: MatrixPlan) -> tuple[list[str], list[str]]:
     return [f for f in now if f not in before], [f for f in before if f not in now]
 
 
+CELL_ACTIONS = {"finished": "skip", "unfinished": "resume", "new": "new"}
+"""What the matrix does with a cell, by its run folder's :func:`ctbench.runs.run_state`."""
+
+
 def cell_action(out: Path, cell: Cell) -> str:
     """``skip`` (finished), ``resume`` (started) or ``new``."""
-    folder = out / cell.folder
-    if (folder / "metrics.json").is_file():
-        return "skip"
-    if folder.is_dir() and any(folder.iterdir()):
-        return "resume"
-    return "new"
+    from ctbench.runs import run_state
+
+    return CELL_ACTIONS[run_state(out / cell.folder)]
 
 
 def run_matrix(

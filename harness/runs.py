@@ -52,13 +52,23 @@ class Timer:
         self.log(f"{name}: done in {took:.1f} s")
 
 
+def run_state(folder: Path) -> str:
+    """``finished`` (``metrics.json``, written last, is there), ``unfinished`` (anything else
+    is) or ``new`` (no folder, or an empty one)."""
+    folder = Path(folder)
+    if (folder / "metrics.json").is_file():
+        return "finished"
+    return "unfinished" if folder.is_dir() and any(folder.iterdir()) else "new"
+
+
 def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
     """Create the run folder, or reuse it under the rules: finished runs are never overwritten
     silently, unfinished ones continue only with ``resume`` and the same configuration."""
-    if folder.exists() and any(folder.iterdir()):
+    state = run_state(folder)
+    if state != "new":
         if overwrite:
             shutil.rmtree(folder)
-        elif (folder / "metrics.json").exists():
+        elif state == "finished":
             raise RunExistsError(
                 f"{folder}: a finished run is already here; pass --overwrite to replace it"
             )
@@ -114,7 +124,7 @@ def execute_run(
     job = initialise(device)  # torchrun's process group, when there is one
     if not job.is_main:  # one voice and one writer: rank 0
         progress, log = False, lambda _message: None
-    fresh = not (folder.is_dir() and any(folder.iterdir()))
+    fresh = run_state(folder) == "new"
     if job.is_main:
         prepare_folder(folder, config, resume=resume, overwrite=overwrite)
     job.barrier()
