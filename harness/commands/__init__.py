@@ -45,6 +45,35 @@ class InputShape(click.ParamType):
         return shape
 
 
+class DeviceName(click.ParamType):
+    """``--device``: a device that exists here, as a ``torch.device`` (torch is imported only
+    when the command runs, not for ``--help``); one that does not is a usage error."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        from ctbench.devices import DeviceError, resolve_device
+
+        try:
+            return resolve_device(value)
+        except DeviceError as error:
+            self.fail(str(error), param, ctx)
+
+
+def device_option(note: str = "") -> Callable[[Callable], Callable]:
+    """``--device auto|cpu|cuda|cuda:N|mps`` (default auto), as explain, segment and pretrain
+    take it (``ctbench run`` has it among its run options)."""
+    from ctbench.run_config import DEVICE_HELP
+
+    return click.option(
+        "--device",
+        type=DeviceName(),
+        default="auto",
+        show_default=True,
+        help=f"{DEVICE_HELP} {note}".strip(),
+    )
+
+
 def weights_options(command: Callable) -> Callable:
     """``--start``, ``--pretrained/--no-pretrained`` and ``--weights PATH``, as every model
     command takes them.

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName
-from ctbench.run_config import DEVICE_HELP
+from ctbench.commands import PluginName, device_option
 
 
 def _shape(text: str | None) -> tuple[int, int, int] | None:
@@ -61,7 +60,7 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
     show_default=True,
 )
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@device_option()
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -92,7 +91,6 @@ def explain(
     from ctbench.cases import validate_volume
     from ctbench.checkpoints import model_from_checkpoint
     from ctbench.data import prepare_volume
-    from ctbench.devices import DeviceError, resolve_device
     from ctbench.explanations import relu_minmax, upsample_to_volume
     from ctbench.figures import plot_explanation
     from ctbench.io import load_volume
@@ -101,10 +99,6 @@ def explain(
 
     if (checkpoint is None) == (arch is None):
         raise click.UsageError("give exactly one of --checkpoint and --arch")
-    try:
-        device = resolve_device(device)
-    except DeviceError as error:
-        raise click.BadParameter(str(error), param_hint="--device") from error
     try:
         payload = None
         if checkpoint is not None:

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName
-from ctbench.run_config import DEVICE_HELP
+from ctbench.commands import PluginName, device_option
 
 
 @click.command()
@@ -29,12 +28,7 @@ from ctbench.run_config import DEVICE_HELP
 )
 @click.option("--rebuild", is_flag=True, help="Build again even when the weights exist.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help=f"{DEVICE_HELP} Only the CPU rebuilds the weights byte for byte.",
-)
+@device_option("Only the CPU rebuilds the weights byte for byte.")
 def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet, device) -> None:
     """Pretrain ResNet-18 on the dataset's pretext pool: organ-wise HU occupancy per cell.
 
@@ -44,7 +38,6 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet, device) -> None
     settings on the same software rebuild it byte for byte.
     """
     import ctbench
-    from ctbench.devices import resolve_device
     from ctbench.runs import preset_pretext
 
     overrides = {"seed": seed, **({"epochs": epochs} if epochs else {})}
@@ -56,7 +49,7 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet, device) -> None
             rebuild=rebuild,
             progress=False if quiet else None,
             log=click.echo,
-            device=resolve_device(device),
+            device=device,
             **overrides,
         )
     except (ValueError, FileNotFoundError) as error:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName
-from ctbench.run_config import DEVICE_HELP
+from ctbench.commands import PluginName, device_option
 
 
 @click.command()
@@ -27,8 +26,8 @@ from ctbench.run_config import DEVICE_HELP
     default=None,
     help="Write a picture of the three organs over axial and coronal slices.",
 )
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, device: str) -> None:
+@device_option()
+def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, device) -> None:
     """Segment VOLUME: a NIfTI file, a DICOM folder, an .npz/.npy, or phantom:PRESET:CASE_ID.
 
     The morphological segmenter computes on --device (torch there, scipy on the CPU: the
@@ -37,13 +36,8 @@ def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, dev
     import ctbench
     import numpy as np
     from ctbench.cases import InvalidCaseError, validate_volume
-    from ctbench.devices import DeviceError, resolve_device
     from ctbench.io import load_volume
 
-    try:
-        device = resolve_device(device)
-    except DeviceError as error:
-        raise click.BadParameter(str(error), param_hint="--device") from error
     try:
         if volume.startswith("phantom:"):
             _, preset, case_id = volume.split(":")
