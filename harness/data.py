@@ -107,14 +107,23 @@ class VolumeDataset(Dataset):
         """
         return augmentation.apply(fit_to_shape(array, self.preprocessing.volume_shape, fill))
 
-    def _needs_case(self, case_id: str) -> bool:
-        cached = self.volume_cache is not None and self.volume_cache.has(case_id)
-        return not (self.raw and cached) or self.with_organs or self.with_findings
+    def decodes(self, case_id: str) -> bool:
+        """True when a sample of ``case_id`` reads the dataset's own files: its fitted volume
+        or its allowed regions are not cached, the per-sample path (``x``) is on, or the
+        split wants its masks. Otherwise the caches serve it whole."""
+        regions = self.allowed_regions
+        served = (
+            self.raw
+            and self.volume_cache is not None
+            and self.volume_cache.has(case_id)
+            and (regions is None or regions.is_cached(case_id))
+        )
+        return not served or self.with_organs or self.with_findings
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         case_id = self.case_ids[index]
         augmentation = self.augmentation(index)
-        case = self.load_case(index) if self._needs_case(case_id) else None
+        case = self.load_case(index) if self.decodes(case_id) else None
         if case is None:  # the fast path: the cached, fitted volume, mapped from disk
             labels = self.volume_cache.labels(case_id)
             volume = torch.from_numpy(self.volume_cache.volume(case_id))
@@ -154,8 +163,8 @@ class VolumeDataset(Dataset):
             regions = self.allowed_regions
             sample["allowed"] = torch.from_numpy(
                 regions.cached(case_id, augmentation)
-                if case is None and regions.is_cached(case_id)
-                else regions(case or self.load_case(index), augmentation)
+                if case is None
+                else regions(case, augmentation)
             )
         return sample
 

@@ -512,8 +512,8 @@ def dataset_config(source) -> dict[str, Any]:
 def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[str, str]]:
     """Load every case once: validate it, cache its model-ready volume and build its allowed
     regions when needed; skip and list the cases that fail, so that a bad file never stops a
-    long run. Cases already in both caches are not decoded again (unless the split reads
-    their masks later, which must then be readable). Under torchrun each rank
+    long run. Cases the caches serve whole (``VolumeDataset.decodes``) are not decoded again.
+    Under torchrun each rank
     checks a shard and every rank learns the whole list."""
     from ctbench.cases import InvalidCaseError
     from ctbench.distributed import Distributed, shard
@@ -527,9 +527,7 @@ def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[st
             shard(len(dataset), job), enabled=progress, desc=f"check {name}", unit="case"
         ):
             case_id = dataset.case_ids[index]
-            decoded_later = dataset.with_findings or dataset.with_organs
-            ready = not decoded_later and cache is not None and cache.has(case_id)
-            if ready and (regions is None or regions.is_cached(case_id)):
+            if not dataset.decodes(case_id):  # the caches serve it: decoded and checked before
                 continue
             try:
                 case = dataset.load_case(index)
