@@ -72,6 +72,13 @@ class CaseSource(Protocol):
     def load(self, case_id: str) -> Case: ...
 
 
+def source_config(source) -> dict:
+    """The dataset's own configuration when it has one (the phantom's generator settings):
+    part of config.json and of the keys of the caches built from the source."""
+    config = getattr(source, "config", None)
+    return config.to_json() if hasattr(config, "to_json") else {}
+
+
 def validate_volume(volume: np.ndarray, case_id: str, hu_bounds=(-2048.0, 4096.0)) -> None:
     """One clear error if a volume is not a plausible CT in HU (shape, dtype, NaN/inf, range)."""
     if not isinstance(volume, np.ndarray):

@@ -42,9 +42,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
                 f"--device {spec}: CUDA is not available here (torch {torch.__version__}, "
                 f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
             )
-        index = device.index
-        if index is None:
-            index = int(os.environ.get("LOCAL_RANK", 0)) if "LOCAL_RANK" in os.environ else 0
+        index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", 0))
         if index >= torch.cuda.device_count():
             raise DeviceError(
                 f"--device {spec}: cuda:{index} does not exist; this machine has "

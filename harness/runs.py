@@ -263,6 +263,7 @@ class RunParts:
 
     def write_config(self, machine: dict[str, Any]) -> None:
         """``config.json``: the options and everything else that shaped the results."""
+        from ctbench.cases import source_config
         from ctbench.devices import device_record
         from ctbench.storage import write_json
 
@@ -278,7 +279,7 @@ class RunParts:
                 },
                 "input_shape": list(self.input_shape),
                 "labels": self.labels,
-                "dataset_config": dataset_config(self.source),
+                "dataset_config": source_config(self.source),
                 "explainable": self.explainable,
                 "machine": machine,
                 "device": device_record(self.device, self.precision),
@@ -478,43 +479,31 @@ def preset_pretext(
     )
 
 
-def pretext_start(
-    config: RunConfig, source, timer: Timer, progress, log, job=None, job_device="cpu"
-):
-    """``(weights path, its build record)`` of the dataset's pretext start, built once (by
-    rank 0 first under torchrun).
+def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=None, device="cpu"):
+    """``(weights path, its build record)`` of the dataset's pretext start, built once on
+    ``device`` (by rank 0 first under torchrun).
 
     A model that never loads weights is refused before the build, not after it.
     """
     from ctbench.distributed import Distributed
-
-    job = job or Distributed()
     from ctbench.registry import default_registry
 
+    job = job or Distributed()
     if not default_registry().get("architectures", config.arch).meta.get("pretrainable", True):
         raise ValueError(f"{config.arch} never loads pretrained weights; use --start random")
     with timer.phase("pretext"):
         path = job.main_first(
-            lambda: preset_pretext(
-                source, config.preset, progress=progress, log=log, device=job_device
-            )
+            lambda: preset_pretext(source, config.preset, progress=progress, log=log, device=device)
         )
     record = json.loads(path.with_suffix(".json").read_text())
     return str(path), {"path": str(path), **record}
-
-
-def dataset_config(source) -> dict[str, Any]:
-    """The dataset's own configuration when it has one (the phantom's generator settings)."""
-    config = getattr(source, "config", None)
-    return config.to_json() if hasattr(config, "to_json") else {}
 
 
 def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[str, str]]:
     """Load every case once: validate it, cache its model-ready volume and build its allowed
     regions when needed; skip and list the cases that fail, so that a bad file never stops a
     long run. Cases the caches serve whole (``VolumeDataset.decodes``) are not decoded again.
-    Under torchrun each rank
-    checks a shard and every rank learns the whole list."""
+    Under torchrun each rank checks a shard and every rank learns the whole list."""
     from ctbench.cases import InvalidCaseError
     from ctbench.distributed import Distributed, shard
     from ctbench.progress import progress_bar

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from ctbench.cases import Case, InvalidCaseError
+from ctbench.cases import Case, InvalidCaseError, source_config
 from ctbench.preprocess import fit_to_shape
 from ctbench.storage import atomic_open, config_key, write_json
 
@@ -77,10 +77,9 @@ class VolumeCache:
 def cache_for(source, volume_shape: tuple[int, int, int], fallback: Path) -> VolumeCache:
     """The cache of ``source`` beside its own files (``source.folder``), else in ``fallback``;
     keyed by the source's name, preset and configuration."""
-    config = getattr(source, "config", None)
     identity = {
         "dataset": source.name,
         "label_names": list(source.label_names),
-        "config": config.to_json() if hasattr(config, "to_json") else repr(config),
+        "config": source_config(source),
     }
     return VolumeCache(Path(getattr(source, "folder", fallback)), identity, volume_shape)

@@ -75,7 +75,7 @@ def cache_backbone_output(
     case, unaugmented, in dataset order, on the CPU: ``{"x": [N, ...], "y": [N, M],
     "allowed": ...}``. The model runs on ``device``; under torchrun each rank computes a
     shard of the cases and every rank receives the whole cache."""
-    job = job or Distributed()
+    job, device = job or Distributed(), torch.device(device)
     plain = copy.copy(dataset)
     plain.augment = False
     was_training = model.training
@@ -83,12 +83,12 @@ def cache_backbone_output(
     parts: dict[str, list[torch.Tensor]] = {}
     indices = shard(len(plain), job)
     loader = make_loader(Subset(plain, indices), batch_size=batch_size)
-    autocast = (precision or Precision("fp32", torch.device(device).type)).autocast()
+    autocast = (precision or Precision("fp32", device.type)).autocast()
     with torch.no_grad(), autocast:
         for batch in progress_bar(
             loader, enabled=progress, desc=f"backbone {dataset.split}", unit="batch", leave=False
         ):
-            batch = to_model_batch(to_device(batch, torch.device(device)), plain.preprocessing)
+            batch = to_model_batch(to_device(batch, device), plain.preprocessing)
             parts.setdefault("x", []).append(model.backbone_features(batch["x"]).float().cpu())
             parts.setdefault("y", []).append(batch["y"].cpu())
             if "allowed" in batch:
