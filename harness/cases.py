@@ -43,6 +43,9 @@ class Case:
     organs: dict[str, np.ndarray] | None = None
     findings: list[Finding] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    # where the dataset itself places each present label, for PARTITION ({label: organs});
+    # None: the report labeler places them (the phantom, report-only folders)
+    located: dict[str, list[str]] | None = None
 
     def locations(self) -> dict[str, list[str]]:
         """Location-specific truth: ``{present label: organs holding it, in ORGANS order}``."""

@@ -35,7 +35,7 @@ ORGAN_PREFIX = {
     "right_lung": "lung_",
     "left_lung": "lung_",
 }
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x\s*\d+(?:\.\d+)?\s*)?(mm|cm)\b")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x\s*(\d+(?:\.\d+)?)\s*)?(mm|cm)\b")
 
 
 def read_report(path) -> str:
@@ -63,9 +63,28 @@ def vocabulary() -> dict:
     return json.loads(text)
 
 
+def image_sections(report: str) -> str:
+    """The report less the sections that do not describe the images (indication, clinical
+    information, technique, comparison: ``sections_ignored``), whose "rule out pneumonia"
+    would otherwise read as a finding. A section runs from its ``Header:`` to the next."""
+    ignored = vocabulary()["sections_ignored"]
+    header = re.compile(r"(?:^|(?<=[\s.;]))([A-Za-z][A-Za-z ]{2,30}):")
+    kept, start, skipping = [], 0, False
+    for match in header.finditer(report):
+        if not skipping:
+            kept.append(report[start : match.start()])
+        name = match.group(1).strip().lower()
+        skipping = name in ignored
+        start = match.start() if not skipping else match.end()
+    if not skipping:
+        kept.append(report[start:])
+    return " ".join(kept)
+
+
 def split_sentences(report: str) -> list[str]:
-    """Sentences of a report; section headers and list numbers are dropped."""
-    text = re.sub(r"\b[A-Z][A-Z ]{2,}:", " ", report)  # FINDINGS:, IMPRESSION:, ...
+    """Sentences of a report's image sections; section headers and list numbers are dropped."""
+    text = image_sections(report)
+    text = re.sub(r"\b[A-Z][A-Z ]{2,}:", " ", text)  # FINDINGS:, IMPRESSION:, ...
     text = re.sub(r"(?:^|\s)\d+[.)]\s+", " ", text)  # "1. ", "2) "
     parts = re.split(r"(?<=[.;!?])\s+|\n+", text)
     return [p.strip() for p in parts if p.strip(" .")]
@@ -84,7 +103,12 @@ def _apply_rule(text: str, rule: dict) -> str:
             return text
         return " "
     if kind == "delete_sentence_if_first":
-        return " " if text[:position].strip() == "" else text
+        first = text[:position].strip() == ""
+        ends = rule.get("if_ends")
+        if ends is not None:
+            words = text.strip(" .").split()
+            first = first and bool(words) and words[-1] in ends
+        return " " if first else text
     if kind == "delete_before":
         return " " + text[position:]
     if kind == "delete_after":
@@ -110,12 +134,25 @@ def _matches(text: str, entry: dict) -> bool:
     return hit and not any(term in text for term in entry.get("exclude", []))
 
 
+@dataclass(frozen=True)
+class Mention:
+    """One abnormality found in one abnormal phrase: the organs it was placed in, whether the
+    phrase named a location of the vocabulary, and whether it named a place outside the five
+    organs (``elsewhere``: thyroid, liver, axilla, ...)."""
+
+    abnormality: str
+    organs: frozenset[str]
+    placed: bool
+    elsewhere: bool
+
+
 @dataclass
 class ReportLabels:
     """The labeler's output for one report."""
 
     matrix: dict[str, set[str]] = field(default_factory=dict)  # abnormality -> organs
     sentences: list[tuple[str, str]] = field(default_factory=list)  # (sentence, kept phrase)
+    mentions: list[Mention] = field(default_factory=list)
 
     def labels(self) -> list[str]:
         """Output labels present, in the paper's model order."""
@@ -159,7 +196,7 @@ def _sentence_locations(phrase: str, vocab: dict) -> set[str]:
 def _organs_for(abnormality: str, locations: set[str], phrase: str, vocab: dict) -> set[str]:
     """Location inference and sanity checks for one abnormality found in one phrase."""
     lungs = {"right_lung", "left_lung"}
-    if abnormality in vocab["lung_only"]:
+    if abnormality in vocab["lung_only"] or abnormality in vocab["lung_only_extra"]:
         sides = locations & lungs or _stated_sides(phrase)
         return sides or set(lungs)  # side unknown: both lungs allowed
     if abnormality in vocab["heart_only"]:
@@ -176,8 +213,14 @@ def _organs_for(abnormality: str, locations: set[str], phrase: str, vocab: dict)
     return organs
 
 
-def _sizes_cm(phrase: str) -> list[float]:
-    return [float(v) / (10.0 if unit == "mm" else 1.0) for v, unit in _SIZE.findall(phrase)]
+def _sizes_cm(phrase: str, axis: str) -> list[float]:
+    """Each size in the phrase in cm: ``15 x 11 mm`` is 1.1 on its short axis, 1.5 on its
+    long axis (nodes are enlarged by their short axis, nodules large by their long one)."""
+    pick = min if axis == "short" else max
+    return [
+        pick(float(a), float(b or a)) / (10.0 if unit == "mm" else 1.0)
+        for a, b, unit in _SIZE.findall(phrase)
+    ]
 
 
 def label_sentences(report: str) -> ReportLabels:
@@ -190,22 +233,63 @@ def label_sentences(report: str) -> ReportLabels:
         if not phrase:
             continue
         found = {n for n, entry in vocab["abnormalities"].items() if _matches(phrase, entry)}
-        sizes = _sizes_cm(phrase)
         rule = vocab["measurements"]
-        if rule["nodulegr1cm"]["needs"] in found and any(
-            s > rule["nodulegr1cm"]["over_cm"] for s in sizes
+        large, nodes = rule["nodulegr1cm"], rule["lymphadenopathy"]
+        if large["needs"] in found and any(
+            s > large["over_cm"] for s in _sizes_cm(phrase, large["axis"])
         ):
             found.add("nodulegr1cm")
-        if any(t in phrase for t in rule["lymphadenopathy"]["needs_any"]) and any(
-            s > rule["lymphadenopathy"]["over_cm"] for s in sizes
+        if any(t in phrase for t in nodes["needs_any"]) and any(
+            s > nodes["over_cm"] for s in _sizes_cm(phrase, nodes["axis"])
         ):
             found.add("lymphadenopathy")
         locations = _sentence_locations(phrase, vocab)
-        for abnormality in found:
+        elsewhere = any(term in phrase for term in vocab["elsewhere"])
+        for abnormality in sorted(found):
             organs = _organs_for(abnormality, locations, phrase, vocab)
+            if not organs and not locations and not elsewhere:
+                organs = _unplaced_organs(abnormality, vocab)
+            result.mentions.append(
+                Mention(abnormality, frozenset(organs), bool(locations), elsewhere)
+            )
             if organs:
                 result.matrix.setdefault(abnormality, set()).update(organs)
     return result
+
+
+def _unplaced_organs(abnormality: str, vocab: dict) -> set[str]:
+    """Where an abnormality goes when its sentence names no place (``unplaced``)."""
+    for organs, names in vocab["unplaced"].items():
+        if not organs.startswith("_") and abnormality in names:
+            return set(organs.split("|"))
+    return set()
+
+
+def place_labels(report: str, table: dict[str, dict]) -> dict[str, list[str]]:
+    """``{label: organs}`` for another label set described by labeler terms, such as
+    CT-RATE's 18 (``ctbench.vocabulary.ct_rate_labels``): a label is present when one of its
+    ``abnormalities`` is found in an abnormal phrase, and lies where those phrases place it.
+    Its ``gate`` says which phrases count: ``none``, every one; ``place``, those that place
+    the finding in one of the label's organs or name no place at all (a thyroid nodule is no
+    lung nodule); ``strict``, only those that place it in the label's organs (a calcification
+    is arterial only in a vessel). A label found but not placed lies in all its organs."""
+    mentions = label_sentences(report).mentions
+    out: dict[str, set[str]] = {}
+    for label, entry in table.items():
+        organs = set(entry["organs"])
+        for mention in mentions:
+            if mention.abnormality not in entry["abnormalities"]:
+                continue
+            inside = mention.organs & organs
+            unplaced = not mention.organs and not mention.placed and not mention.elsewhere
+            gate = entry.get("gate", "place")
+            if gate == "none" or inside or (gate == "place" and unplaced):
+                out.setdefault(label, set()).update(inside)
+    return {
+        label: sorted(out[label] or table[label]["organs"], key=ORGANS.index)
+        for label in table
+        if label in out
+    }
 
 
 def label_report(text: str) -> dict[str, object]:

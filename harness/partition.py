@@ -1,6 +1,7 @@
 """PARTITION: allowed regions ``G_true [M, H', D1, D2]`` from report text and organ masks.
 
-For each case: the report labeler gives the present labels and the organs that hold them; the
+For each case: the report labeler gives the present labels and the organs that hold them (or
+the dataset states them, as RAD-ChestCT's location columns do: ``Case.located``); the
 segmenter gives right lung, left lung and mediastinum on the model's padded/cropped grid; the
 downsampler brings each organ to the representation grid. For a present label the allowed
 region is the union of its organs' small masks (heart, great vessel and mediastinum findings all
@@ -50,6 +51,19 @@ def allowed_regions(
     return regions
 
 
+def report_locations(case: Case) -> dict[str, list[str]]:
+    """``{label: organs}`` PARTITION places: the dataset's own placement when it states one
+    (``Case.located``: RAD-ChestCT's location columns, CT-RATE's labels placed through its
+    report), else what the report labeler reads in the report."""
+    if case.located is not None:
+        return case.located
+    if not case.report:
+        raise InvalidCaseError(f"{case.case_id}: no report, so no labels to place")
+    from ctbench.labeler import label_report
+
+    return label_report(case.report)["locations"]
+
+
 class AllowedRegions:
     """Allowed regions for the cases of one source, under one PARTITION configuration."""
 
@@ -95,11 +109,7 @@ class AllowedRegions:
         the segmented organs, augmented at full size, then downsampled. The record says how
         the organs were found (QC, fallback) and which organs the report gives each label.
         """
-        if not case.report:
-            raise InvalidCaseError(f"{case.case_id}: no report, so no labels to place")
-        from ctbench.labeler import label_report
-
-        located = label_report(case.report)["locations"]
+        located = report_locations(case)
         volume = fit_to_shape(case.volume, self.preprocessing.volume_shape)
         organs = self.segment(volume, case.spacing)
         masks = organs.as_dict().values()  # in SEGMENTED_ORGANS order

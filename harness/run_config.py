@@ -123,6 +123,11 @@ class RunConfig:
         help="Explainer(s) to score (repeat). Default: hirescam and gradcam.",
     )
     dataset: str = option("phantom", plugin="datasets", help="Dataset.")
+    data_root: str | None = option(
+        None,
+        folder=True,
+        help="The dataset's folder, for datasets read from disk (rad-chestct, ct-rate, folder).",
+    )
     preset: str = option("default", help="tiny, default or paper.")
     segmenter: str = option("morphological", plugin="segmenters", help="Organ segmenter.")
     mask_explainer: str = option(
@@ -209,8 +214,14 @@ class RunConfig:
         if start is None:
             from ctbench.registry import default_registry
 
-            meta = default_registry().get("architectures", self.arch).meta
-            start = defaults["start"] if meta.get("pretrainable", True) else "random"
+            registry = default_registry()
+            start = defaults["start"]
+            if start == "pretext" and not registry.get("datasets", self.dataset).meta.get(
+                "pretext"
+            ):
+                start = "imagenet"  # only a dataset that builds a pretext pool can start from it
+            if not registry.get("architectures", self.arch).meta.get("pretrainable", True):
+                start = "random"
         if start not in STARTS:
             raise ValueError(f"unknown start {start!r}; choose {', '.join(STARTS)}")
         scratch = start == "random"
@@ -253,7 +264,12 @@ class RunConfig:
         return cls(**{**data, "explainers": tuple(data.get("explainers", ()))})
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        data = json.loads(json.dumps(asdict(self)))
+        if (
+            data["data_root"] is None
+        ):  # unset, it leaves the phantom runs' folder names as they were
+            del data["data_root"]
+        return data
 
 
 def cli_fields() -> list[tuple[Field, Any]]:

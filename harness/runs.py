@@ -194,6 +194,9 @@ class RunParts:
             options = dict(self.config.dataset_options)
             if self.config.confounders:
                 options["confounders"] = True
+            if self.config.data_root is not None:
+                options["data_root"] = self.config.data_root
+            check_dataset_options(self.config.dataset, options)
             self.source = ctbench.create_dataset(
                 self.config.dataset, preset=self.config.preset, **options
             )
@@ -280,6 +283,8 @@ class RunParts:
                 "input_shape": list(self.input_shape),
                 "labels": self.labels,
                 "dataset_config": source_config(self.source),
+                # what a dataset read from disk found: its files, how splits were made
+                "dataset_index": getattr(self.source, "record", None),
                 "explainable": self.explainable,
                 "machine": machine,
                 "device": device_record(self.device, self.precision),
@@ -499,11 +504,25 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
     return str(path), {"path": str(path), **record}
 
 
+def check_dataset_options(name: str, options: dict) -> None:
+    """One clear error for a folder given to a dataset that reads none, or none given to one
+    that does (the registration's ``reads_folder``)."""
+    from ctbench.registry import default_registry
+
+    reads_folder = bool(default_registry().get("datasets", name).meta.get("reads_folder"))
+    if "data_root" in options and not reads_folder:
+        raise ValueError(f"{name} takes no --data-root: it reads no folder")
+    if reads_folder and options.get("data_root") is None:
+        raise ValueError(f"dataset {name!r} reads a folder: give --data-root PATH")
+
+
 def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[str, str]]:
     """Load every case once: validate it, cache its model-ready volume and build its allowed
     regions when needed; skip and list the cases that fail, so that a bad file never stops a
-    long run. Cases the caches serve whole (``VolumeDataset.decodes``) are not decoded again.
-    Under torchrun each rank checks a shard and every rank learns the whole list."""
+    long run. The dataset's own problems (``source.problems``, found while indexing its
+    files) come first in the list. Cases the caches serve whole (``VolumeDataset.decodes``)
+    are not decoded again. Under torchrun each rank checks a shard and every rank learns the
+    whole list."""
     from ctbench.cases import InvalidCaseError
     from ctbench.distributed import Distributed, shard
     from ctbench.progress import progress_bar
@@ -527,6 +546,9 @@ def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[st
             except (InvalidCaseError, OSError, ValueError) as error:
                 skipped.append({"split": name, "case_id": case_id, "error": str(error)})
     skipped = [case for part in job.all_gather(skipped) for case in part]
+    source = next(iter(datasets.values())).source
+    # what the dataset's index found wrong (a label row with no volume, duplicated names)
+    skipped = [{"split": "-", **problem} for problem in getattr(source, "problems", [])] + skipped
     for name, dataset in datasets.items():
         bad = {case["case_id"] for case in skipped if case["split"] == name}
         dataset.case_ids = [case_id for case_id in dataset.case_ids if case_id not in bad]

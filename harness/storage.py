@@ -42,6 +42,14 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
 
 
+def default_cache_dir() -> Path:
+    """``$CTBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ctbench``, else ``~/.cache/ctbench``."""
+    if os.environ.get("CTBENCH_CACHE_DIR"):
+        return Path(os.environ["CTBENCH_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "ctbench"
+
+
 def config_key(config: dict) -> str:
     """A short, stable hash of a JSON-able configuration: the name of its cache folder."""
     text = json.dumps(config, sort_keys=True)

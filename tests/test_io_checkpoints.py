@@ -105,3 +105,12 @@ def test_dicom_folder_lands_on_the_grid_of_its_nifti_segmentation():
     assert np.argwhere(liver).mean(axis=0)[2] < 256 < np.argwhere(spleen).mean(axis=0)[2]
     assert 40 < np.median(volume[liver]) < 150  # soft tissue under the liver label
     assert np.median(volume[segmentation == 0]) < -500  # mostly air outside the labels
+    # bone (CT above 200 HU) overlaps the labelled bones only when no axis is flipped
+    bones = np.isin(segmentation, [*range(25, 51), *range(69, 79), *range(91, 118)])
+
+    def dice(ct):
+        dense = ct > 200
+        return 2 * (dense & bones).sum() / (dense.sum() + bones.sum())
+
+    flipped = [dice(volume[::-1]), dice(volume[:, ::-1]), dice(volume[:, :, ::-1])]
+    assert dice(volume) > 0.4 and dice(volume) > 1.5 * max(flipped)

@@ -21,6 +21,7 @@ LUNGS = {"right_lung", "left_lung"}
 # rule phrase -> (sentence, expected abnormality -> organs)
 RULE_SENTENCES = {
     "non": ("Nonenlarged mediastinal lymph nodes.", {}),
+    "no ... detected": ("No pleural effusion and pneumothorax were detected.", {}),
     " no ": (
         "No pleural effusion and a small nodule in the left lower lobe.",
         {"nodule": {"left_lung"}},
@@ -79,6 +80,10 @@ EXCLUSION_SENTENCES = {
         "Linear density in the left lower lobe.",
         {"bandlike_or_linear": {"left_lung"}},
     ),
+    ("density", "fibrotic densit"): (
+        "Fibrotic densities in the left lower lobe.",
+        {"fibrosis": {"left_lung"}},
+    ),
     ("scarring", "linear scar"): (
         "Linear scarring in the right middle lobe.",
         {"bandlike_or_linear": {"right_lung"}},
@@ -97,6 +102,12 @@ SHADOWED = {
 }
 
 
+def rule_name(rule: dict) -> str:
+    """A rule's name in RULE_SENTENCES: its phrase, or its ``name`` when another rule shares
+    the phrase."""
+    return rule.get("name", rule["phrase"])
+
+
 def found(sentence: str) -> dict[str, set[str]]:
     return labeler.label_sentences(sentence).matrix
 
@@ -109,13 +120,13 @@ def without(*entries) -> dict:
             abnormality, term = entry
             vocab["abnormalities"][abnormality]["exclude"].remove(term)
         else:
-            vocab["rules"] = [r for r in vocab["rules"] if r["phrase"] != entry]
+            vocab["rules"] = [r for r in vocab["rules"] if rule_name(r) != entry]
     return vocab
 
 
 def test_every_rule_and_exclusion_has_a_sentence():
     vocab = labeler.vocabulary()
-    assert set(RULE_SENTENCES) == {rule["phrase"] for rule in vocab["rules"]}
+    assert set(RULE_SENTENCES) == {rule_name(rule) for rule in vocab["rules"]}
     exclusions = {
         (name, term)
         for name, entry in vocab["abnormalities"].items()

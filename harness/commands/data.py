@@ -25,20 +25,48 @@ def _dataset_options(command):
         "--preset",
         default="default",
         show_default=True,
-        help="Dataset preset (phantom: tiny, default, paper).",
+        help="Dataset preset (tiny, default, paper).",
     )(command)
 
 
-def _source(name: str, preset: str, seed: int, confounders: bool, cache_dir: Path | None = None):
-    import ctbench
+DATA_ROOT = click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The dataset's folder, for datasets read from disk (rad-chestct, ct-rate, folder).",
+)
 
-    options = {"preset": preset, "seed": seed, "confounders": confounders}
+
+def _source(
+    name: str,
+    preset: str,
+    seed: int = 0,
+    confounders: bool = False,
+    cache_dir: Path | None = None,
+    data_root: Path | None = None,
+):
+    """The dataset with the options it takes: a folder for datasets read from disk, the
+    seed and cues for generated ones; a wrong combination is one clear error."""
+    import ctbench
+    from ctbench.runs import check_dataset_options
+
+    options: dict = {"preset": preset}
+    if data_root is not None:
+        options["data_root"] = data_root
+    else:
+        options |= {"seed": seed, "confounders": confounders}
     if cache_dir is not None:
         options["cache_dir"] = cache_dir
     try:
-        return ctbench.create_dataset(name, **options)
+        check_dataset_options(name, options)
     except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    try:
+        return ctbench.create_dataset(name, **options)
+    except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
+    except TypeError as error:  # the plugin takes no such option
+        raise click.ClickException(f"{name}: {error}") from error
 
 
 @data.command("phantom")
@@ -60,32 +88,17 @@ def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None)
 @data.command("check")
 @click.argument("dataset_name", metavar="NAME", type=PluginName("datasets"), default="phantom")
 @click.option("--preset", default="default", show_default=True, help="Dataset preset.")
-@click.option(
-    "--data-root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="The dataset's folder, for datasets read from disk.",
-)
+@DATA_ROOT
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -> None:
-    """Load every case of dataset NAME once and list every problem (unreadable file, wrong
-    shape, NaN, values that are not HU, wrong label count), one line each, before any
-    training; exit 1 when a case is bad. A run skips and lists the same cases."""
-    import ctbench
+    """Load every case of dataset NAME once and list every problem, one line each, before any
+    training: an unreadable or truncated file, a label row with no volume or a volume with no
+    row, duplicated names, a volume not in HU, no lungs, NaN, a wrong shape or label count.
+    Exit 1 when a case is bad. A run skips and lists the same cases."""
     from ctbench.data import VolumeDataset
     from ctbench.runs import check_cases
 
-    options = {"preset": preset, **({"data_root": data_root} if data_root else {})}
-    try:
-        source = ctbench.create_dataset(dataset_name, **options)
-    except TypeError as error:  # the plugin takes no such option
-        if data_root is not None and "data_root" in str(error):
-            raise click.UsageError(
-                f"{dataset_name} takes no --data-root: it does not read a folder"
-            ) from error
-        raise click.ClickException(f"{dataset_name}: {error}") from error
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+    source = _source(dataset_name, preset, data_root=data_root)
     if hasattr(source, "materialise"):
         source.materialise(progress=False if quiet else None)
     datasets = {split: VolumeDataset(source, split) for split in SPLITS}
@@ -103,6 +116,7 @@ def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -
     "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
 )
 @_dataset_options
+@DATA_ROOT
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @click.option(
     "--index",
@@ -118,11 +132,11 @@ def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -
     default=None,
     help="PNG to write (default: <case id>.png).",
 )
-def show(dataset_name, preset, seed, confounders, split, index, case_id, out) -> None:
+def show(dataset_name, preset, seed, confounders, data_root, split, index, case_id, out) -> None:
     """Write a PNG of one case: three planes, organ and finding contours, the report."""
     from ctbench.figures import plot_case
 
-    source = _source(dataset_name, preset, seed, confounders)
+    source = _source(dataset_name, preset, seed, confounders, data_root=data_root)
     if case_id is None:
         ids = source.case_ids(split)
         if index >= len(ids):

@@ -16,16 +16,29 @@ import click
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"labels": [...], "locations": {...}}.'
 )
-def labels(report: Path | None, text: str | None, as_json: bool) -> None:
+@click.option(
+    "--label-set",
+    type=click.Choice(["paper", "ct-rate"]),
+    default="paper",
+    show_default=True,
+    help="The paper's 80 output labels, or CT-RATE's 18.",
+)
+def labels(report: Path | None, text: str | None, as_json: bool, label_set: str) -> None:
     """Label REPORT (a text file) or --text: output labels and the organs that hold them."""
-    from ctbench.labeler import label_report, read_report
+    from ctbench.labeler import label_report, place_labels, read_report
+    from ctbench.vocabulary import ct_rate_labels
 
     if (report is None) == (text is None):
         raise click.UsageError("give a REPORT file or --text, not both")
     try:
-        result = label_report(text if text is not None else read_report(report))
+        body = text if text is not None else read_report(report)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
+    if label_set == "ct-rate":
+        located = place_labels(body, ct_rate_labels())
+        result = {"labels": list(located), "locations": located}
+    else:
+        result = label_report(body)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -52,6 +52,8 @@ def _click_settings(run_field, hint) -> dict:
         settings = {"help": meta["help"], "default": default, "show_default": shown}
     if meta.get("plugin"):
         settings["type"] = PluginName(meta["plugin"])
+    elif meta.get("folder"):
+        settings["type"] = click.Path(exists=True, file_okay=False, resolve_path=True)
     elif meta.get("choices"):
         settings["type"] = click.Choice(list(meta["choices"]))
     elif base is int:

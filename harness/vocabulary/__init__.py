@@ -18,8 +18,7 @@ ORGANS: tuple[str, ...] = ("right_lung", "left_lung", "heart", "great_vessel", "
 
 @cache
 def _table() -> tuple[dict[str, str], ...]:
-    text = resources.files(__name__).joinpath("output_labels.csv").read_text()
-    return tuple(csv.DictReader(text.splitlines()))
+    return tuple(_rows("output_labels.csv"))
 
 
 @cache
@@ -43,3 +42,32 @@ def check_labels(names, source: str) -> tuple[str, ...]:
             hint = f" Did you mean {closest[0]!r}?" if closest else ""
             raise ValueError(f"{source}: unknown label {name!r}.{hint}")
     return tuple(names)
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(resources.files(__name__).joinpath(name).read_text().splitlines()))
+
+
+@cache
+def organ_locations() -> dict[str, tuple[str, ...]]:
+    """``{organ: SARLE locations}`` that make up each organ's labels (RAD-ChestCT's columns;
+    reference facts section 3): the generic ``lung`` and ``airways`` are in none."""
+    return {
+        row["organ"]: tuple(row["locations"].split("|"))
+        for row in _rows("rad_chestct_locations.csv")
+    }
+
+
+@cache
+def ct_rate_labels() -> dict[str, dict[str, tuple[str, ...]]]:
+    """CT-RATE's 18 labels in its CSV order: ``{label: {"abnormalities": labeler terms that
+    state it, "organs": where it may lie, "gate": which phrases count}}``
+    (``ct_rate_labels.csv``; ``ctbench.labeler.place_labels`` explains the gate)."""
+    return {
+        row["label"]: {
+            "abnormalities": tuple(row["abnormalities"].split("|")),
+            "organs": tuple(row["organs"].split("|")),
+            "gate": row["gate"],
+        }
+        for row in _rows("ct_rate_labels.csv")
+    }

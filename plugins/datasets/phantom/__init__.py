@@ -15,13 +15,14 @@ from pathlib import Path
 import ctbench
 import numpy as np
 from ctbench.cases import SPLITS, Case, Finding, InvalidCaseError
+from ctbench.storage import default_cache_dir
 
 from .anatomy import add_noise, draw_anatomy, render_anatomy
 from .config import FINDING_LABELS, PRESETS, PhantomConfig
 from .findings import SPLIT_PREFIX, CasePlan, anatomy_modifiers, case_id, paint_findings, plan_case
 from .geometry import Grid, ellipsoid
 from .reports import write_report
-from .store import CaseStore, default_cache_dir
+from .store import CaseStore
 
 MARKER_HU = 1800.0
 
@@ -203,6 +204,7 @@ def register_datasets(register):
         labels=FINDING_LABELS,
         organ_masks=True,
         finding_masks=True,
+        pretext=True,  # pretext_source(): runs can start from ctbench pretrain's weights
         # the labels whose cue --confounders plants (body-wall fat, a skin marker): the
         # confounders table (ctbench table --table confounders) shows their AUROC
         confounded_labels=("h_great_vessel_calcification", "lung_pleural_effusion"),

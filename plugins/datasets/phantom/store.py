@@ -8,7 +8,6 @@ and ``cases/<case id>.npz`` (int16 HU volume, organ bit map, finding-instance bi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,6 @@ from ctbench.vocabulary import ORGANS
 
 ORGAN_BITS = {name: 1 << i for i, name in enumerate(ORGANS)}
 MAX_FINDINGS = 16
-
-
-def default_cache_dir() -> Path:
-    """``$CTBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ctbench``, else ``~/.cache/ctbench``."""
-    if os.environ.get("CTBENCH_CACHE_DIR"):
-        return Path(os.environ["CTBENCH_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "ctbench"
 
 
 def encode(case: Case) -> tuple[dict[str, np.ndarray], dict]:

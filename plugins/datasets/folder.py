@@ -1,0 +1,237 @@
+"""The ``folder`` dataset: your own chest CT, as NIfTI files or DICOM series in one folder.
+
+Layout (README: Your own data)::
+
+    data_root/
+      volumes/ (or anywhere below data_root)
+        case001.nii.gz            one NIfTI file per case: the case id is the file's name
+        case002/                  or one folder of DICOM files per series: the folder's name
+          IM0001.dcm ...
+      labels.csv                  case_id, [patient], [split], then one 0/1 column per label
+      reports.csv                 case_id, report   (free text, English)
+      reports/case001.txt         or one UTF-8 text file per report
+
+Give ``labels.csv``, reports or both. Label columns are either the paper's 80 output
+labels (``lung_nodule``, ``heart_cardiomegaly``, ...) or CT-RATE's 18 (``Lung nodule``, ...);
+with no ``labels.csv`` the labels are the 80 that the report labeler reads in each report.
+PARTITION places each present label where the report says (the labeler), else in every organ
+where the label may lie. ``split`` is train, valid or test; missing splits are made by patient
+(``patient`` column, else one patient per case).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import ctbench
+import numpy as np
+from ctbench.cases import SPLITS
+from ctbench.disk_source import (
+    PRESETS,
+    DiskSource,
+    Entry,
+    binary_labels,
+    duplicates,
+    read_csv,
+)
+from ctbench.vocabulary import check_labels, ct_rate_labels, label_organs, output_labels
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+RESERVED = ("case_id", "patient", "split")
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def find_volumes(root: Path) -> dict[str, list[Path]]:
+    """``{case id: [paths]}``: NIfTI files by name, DICOM series by their folder's name."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.name.startswith("."):
+            continue
+        if path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES):
+            stem = path.name[: -len(next(s for s in NIFTI_SUFFIXES if path.name.endswith(s)))]
+            found.setdefault(stem, []).append(path)
+        elif path.is_dir():
+            files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+            if files and _is_dicom(files[0]):
+                found.setdefault(path.name, []).append(path)
+    return found
+
+
+def read_volume(path: Path):
+    """``(HU volume, spacing, meta)`` of a NIfTI file (its header's scaling applied) or a
+    DICOM series folder (RescaleSlope and RescaleIntercept applied)."""
+    from ctbench.io import read_dicom_series, read_nifti
+
+    if path.is_dir():
+        volume, spacing = read_dicom_series(path)
+        return volume, spacing, {"format": "dicom"}
+    volume, spacing, _ = read_nifti(path)
+    return volume, spacing, {"format": "nifti"}
+
+
+def label_vocabulary(columns: list[str], path: Path) -> tuple[str, tuple[str, ...]]:
+    """``("paper" | "ct-rate", label names)`` of a labels.csv's label columns."""
+    if columns and all(c in ct_rate_labels() for c in columns):
+        return "ct-rate", tuple(c for c in ct_rate_labels() if c in columns)
+    check_labels(columns, f"{path} (label columns are the paper's 80 or CT-RATE's 18)")
+    return "paper", tuple(c for c in output_labels() if c in columns)
+
+
+def _problem(case_id: str, error: str) -> dict[str, str]:
+    return {"case_id": case_id, "error": error}
+
+
+def read_reports(
+    root: Path, problems: list[dict[str, str]]
+) -> tuple[dict[str, str | None], set[str]]:
+    """``{case id: report}`` from ``reports.csv`` and ``reports/<case id>.txt``. A report file
+    that cannot be read (not UTF-8, binary) has its problem listed, and its case is skipped."""
+    from ctbench.labeler import read_report
+
+    reports: dict[str, str | None] = {}
+    unreadable: set[str] = set()
+    path = root / "reports.csv"
+    if path.is_file():
+        for row in read_csv(path, ("case_id", "report")).to_dict("records"):
+            if row["case_id"] in reports:
+                problems.append(_problem(row["case_id"], f"{path}: several rows"))
+            reports[row["case_id"]] = row["report"].strip() or None
+    folder = root / "reports"
+    for text_file in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+        if text_file.stem in reports:
+            problems.append(_problem(text_file.stem, f"{text_file}: a second report"))
+        try:
+            reports[text_file.stem] = read_report(text_file).strip() or None
+        except ValueError as error:
+            problems.append(_problem(text_file.stem, str(error)))
+            reports.pop(text_file.stem, None)
+            unreadable.add(text_file.stem)
+    return reports, unreadable
+
+
+def read_label_rows(path: Path, problems: list[dict[str, str]]):
+    """``(vocabulary, label names, {case id: row})`` of labels.csv; duplicated ids listed."""
+    table = read_csv(path, ("case_id",))
+    vocabulary, names = label_vocabulary([c for c in table.columns if c not in RESERVED], path)
+    rows: dict[str, dict] = {}
+    repeated = duplicates(table["case_id"].tolist())
+    for case_id in sorted(repeated):
+        problems.append(_problem(case_id, f"{path}: several rows"))
+    for row in table.to_dict("records"):
+        if row["case_id"] not in repeated:
+            rows[row["case_id"]] = row
+    return vocabulary, names, rows
+
+
+def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict, tuple[str, ...]]:
+    from ctbench.labeler import label_report, place_labels
+
+    labels_path = root / "labels.csv"
+    problems: list[dict[str, str]] = []
+    reports, unreadable = read_reports(root, problems)
+    if labels_path.is_file():
+        vocabulary, names, rows = read_label_rows(labels_path, problems)
+    elif reports or unreadable:
+        vocabulary, names = "paper", output_labels()
+        rows = {case_id: {"case_id": case_id} for case_id in {*reports, *unreadable}}
+    else:
+        raise FileNotFoundError(
+            f"{root}: needs labels.csv, reports (reports.csv or reports/<case id>.txt) or both "
+            "(README: Your own data)"
+        )
+    table = ct_rate_labels() if vocabulary == "ct-rate" else None
+    default = {k: v["organs"] for k, v in table.items()} if table else label_organs()
+    listed_in = labels_path.name if labels_path.is_file() else "the reports"
+    volumes = find_volumes(root)
+    entries = []
+    for case_id, row in sorted(rows.items()):
+        paths = volumes.get(case_id, [])
+        split = row.get("split", "").strip() or None
+        report = reports.get(case_id)
+        if not paths:
+            problems.append(
+                _problem(
+                    case_id,
+                    f"{root / listed_in}: a row but no volume ({case_id}.nii.gz, or a DICOM "
+                    f"folder {case_id}/)",
+                )
+            )
+            continue
+        if len(paths) > 1:
+            problems.append(_problem(case_id, "several volumes: " + ", ".join(map(str, paths))))
+            continue
+        if split is not None and split not in SPLITS:
+            problems.append(_problem(case_id, f"split {split!r} is not one of {', '.join(SPLITS)}"))
+            continue
+        if case_id in unreadable:
+            continue  # its report cannot be read: listed already
+        if table is not None:
+            placed = place_labels(report, table) if report else {}
+        else:
+            placed = label_report(report)["locations"] if report else {}
+        if labels_path.is_file():
+            try:
+                labels = binary_labels(row, list(names), labels_path, case_id)
+            except ValueError as error:
+                problems.append(_problem(case_id, str(error)))
+                continue
+        else:
+            labels = np.array([name in placed for name in names])
+        located = {
+            name: list(placed.get(name) or default[name])
+            for name, present in zip(names, labels, strict=True)
+            if present
+        }
+        entries.append(
+            Entry(
+                case_id,
+                paths[0],
+                partial(read_volume, paths[0]),
+                labels,
+                patient=row.get("patient", "").strip() or case_id,
+                split=split,
+                report=report,
+                located=located,
+            )
+        )
+    for case_id, paths in sorted(volumes.items()):
+        if case_id not in rows:
+            problems.append(_problem(case_id, f"{paths[0]}: no row in {listed_in}"))
+    record = {"labels_from": listed_in, "label_vocabulary": vocabulary}
+    return entries, problems, record, names
+
+
+def folder(preset: str = "default", *, data_root: str | Path | None = None, **options):
+    """Factory for ``create_dataset("folder", data_root=..., preset=...)``."""
+    if data_root is None:
+        raise ValueError("folder reads a folder: give data_root (CLI --data-root)")
+    root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    entries, problems, record, names = index(root)
+    return DiskSource(
+        "folder", root, preset, names, entries, problems=problems, record=record, **options
+    )
+
+
+@ctbench.hookimpl
+def register_datasets(register):
+    register(
+        "folder",
+        folder,
+        description="Your own NIfTI files or DICOM series + labels.csv and/or reports.csv",
+        presets=tuple(PRESETS),
+        organ_masks=False,
+        finding_masks=False,
+        reads_folder=True,
+    )
