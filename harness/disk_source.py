@@ -59,6 +59,16 @@ def geometry(preset: str) -> Geometry:
     return PRESETS[preset]
 
 
+def data_folder(name: str, data_root: str | Path | None) -> Path:
+    """The folder dataset ``name`` reads; one clear error when none is given or it is absent."""
+    if data_root is None:
+        raise ValueError(f"{name} reads a folder: give data_root (CLI --data-root)")
+    root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    return root
+
+
 def patient_fraction(patient: str, salt: str) -> float:
     """A patient's fixed place in [0, 1): a hash, so it never moves when patients are added."""
     digest = hashlib.sha256(f"{salt}:{patient}".encode()).digest()
@@ -95,9 +105,9 @@ class DiskSource:
         preset: str,
         label_names: tuple[str, ...],
         entries: list[Entry],
-        *,
         problems: list[dict[str, str]] | None = None,
         record: dict | None = None,
+        *,
         resampling: str = "torch",
         check_lungs: bool = True,
         cache_dir: str | Path | None = None,

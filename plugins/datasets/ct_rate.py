@@ -36,7 +36,15 @@ from pathlib import Path
 import ctbench
 import numpy as np
 from ctbench.cases import InvalidCaseError
-from ctbench.disk_source import PRESETS, DiskSource, Entry, binary_labels, duplicates, read_csv
+from ctbench.disk_source import (
+    PRESETS,
+    DiskSource,
+    Entry,
+    binary_labels,
+    data_folder,
+    duplicates,
+    read_csv,
+)
 from ctbench.vocabulary import ct_rate_labels
 
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z]+)_(\d+)\.nii(\.gz)?$")
@@ -214,22 +222,8 @@ def _case_id(volume_name: str) -> str:
 
 def ct_rate(preset: str = "default", *, data_root: str | Path | None = None, **options):
     """Factory for ``create_dataset("ct-rate", data_root=..., preset=...)``."""
-    if data_root is None:
-        raise ValueError("ct-rate reads a folder: give data_root (CLI --data-root)")
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    entries, problems, record = index(root)
-    return DiskSource(
-        "ct-rate",
-        root,
-        preset,
-        tuple(ct_rate_labels()),
-        entries,
-        problems=problems,
-        record=record,
-        **options,
-    )
+    root = data_folder("ct-rate", data_root)
+    return DiskSource("ct-rate", root, preset, tuple(ct_rate_labels()), *index(root), **options)
 
 
 @ctbench.hookimpl

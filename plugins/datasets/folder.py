@@ -32,6 +32,7 @@ from ctbench.disk_source import (
     DiskSource,
     Entry,
     binary_labels,
+    data_folder,
     duplicates,
     read_csv,
 )
@@ -133,7 +134,7 @@ def read_label_rows(path: Path, problems: list[dict[str, str]]):
     return vocabulary, names, rows
 
 
-def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict, tuple[str, ...]]:
+def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]], dict]:
     from ctbench.labeler import label_report, place_labels
 
     labels_path = root / "labels.csv"
@@ -208,20 +209,14 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict, tuple[st
         if case_id not in rows:
             problems.append(_problem(case_id, f"{paths[0]}: no row in {listed_in}"))
     record = {"labels_from": listed_in, "label_vocabulary": vocabulary}
-    return entries, problems, record, names
+    return names, entries, problems, record
 
 
 def folder(preset: str = "default", *, data_root: str | Path | None = None, **options):
     """Factory for ``create_dataset("folder", data_root=..., preset=...)``."""
-    if data_root is None:
-        raise ValueError("folder reads a folder: give data_root (CLI --data-root)")
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    entries, problems, record, names = index(root)
-    return DiskSource(
-        "folder", root, preset, names, entries, problems=problems, record=record, **options
-    )
+    root = data_folder("folder", data_root)
+    names, *indexed = index(root)
+    return DiskSource("folder", root, preset, names, *indexed, **options)
 
 
 @ctbench.hookimpl

@@ -22,7 +22,7 @@ from pathlib import Path
 import ctbench
 import numpy as np
 from ctbench.cases import InvalidCaseError
-from ctbench.disk_source import PRESETS, DiskSource, Entry, duplicates, read_csv_header
+from ctbench.disk_source import PRESETS, DiskSource, Entry, data_folder, duplicates, read_csv_header
 from ctbench.labeler import vocabulary
 from ctbench.vocabulary import ORGANS, organ_locations, output_labels
 
@@ -156,6 +156,7 @@ def index(
     record = {
         "label_files": [str(p) for p in label_files],
         "label_rows_without_volume": rows_without_volume,
+        "stored_spacing_mm": spacing_mm,
     }
     return entries, problems, record
 
@@ -169,22 +170,9 @@ def rad_chestct(
 ) -> DiskSource:
     """Factory for ``create_dataset("rad-chestct", data_root=..., preset=...)``;
     ``spacing_mm``: the spacing of the stored volumes (0.8 for the public data)."""
-    if data_root is None:
-        raise ValueError("rad-chestct reads a folder: give data_root (CLI --data-root)")
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    entries, problems, record = index(root, spacing_mm)
-    record["stored_spacing_mm"] = spacing_mm
+    root = data_folder("rad-chestct", data_root)
     return DiskSource(
-        "rad-chestct",
-        root,
-        preset,
-        output_labels(),
-        entries,
-        problems=problems,
-        record=record,
-        **options,
+        "rad-chestct", root, preset, output_labels(), *index(root, spacing_mm), **options
     )
 
 
