@@ -229,7 +229,13 @@ def score_run(valid: SplitOutputs, test: SplitOutputs, labels) -> tuple[dict, pd
         "n_cases": {"valid": len(valid.case_ids), "test": len(test.case_ids)},
     }
     if test.attention and test.allowed is not None and valid.allowed is not None:
+        from ctbench.explanation_scores import score_explanations
+
         metrics.update(_organ_iou(valid, test, labels, table))
+        block, columns = score_explanations(valid, test, labels)
+        metrics.update(block)
+        for column, values in columns.items():
+            table[column] = values
     if test.lesion_iou and valid.lesion_iou:
         metrics.update(_localisation(valid, test, labels, table))
     return metrics, table

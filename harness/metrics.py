@@ -8,8 +8,9 @@
   threshold of each label is chosen on validation from :data:`THRESHOLDS` (best mean over its
   positive scans, ties to the smallest) and reused on test.
 - Localisation against lesion masks (the phantom has them): the pointing game (the map's top
-  cell touches the lesion) and lesion IoU (the map upsampled to the CT grid, thresholded, against
-  the lesion's voxels; the threshold chosen on validation the same way).
+  cell touches the lesion; ties share, ``ctbench.localisation``) and lesion IoU (the map
+  upsampled to the CT grid, thresholded, against the lesion's voxels; the threshold chosen on
+  validation the same way).
 """
 
 from __future__ import annotations
@@ -90,15 +91,13 @@ def at_thresholds(
 
 
 def pointing_game(attention: np.ndarray, lesion_grid: np.ndarray) -> np.ndarray:
-    """``[N, M]``: 1 if the top cell of each map ``[N, M, *grid]`` is a lesion cell, else 0.
+    """``[N, M]``: the share of each map's maximal cells that are lesion cells (1 for a single
+    top cell on the lesion; ties share; a map with no positive cell, like any constant map,
+    scores the lesion's share of the grid). Pairs without a lesion are NaN. This is
+    :func:`ctbench.localisation.pointing_game` on numpy arrays."""
+    from ctbench.localisation import pointing_game as shared
 
-    A map with no positive cell points nowhere (0). Pairs without a lesion are NaN.
-    """
-    flat = attention.reshape(*attention.shape[:2], -1)
-    lesion = lesion_grid.reshape(flat.shape).astype(bool)
-    top = flat.argmax(axis=2)
-    hit = np.take_along_axis(lesion, top[..., None], axis=2)[..., 0] & (flat.max(axis=2) > 0)
-    return np.where(lesion.any(axis=2), hit.astype(float), np.nan)
+    return shared(torch.from_numpy(attention), torch.from_numpy(lesion_grid)).numpy()
 
 
 def lesion_iou_curve(

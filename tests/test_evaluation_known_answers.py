@@ -235,3 +235,25 @@ def test_compare_ranks_logits_that_round_to_the_same_probability(tmp_path):
     # beats them all -> 3 of 9 pairs
     assert row["auroc_a"] == 1.0 and row["auroc_b"] == pytest.approx(3 / 9)
     assert row["p_value"] < 0.05
+
+
+def test_localisation_family_against_organs_and_lesions(scored):
+    """The present test pairs against their allowed regions: t0 a (c0; map 1 .6 .2 0), t1 a
+    (c2 c3; 0 0 1 .7), t1 b (c0; .003 0 0 1), t2 b (c0 c3; .5 0 0 1)."""
+    folder, _ = scored
+    metrics = json.loads((folder / "metrics.json").read_text())
+    organ = metrics["explanation_metrics"]["organ"]
+    fixed = organ["fixed"]
+    # top cells: c0 in, c2 in, c3 out, c3 in
+    assert fixed["pointing_game"]["mean"] == 0.75
+    assert fixed["pointing_game"]["pairs"] == 4 and fixed["pointing_game"]["volumes"] == 3
+    assert fixed["mass_inside"]["mean"] == pytest.approx((1 / 1.8 + 1 + 0.003 / 1.003 + 1) / 4)
+    # t1 b: its one allowed cell (.003) beats two of the three others
+    assert fixed["auroc"]["mean"] == pytest.approx((1 + 1 + 2 / 3 + 1) / 4)
+    assert fixed["pointing_game"]["low"] <= 0.75 <= fixed["pointing_game"]["high"]
+    for metric in ("pointing_game", "mass_inside", "rank_accuracy", "auroc", "average_precision"):
+        assert organ["ideal"][metric]["mean"] == 1.0, metric  # the truth scores perfectly
+    # against lesions: t0 a's lesion is c0 (hit), t1 a's is c3 (its top cell is c2: miss)
+    assert metrics["explanation_metrics"]["lesion"]["fixed"]["pointing_game"]["mean"] == 0.5
+    table = pd.read_csv(folder / "per_label.csv").set_index("label")
+    assert table["organ_pointing_game_fixed"].tolist() == [1.0, 0.5]

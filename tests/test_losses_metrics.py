@@ -112,8 +112,8 @@ def test_pointing_game_and_lesion_iou():
     attention[0, 0, 0, 1, 1] = 1.0  # label 0 points at cell (1, 1)
     lesion = np.zeros((1, 2, 1, 2, 2), bool)
     lesion[0, 0, 0, 1, 1] = True
-    lesion[0, 1, 0, 0, 0] = True  # label 1 has a lesion but an all-zero map
-    assert pointing_game(attention, lesion).tolist() == [[1.0, 0.0]]
+    lesion[0, 1, 0, 0, 0] = True  # label 1 has a lesion but an all-zero map: a uniform guess
+    assert pointing_game(attention, lesion).tolist() == [[1.0, 0.25]]
     assert np.isnan(pointing_game(attention, np.zeros_like(lesion))).all()
 
     # Lesion IoU on the CT grid, derived by hand: a map of two cells [0, 1] along X upsampled
