@@ -75,6 +75,17 @@ class CaseSource(Protocol):
     def load(self, case_id: str) -> Case: ...
 
 
+class SourceConfig:
+    """A source's configuration as :func:`source_config` reads it (``to_json``): for sources
+    whose configuration is a plain dict (real datasets, wrappers)."""
+
+    def __init__(self, values: dict) -> None:
+        self.values = dict(values)
+
+    def to_json(self) -> dict:
+        return dict(self.values)
+
+
 def source_config(source) -> dict:
     """The dataset's own configuration when it has one (the phantom's generator settings):
     part of config.json and of the keys of the caches built from the source."""

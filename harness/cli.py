@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "ctbench.commands.pretrain:pretrain",
     "report": "ctbench.commands.report:report",
     "run": "ctbench.commands.run:run",
+    "sanity": "ctbench.commands.sanity:sanity",
     "segment": "ctbench.commands.segment:segment",
     "table": "ctbench.commands.table:table",
 }

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ctbench.cases import SPLITS, Case, Finding, InvalidCaseError
+from ctbench.cases import SPLITS, Case, Finding, InvalidCaseError, SourceConfig
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class DiskSource:
             "cases": {split: len(ids) for split, ids in self._ids.items()},
             "problems": len(self.problems),
         }
-        self.config = _Config(
+        self.config = SourceConfig(
             {
                 "dataset": name,
                 "data_root": str(self.data_root),
@@ -217,16 +217,6 @@ class DiskSource:
             },
             located=entry.located,
         )
-
-
-class _Config:
-    """The source's configuration, as :func:`ctbench.cases.source_config` reads it."""
-
-    def __init__(self, values: dict) -> None:
-        self.values = values
-
-    def to_json(self) -> dict:
-        return dict(self.values)
 
 
 def read_csv(path: Path, required: tuple[str, ...], rows: int | None = None):

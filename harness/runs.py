@@ -110,8 +110,12 @@ def execute_run(
     overwrite: bool = False,
     progress: bool | None = None,
     log=print,
+    wrap_source=None,
 ) -> dict[str, Any]:
-    """Train, evaluate, explain and write one run folder; returns ``metrics.json``'s content."""
+    """Train, evaluate, explain and write one run folder; returns ``metrics.json``'s content.
+
+    ``wrap_source(source) -> source`` changes the dataset the run sees (``ctbench sanity``
+    trains its permuted-label model through it)."""
     from ctbench.devices import Precision, resolve_device
     from ctbench.distributed import initialise
     from ctbench.resources import PeakMemory, machine_description
@@ -131,7 +135,7 @@ def execute_run(
     timer = Timer(log)
     began = time.perf_counter()
     with removed_if_left_empty(folder, fresh and job.is_main), PeakMemory(device=device) as memory:
-        run = RunParts(config, folder, timer, progress, log)
+        run = RunParts(config, folder, timer, progress, log, wrap_source)
         run.place(device, precision, job)
         run.load_dataset()
         run.build_model()
@@ -168,9 +172,12 @@ def removed_if_left_empty(folder: Path, fresh: bool):
 class RunParts:
     """The phases of :func:`execute_run`, in order, and what each hands to the next."""
 
-    def __init__(self, config: RunConfig, folder: Path, timer: Timer, progress, log) -> None:
+    def __init__(
+        self, config: RunConfig, folder: Path, timer: Timer, progress, log, wrap_source=None
+    ) -> None:
         self.config, self.folder, self.timer = config, folder, timer
         self.progress, self.log = progress, log
+        self.wrap_source = wrap_source
 
     def place(self, device, precision, job) -> None:
         """Where the run computes (``ctbench.devices``) and its torchrun job, if any."""
@@ -187,19 +194,12 @@ class RunParts:
 
     def load_dataset(self) -> None:
         """The dataset's source, labels and model input shape (nothing generated yet)."""
-        import ctbench
         from ctbench.preprocess import Preprocessing
 
         with self.timer.phase("data"):
-            options = dict(self.config.dataset_options)
-            if self.config.confounders:
-                options["confounders"] = True
-            if self.config.data_root is not None:
-                options["data_root"] = self.config.data_root
-            check_dataset_options(self.config.dataset, options)
-            self.source = ctbench.create_dataset(
-                self.config.dataset, preset=self.config.preset, **options
-            )
+            self.source = dataset_of(self.config)
+            if self.wrap_source is not None:
+                self.source = self.wrap_source(self.source)
             self.labels = list(self.source.label_names)
             self.preprocessing = Preprocessing(volume_shape=tuple(self.source.volume_shape))
             self.input_shape = self.preprocessing.input_shape
@@ -502,6 +502,19 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
         )
     record = json.loads(path.with_suffix(".json").read_text())
     return str(path), {"path": str(path), **record}
+
+
+def dataset_of(config: RunConfig):
+    """The dataset a run configuration names, with its options (folder, cues, extras)."""
+    import ctbench
+
+    options = dict(config.dataset_options)
+    if config.confounders:
+        options["confounders"] = True
+    if config.data_root is not None:
+        options["data_root"] = config.data_root
+    check_dataset_options(config.dataset, options)
+    return ctbench.create_dataset(config.dataset, preset=config.preset, **options)
 
 
 def check_dataset_options(name: str, options: dict) -> None:
