@@ -1,7 +1,7 @@
 """What every registered explainer costs for one default-preset volume and the paper's 80
 outputs (AxialNet, 16 x 3 x 128 x 128), in forward passes of the same process.
 
-    python benchmarks/explainer_cost.py [--classes 80] [--ig-classes 4]
+    python -m benchmarks.explainer_cost [--classes 80] [--ig-classes 4]
 
 The CAM explainers take all 80 classes in one call. Input x Gradient takes one backward per
 class (all 80 are timed). Integrated Gradients takes ``steps`` forward and backward passes per
@@ -12,22 +12,13 @@ classes, one Captum call each); the output says so.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import ctbench
 import torch
 
+from benchmarks.timing import median_seconds
+
 INPUT_SHAPE = (16, 3, 128, 128)
-
-
-def median_seconds(call, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
 
 
 def main(classes: int, ig_classes: int) -> None:

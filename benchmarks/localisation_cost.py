@@ -3,27 +3,17 @@ the threshold-free family, then IoU, Dice and the hit at tuned and Otsu threshol
 80 labels of one default-preset volume, on the CAM grid (16 x 4 x 4) and on the CT grid
 (48 x 128 x 128), medians of 5 rounds in one process, against one forward pass of AxialNet.
 
-    python benchmarks/localisation_cost.py
+    python -m benchmarks.localisation_cost
 """
 
 from __future__ import annotations
-
-import statistics
-import time
 
 import ctbench
 import numpy as np
 import torch
 from ctbench.explanation_scores import pair_scores
 
-
-def median_seconds(call, rounds: int = 5) -> float:
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+from benchmarks.timing import median_seconds
 
 
 def main() -> None:

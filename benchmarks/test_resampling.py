@@ -11,7 +11,6 @@ and lung checks, resample), medians in the same process.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import ctbench
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from ctbench.io import load_volume, resample
 
+from benchmarks.timing import median_seconds
 from tests.real_layouts import write_ct_rate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example"
@@ -26,15 +26,6 @@ CT_RATE_SPACING = (1.5, 0.75, 0.75)
 CT_RATE_SHAPE = (300, 512, 512)
 PAPER_MM = (0.8, 0.8, 0.8)
 ROUNDS = 3
-
-
-def median_time(call) -> float:
-    times = []
-    for _ in range(ROUNDS):
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
-    return float(np.median(times))
 
 
 def test_resampling_a_ct_rate_volume_to_0_8_mm(benchmark, tmp_path):
@@ -50,9 +41,13 @@ def test_resampling_a_ct_rate_volume_to_0_8_mm(benchmark, tmp_path):
     source = ctbench.create_dataset(
         "ct-rate", data_root=tmp_path, preset="paper", cache_dir=tmp_path / "c"
     )
-    torch_s = median_time(lambda: resample(ct, CT_RATE_SPACING, PAPER_MM, method="torch"))
-    scipy_s = median_time(lambda: resample(ct, CT_RATE_SPACING, PAPER_MM, method="scipy"))
-    load_s = median_time(lambda: source.load("train_1_a_1"))
+    torch_s = median_seconds(
+        lambda: resample(ct, CT_RATE_SPACING, PAPER_MM, method="torch"), ROUNDS
+    )
+    scipy_s = median_seconds(
+        lambda: resample(ct, CT_RATE_SPACING, PAPER_MM, method="scipy"), ROUNDS
+    )
+    load_s = median_seconds(lambda: source.load("train_1_a_1"), ROUNDS)
     out = resample(ct, CT_RATE_SPACING, PAPER_MM)
     reference = resample(ct, CT_RATE_SPACING, PAPER_MM, method="scipy")
     benchmark.group = "resampling"
