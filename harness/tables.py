@@ -54,7 +54,7 @@ PAPER_TABLE7 = {  # label: (pos %, AUROC class loss, AUROC with mask loss, DeLon
     "heart_cardiomegaly": (9.6, 81.41, 81.36, 0.87),
     "lung_pneumothorax": (2.9, 81.62, 81.34, 0.80),
 }
-TABLES = ("1", "2", "5", "7", "timing", "confounders")
+TABLES = ("1", "2", "5", "7", "timing", "confounders", "explainers")
 
 
 @dataclass(frozen=True)
@@ -553,6 +553,52 @@ def benchmark_rows(path: Path, width: int) -> list[list[Any]]:
     return rows
 
 
+EXPLAINER_METRICS = (
+    ("pointing_game", "pointing"),
+    ("mass_inside", "mass inside"),
+    ("average_precision", "AP"),
+    ("auroc", "map AUROC"),
+    ("dice_tuned", "Dice (tuned)"),
+    ("hit_tuned", "hit rate"),
+)
+"""The localisation metrics the explainer table shows (metrics.json has them all)."""
+
+
+def table_explainers(runs: list[RunRecord]) -> Table:
+    """Every explainer and reference map of each run group on the localisation family, against
+    lesion truth where the runs have it, else against the allowed organs (test split)."""
+    rows = []
+    targets = set()
+    for name, (_, members) in zip(
+        row_names(group_runs(runs), "arch"), group_runs(runs), strict=True
+    ):
+        blocks = [m.metrics.get("explanation_metrics") or {} for m in members]
+        target = "lesion" if all("lesion" in b for b in blocks) else "organ"
+        if not all(target in b for b in blocks):
+            continue
+        targets.add(target)
+        for explainer in blocks[0][target]:
+            cells = [
+                Stat.of(
+                    [b[target][explainer][metric]["mean"] for b in blocks if explainer in b[target]]
+                )
+                for metric, _ in EXPLAINER_METRICS
+            ]
+            rows.append([name, target, explainer, len(members), *cells])
+    if not rows:
+        raise ValueError("no run holds explanation metrics (runs with an explainer write them)")
+    return Table(
+        "Explainers: localisation on the test split",
+        ["Run", "truth", "map", "n", *(label for _, label in EXPLAINER_METRICS)],
+        rows,
+        caption="Means over scored (volume, present label) pairs; mean ± sd over seeds (n "
+        "runs). ideal / organ_uniform / random are the reference maps. Each run's "
+        "metrics.json holds every metric with its bootstrap interval and the paired "
+        "differences between explainers.",
+        digits=3,
+    )
+
+
 def build_table(
     name: str, folder: Path, benchmarks: list[Path] = (), runs: list[RunRecord] | None = None
 ) -> Table:
@@ -565,6 +611,7 @@ def build_table(
         "7": table_7,
         "timing": lambda found: table_timing(found, benchmarks),
         "confounders": table_confounders,
+        "explainers": table_explainers,
     }
     if name not in builders:
         raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")

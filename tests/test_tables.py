@@ -177,3 +177,33 @@ def test_table_command_reads_the_matrix_tables_and_refuses_empty_folders(tmp_pat
     empty.mkdir()
     refused = CliRunner().invoke(main, ["table", str(empty), "--table", "1"])
     assert refused.exit_code == 1 and "no finished run folder" in refused.output
+
+
+def test_explainer_table_aggregates_each_map_over_seeds(tmp_path):
+    def block(pointing: float) -> dict:
+        metrics = {
+            "pointing_game": pointing,
+            "mass_inside": 0.5,
+            "average_precision": 0.4,
+            "auroc": 0.7,
+            "dice_tuned": 0.3,
+            "hit_tuned": 0.6,
+        }
+        return {
+            name: {"mean": value, "low": value, "high": value} for name, value in metrics.items()
+        }
+
+    for seed, pointing in ((0, 0.4), (1, 0.6)):
+        metrics = {
+            "explanation_metrics": {"lesion": {"hirescam": block(pointing), "ideal": block(1.0)}}
+        }
+        fake_run(tmp_path, f"s{seed}", metrics, seed=seed)
+    table = build_table("explainers", tmp_path)
+    rows = {row[2]: row for row in table.rows}
+    assert rows["hirescam"][1] == "lesion" and rows["hirescam"][3] == 2
+    assert rows["hirescam"][4].mean == pytest.approx(0.5) and rows["hirescam"][4].n == 2
+    assert rows["ideal"][4].mean == 1.0
+    assert "0.500 ± 0.141" in table.render("github")
+    fake_run(tmp_path / "none", "x", {"auroc_median": 0.8})
+    with pytest.raises(ValueError, match="no run holds explanation metrics"):
+        build_table("explainers", tmp_path / "none")
