@@ -187,13 +187,8 @@ def overlap(
 ) -> dict[str, torch.Tensor]:
     """IoU, Dice and the hit (Dice >= 0.1) of each normalised map cut at ``thresholds``
     (strictly above; a float, ``[M]`` per label or ``[N, M]`` per map) against its mask."""
-    values = normalised(maps).flatten(2)
-    inside = masks.to(values.device).bool().flatten(2)
-    if values.shape != inside.shape:
-        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} differ")
-    cut = torch.as_tensor(thresholds, dtype=torch.float64, device=values.device)
-    cut = cut.reshape(1, -1, 1) if cut.dim() == 1 else cut.reshape(*cut.shape, 1)
-    on = values > cut
+    values, inside = _rows(normalised(maps), masks)
+    on = values > _cuts(thresholds, maps)[..., None]
     both = (on & inside).sum(2).double()
     union = (on | inside).sum(2).double()
     size = on.sum(2).double() + inside.sum(2).double()
@@ -217,7 +212,7 @@ def instance_counts(
     import numpy as np
     from scipy import ndimage
 
-    on = (normalised(maps) > _per_map(thresholds, maps)).cpu().numpy()
+    on = (normalised(maps) > _cuts(thresholds, maps)[..., None, None, None]).cpu().numpy()
     truth = instances.cpu().numpy()
     counts = np.zeros((*truth.shape[:2], 3))
     structure = np.ones((3, 3, 3), bool)
@@ -250,11 +245,10 @@ def instance_f1(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), float("nan"))
 
 
-def _per_map(thresholds, maps: torch.Tensor) -> torch.Tensor:
+def _cuts(thresholds, maps: torch.Tensor) -> torch.Tensor:
+    """``[N, M]`` thresholds from one float, one per label ``[M]`` or one per map ``[N, M]``."""
     cut = torch.as_tensor(thresholds, dtype=torch.float64, device=maps.device)
-    if cut.dim() == 1:
-        cut = cut.reshape(1, -1).expand(maps.shape[0], -1)
-    return cut.reshape(*cut.shape, *[1] * (maps.dim() - 2)) if cut.dim() == 2 else cut
+    return cut.expand(maps.shape[:2])
 
 
 THRESHOLD_FREE = {
