@@ -25,6 +25,8 @@ from ctbench.metrics import (
     THRESHOLDS,
     at_thresholds,
     choose_thresholds,
+    column_means,
+    finite_mean,
     lesion_cells,
     lesion_iou_curve,
     median_iqr,
@@ -232,7 +234,7 @@ def score_run(valid: SplitOutputs, test: SplitOutputs, labels) -> tuple[dict, pd
         from ctbench.explanation_scores import score_explanations
 
         metrics.update(_organ_iou(valid, test, labels, table))
-        block, columns = score_explanations(valid, test, labels)
+        block, columns = score_explanations(valid, test)
         metrics.update(block)
         for column, values in columns.items():
             table[column] = values
@@ -257,9 +259,9 @@ def _organ_iou(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
             at_thresholds(organ_iou_curves(test.attention[name], test.allowed), chosen),
             np.nan,
         )
-        per_label = _column_means(test_scores)
-        out["organiou"][name] = _nanmean(test_scores)
-        out["valid_organiou"][name] = _nanmean(valid_scores)
+        per_label = column_means(test_scores)
+        out["organiou"][name] = finite_mean(test_scores)
+        out["valid_organiou"][name] = finite_mean(valid_scores)
         out["organiou_per_label"][name] = dict(zip(labels, per_label, strict=True))
         out["organiou_thresholds"][name] = dict(zip(labels, chosen.tolist(), strict=True))
         table[f"organiou_{name}"] = per_label
@@ -276,25 +278,16 @@ def _localisation(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dic
         pointing = np.where(test.truth, pointing, np.nan)
         lesion = np.where(test.truth, lesion, np.nan)
         out["localisation"][name] = {
-            "pointing_game": _nanmean(pointing),
-            "lesion_iou": _nanmean(lesion),
+            "pointing_game": finite_mean(pointing),
+            "lesion_iou": finite_mean(lesion),
             "pairs": int(np.isfinite(lesion).sum()),
         }
         out["localisation_per_label"][name] = {
             label: {"pointing_game": p, "lesion_iou": q}
             for label, p, q in zip(
-                labels, _column_means(pointing), _column_means(lesion), strict=True
+                labels, column_means(pointing), column_means(lesion), strict=True
             )
         }
-        table[f"pointing_game_{name}"] = _column_means(pointing)
-        table[f"lesion_iou_{name}"] = _column_means(lesion)
+        table[f"pointing_game_{name}"] = column_means(pointing)
+        table[f"lesion_iou_{name}"] = column_means(lesion)
     return out
-
-
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
-
-
-def _column_means(values: np.ndarray) -> list[float]:
-    return [_nanmean(values[:, m]) for m in range(values.shape[1])]

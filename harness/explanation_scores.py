@@ -25,9 +25,7 @@ import numpy as np
 import torch
 from ctbench import localisation as loc
 from ctbench.bootstrap import bootstrap_mean, paired_difference
-from ctbench.metrics import THRESHOLDS, choose_thresholds
-
-REFERENCES = ("ideal", "organ_uniform", "random")
+from ctbench.metrics import THRESHOLDS, choose_thresholds, column_means
 
 
 def reference_maps(truth: np.ndarray, organs: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,7 +59,7 @@ def pair_scores(
     return out
 
 
-def score_explanations(valid, test, labels, seed: int = 0) -> tuple[dict[str, Any], dict]:
+def score_explanations(valid, test, seed: int = 0) -> tuple[dict[str, Any], dict]:
     """``(metrics.json block, per-label columns)`` for the explainers of ``valid``/``test``
     (``ctbench.evaluation.SplitOutputs``)."""
     truths = {"organ": (valid.allowed, test.allowed)}
@@ -96,12 +94,5 @@ def score_explanations(valid, test, labels, seed: int = 0) -> tuple[dict[str, An
         }
         for name in test.attention:
             for metric, values in scores[name].items():
-                columns[f"{target}_{metric}_{name}"] = [
-                    _mean(values[:, m]) for m in range(len(labels))
-                ]
+                columns[f"{target}_{metric}_{name}"] = column_means(values)
     return {"explanation_metrics": summary, "explanation_differences": differences}, columns
-
-
-def _mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")

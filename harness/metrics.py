@@ -45,6 +45,17 @@ def median_iqr(values) -> tuple[float, float]:
     return float(q50), float(q75 - q25)
 
 
+def finite_mean(values: np.ndarray) -> float:
+    """The mean of the finite values (NaN marks pairs not scored); NaN when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def column_means(values: np.ndarray) -> list[float]:
+    """Per label (column of ``[N, M]``), the mean of its scored pairs."""
+    return [finite_mean(values[:, m]) for m in range(values.shape[1])]
+
+
 def organ_iou_curves(
     attention: np.ndarray, allowed: np.ndarray, thresholds: np.ndarray = THRESHOLDS
 ) -> np.ndarray:
