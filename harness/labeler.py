@@ -35,6 +35,7 @@ ORGAN_PREFIX = {
     "right_lung": "lung_",
     "left_lung": "lung_",
 }
+_HEADER = re.compile(r"(?:^|(?<=[\s.;]))([A-Za-z][A-Za-z ]{2,30}):")  # "Findings:", "INDICATION:"
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x\s*(\d+(?:\.\d+)?)\s*)?(mm|cm)\b")
 
 
@@ -68,9 +69,8 @@ def image_sections(report: str) -> str:
     information, technique, comparison: ``sections_ignored``), whose "rule out pneumonia"
     would otherwise read as a finding. A section runs from its ``Header:`` to the next."""
     ignored = vocabulary()["sections_ignored"]
-    header = re.compile(r"(?:^|(?<=[\s.;]))([A-Za-z][A-Za-z ]{2,30}):")
     kept, start, skipping = [], 0, False
-    for match in header.finditer(report):
+    for match in _HEADER.finditer(report):
         if not skipping:
             kept.append(report[start : match.start()])
         name = match.group(1).strip().lower()

@@ -568,15 +568,12 @@ def table_explainers(runs: list[RunRecord]) -> Table:
     """Every explainer and reference map of each run group on the localisation family, against
     lesion truth where the runs have it, else against the allowed organs (test split)."""
     rows = []
-    targets = set()
-    for name, (_, members) in zip(
-        row_names(group_runs(runs), "arch"), group_runs(runs), strict=True
-    ):
+    grouped = group_runs(runs)
+    for name, (_, members) in zip(row_names(grouped, "arch"), grouped, strict=True):
         blocks = [m.metrics.get("explanation_metrics") or {} for m in members]
         target = "lesion" if all("lesion" in b for b in blocks) else "organ"
         if not all(target in b for b in blocks):
             continue
-        targets.add(target)
         for explainer in blocks[0][target]:
             cells = [
                 Stat.of(
