@@ -22,6 +22,7 @@ Nothing is written into the data folder: caches go under ``$CTBENCH_CACHE_DIR`` 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +81,17 @@ def split_patients(patients: list[str], fraction: float, salt: str) -> set[str]:
     return {p for p in patients if patient_fraction(p, salt) < fraction}
 
 
+Placement = dict[str, list[str]]
+"""``{present label: organs}``: where PARTITION allows each present label."""
+
+
 @dataclass
 class Entry:
-    """One volume as a plugin indexes it; ``read`` returns ``(volume in HU, spacing, meta)``."""
+    """One volume as a plugin indexes it; ``read`` returns ``(volume in HU, spacing, meta)``.
+
+    ``placement`` is the labels' :data:`Placement`, or a function that gives it on first use
+    (``located``): CT-RATE places its labels through the report labeler, which then runs only
+    for the cases a run loads, not for all 50,188 volumes each time the dataset is opened."""
 
     case_id: str
     path: Path
@@ -91,8 +100,29 @@ class Entry:
     patient: str
     split: str | None = None
     report: str | None = None
-    located: dict[str, list[str]] | None = None
+    placement: Placement | Callable[[], Placement] | None = None
     meta: dict = field(default_factory=dict)
+
+    @property
+    def located(self) -> Placement | None:
+        if callable(self.placement):
+            self.placement = self.placement()
+        return self.placement
+
+
+def present_placement(names, labels, placed: dict, default: dict) -> Placement:
+    """Each present label where the report ``placed`` it, else in every organ it may lie in
+    (``default``)."""
+    return {
+        name: list(placed.get(name) or default[name])
+        for name, present in zip(names, labels, strict=True)
+        if present
+    }
+
+
+def problem(case_id: str, error: str) -> dict[str, str]:
+    """One line of :attr:`DiskSource.problems`."""
+    return {"case_id": case_id, "error": error}
 
 
 class DiskSource:
@@ -197,16 +227,15 @@ class DiskSource:
             check_lungs(volume, spacing, str(entry.path))
         target = self.spacing
         resampled = resample(volume, spacing, target, method=self.resampling)
-        findings = [
-            Finding(label, tuple(organs)) for label, organs in (entry.located or {}).items()
-        ]
+        located = entry.located
         return Case(
             case_id,
             to_hu_int16(resampled),
             target,
             entry.labels.astype(bool),
             report=entry.report,
-            findings=findings,
+            # findings without masks name the present labels for figures (ctbench data show)
+            findings=[Finding(label, tuple(organs)) for label, organs in (located or {}).items()],
             meta={
                 **entry.meta,
                 **meta,
@@ -215,7 +244,7 @@ class DiskSource:
                 "original_spacing": [round(float(s), 4) for s in spacing],
                 "original_shape": list(volume.shape),
             },
-            located=entry.located,
+            located=located,
         )
 
 
@@ -260,7 +289,5 @@ def binary_labels(row, columns: list[str], path: Path, key: str) -> np.ndarray:
 
 
 def duplicates(names: list[str]) -> set[str]:
-    seen, repeated = set(), set()
-    for name in names:
-        (repeated if name in seen else seen).add(name)
-    return repeated
+    """The names that occur more than once."""
+    return {name for name, count in Counter(names).items() if count > 1}

@@ -40,7 +40,7 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
     if path.is_dir():
         volume, spacing = read_dicom_series(path)
         return np.rint(volume).astype(np.int16), spacing
-    if name.endswith((".nii", ".nii.gz")):
+    if nifti_stem(name) is not None:
         return read_nifti(path)[:2]
     try:
         if name.endswith(".npz"):
@@ -73,6 +73,17 @@ def read_npz(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
         raise InvalidCaseError(
             f"{path}: unreadable npz ({type(error).__name__}: {error})"
         ) from error
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def nifti_stem(name: str) -> str | None:
+    """A NIfTI file name without its suffix (any case: ``scan.NII.GZ`` -> ``scan``); None for
+    a file that is not NIfTI."""
+    lower = name.lower()
+    suffix = next((s for s in NIFTI_SUFFIXES if lower.endswith(s)), None)
+    return None if suffix is None else name[: -len(suffix)]
 
 
 def ras_to_ctbench(array: np.ndarray) -> np.ndarray:
@@ -148,9 +159,9 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, tuple[float, floa
     """The HU volume and spacing of the DICOM series in ``folder`` on ctbench's axes.
 
     Slices are ordered by their position along the slice normal, HU = pixel x RescaleSlope +
-    RescaleIntercept per slice, and the slice spacing is the most common gap (as the paper's
-    preprocessing). A folder with several series, a missing position tag or uneven gaps is one
-    error naming the folder.
+    RescaleIntercept per slice, and the slice spacing is the median gap (gaps more than 10% off
+    it are refused, so it is also the most common gap, the paper's choice). A folder with
+    several series, a missing geometry tag or uneven gaps is one error naming the file or folder.
     """
     import pydicom
 

@@ -43,8 +43,11 @@ from ctbench.disk_source import (
     binary_labels,
     data_folder,
     duplicates,
+    present_placement,
+    problem,
     read_csv,
 )
+from ctbench.io import nifti_stem
 from ctbench.vocabulary import ct_rate_labels
 
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z]+)_(\d+)\.nii(\.gz)?$")
@@ -120,8 +123,6 @@ def _volumes(folder: Path, split: str) -> tuple[dict[str, Path], dict[str, str]]
 
 
 def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
-    from ctbench.labeler import place_labels
-
     folder = dataset_folder(root)
     known = ct_rate_labels()
     entries, problems, record = [], [], {"not_downloaded": 0, "releases": {}}
@@ -148,7 +149,7 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
         metadata = _metadata(folder, split)
         repeated = duplicates(table["VolumeName"].tolist())
         for name in sorted(repeated):
-            problems.append({"case_id": name, "error": f"{labels_path}: {name} has several rows"})
+            problems.append(problem(name, f"{labels_path}: {name} has several rows"))
         listed = set()
         for row in table.to_dict("records"):
             name = row["VolumeName"]
@@ -157,35 +158,22 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
                 continue
             match = NAME.match(name)
             if not match:
-                problems.append(
-                    {
-                        "case_id": name,
-                        "error": f"{labels_path}: {name!r} is not a CT-RATE volume name",
-                    }
-                )
+                error = f"{labels_path}: {name!r} is not a CT-RATE volume name"
+                problems.append(problem(name, error))
                 continue
             patient = f"{match[1]}_{match[2]}"
             path = volumes.get(name)
             if path is None:
                 if any((folder / f"{split}{s}" / patient).is_dir() for s in ("_fixed", "")):
+                    where = f"{folder / split}*/{patient}"
                     problems.append(
-                        {
-                            "case_id": name,
-                            "error": f"{labels_path}: {name} has a "
-                            f"row but no volume in {folder / split}*/{patient}",
-                        }
+                        problem(name, f"{labels_path}: {name} has a row but no volume in {where}")
                     )
                 else:
                     record["not_downloaded"] += 1
                 continue
             labels = binary_labels(row, list(known), labels_path, name)
             report = reports.get(name)
-            placed = place_labels(report, known) if report else {}
-            located = {
-                label: list(placed.get(label) or known[label]["organs"])
-                for label, present in zip(known, labels, strict=True)
-                if present
-            }
             entries.append(
                 Entry(
                     _case_id(name),
@@ -195,18 +183,13 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
                     patient=patient,
                     split=SPLIT[split],
                     report=report,
-                    located=located,
-                    meta={
-                        "release": release[name],
-                        "placed_from_report": sorted(set(located) & set(placed)),
-                    },
+                    placement=partial(placement, report, labels),  # labelled on first use
+                    meta={"release": release[name]},
                 )
             )
         for name, path in volumes.items():
             if name not in listed:
-                problems.append(
-                    {"case_id": _case_id(name), "error": f"{path}: no row in {labels_path.name}"}
-                )
+                problems.append(problem(_case_id(name), f"{path}: no row in {labels_path.name}"))
         record["releases"][split] = sorted(set(release.values()))
     if not entries and not problems:
         raise FileNotFoundError(
@@ -216,8 +199,18 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
     return entries, problems, record
 
 
+def placement(report: str | None, labels) -> dict[str, list[str]]:
+    """Each present label where the labeler reads it in the report, else in every organ where
+    it may lie."""
+    from ctbench.labeler import place_labels
+
+    known = ct_rate_labels()
+    placed = place_labels(report, known) if report else {}
+    return present_placement(known, labels, placed, {k: v["organs"] for k, v in known.items()})
+
+
 def _case_id(volume_name: str) -> str:
-    return volume_name.removesuffix(".gz").removesuffix(".nii")
+    return nifti_stem(volume_name) or volume_name
 
 
 def ct_rate(preset: str = "default", *, data_root: str | Path | None = None, **options):

@@ -34,11 +34,12 @@ from ctbench.disk_source import (
     binary_labels,
     data_folder,
     duplicates,
+    present_placement,
+    problem,
     read_csv,
 )
 from ctbench.vocabulary import check_labels, ct_rate_labels, label_organs, output_labels
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 RESERVED = ("case_id", "patient", "split")
 
 
@@ -54,12 +55,13 @@ def _is_dicom(path: Path) -> bool:
 
 def find_volumes(root: Path) -> dict[str, list[Path]]:
     """``{case id: [paths]}``: NIfTI files by name, DICOM series by their folder's name."""
+    from ctbench.io import nifti_stem
+
     found: dict[str, list[Path]] = {}
     for path in sorted(root.rglob("*")):
         if path.name.startswith("."):
             continue
-        if path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES):
-            stem = path.name[: -len(next(s for s in NIFTI_SUFFIXES if path.name.endswith(s)))]
+        if path.is_file() and (stem := nifti_stem(path.name)) is not None:
             found.setdefault(stem, []).append(path)
         elif path.is_dir():
             files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
@@ -69,15 +71,12 @@ def find_volumes(root: Path) -> dict[str, list[Path]]:
 
 
 def read_volume(path: Path):
-    """``(HU volume, spacing, meta)`` of a NIfTI file (its header's scaling applied) or a
-    DICOM series folder (RescaleSlope and RescaleIntercept applied)."""
-    from ctbench.io import read_dicom_series, read_nifti
+    """``(HU volume, spacing, meta)`` of a NIfTI file or a DICOM series folder
+    (``ctbench.io.load_volume``: the header's or the slices' scaling applied)."""
+    from ctbench.io import load_volume
 
-    if path.is_dir():
-        volume, spacing = read_dicom_series(path)
-        return volume, spacing, {"format": "dicom"}
-    volume, spacing, _ = read_nifti(path)
-    return volume, spacing, {"format": "nifti"}
+    volume, spacing = load_volume(path)
+    return volume, spacing, {"format": "dicom" if path.is_dir() else "nifti"}
 
 
 def label_vocabulary(columns: list[str], path: Path) -> tuple[str, tuple[str, ...]]:
@@ -86,10 +85,6 @@ def label_vocabulary(columns: list[str], path: Path) -> tuple[str, tuple[str, ..
         return "ct-rate", tuple(c for c in ct_rate_labels() if c in columns)
     check_labels(columns, f"{path} (label columns are the paper's 80 or CT-RATE's 18)")
     return "paper", tuple(c for c in output_labels() if c in columns)
-
-
-def _problem(case_id: str, error: str) -> dict[str, str]:
-    return {"case_id": case_id, "error": error}
 
 
 def read_reports(
@@ -105,16 +100,16 @@ def read_reports(
     if path.is_file():
         for row in read_csv(path, ("case_id", "report")).to_dict("records"):
             if row["case_id"] in reports:
-                problems.append(_problem(row["case_id"], f"{path}: several rows"))
+                problems.append(problem(row["case_id"], f"{path}: several rows"))
             reports[row["case_id"]] = row["report"].strip() or None
     folder = root / "reports"
     for text_file in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
         if text_file.stem in reports:
-            problems.append(_problem(text_file.stem, f"{text_file}: a second report"))
+            problems.append(problem(text_file.stem, f"{text_file}: a second report"))
         try:
             reports[text_file.stem] = read_report(text_file).strip() or None
         except ValueError as error:
-            problems.append(_problem(text_file.stem, str(error)))
+            problems.append(problem(text_file.stem, str(error)))
             reports.pop(text_file.stem, None)
             unreadable.add(text_file.stem)
     return reports, unreadable
@@ -127,7 +122,7 @@ def read_label_rows(path: Path, problems: list[dict[str, str]]):
     rows: dict[str, dict] = {}
     repeated = duplicates(table["case_id"].tolist())
     for case_id in sorted(repeated):
-        problems.append(_problem(case_id, f"{path}: several rows"))
+        problems.append(problem(case_id, f"{path}: several rows"))
     for row in table.to_dict("records"):
         if row["case_id"] not in repeated:
             rows[row["case_id"]] = row
@@ -161,7 +156,7 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
         report = reports.get(case_id)
         if not paths:
             problems.append(
-                _problem(
+                problem(
                     case_id,
                     f"{root / listed_in}: a row but no volume ({case_id}.nii.gz, or a DICOM "
                     f"folder {case_id}/)",
@@ -169,10 +164,10 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
             )
             continue
         if len(paths) > 1:
-            problems.append(_problem(case_id, "several volumes: " + ", ".join(map(str, paths))))
+            problems.append(problem(case_id, "several volumes: " + ", ".join(map(str, paths))))
             continue
         if split is not None and split not in SPLITS:
-            problems.append(_problem(case_id, f"split {split!r} is not one of {', '.join(SPLITS)}"))
+            problems.append(problem(case_id, f"split {split!r} is not one of {', '.join(SPLITS)}"))
             continue
         if case_id in unreadable:
             continue  # its report cannot be read: listed already
@@ -184,15 +179,10 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
             try:
                 labels = binary_labels(row, list(names), labels_path, case_id)
             except ValueError as error:
-                problems.append(_problem(case_id, str(error)))
+                problems.append(problem(case_id, str(error)))
                 continue
         else:
             labels = np.array([name in placed for name in names])
-        located = {
-            name: list(placed.get(name) or default[name])
-            for name, present in zip(names, labels, strict=True)
-            if present
-        }
         entries.append(
             Entry(
                 case_id,
@@ -202,12 +192,12 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
                 patient=row.get("patient", "").strip() or case_id,
                 split=split,
                 report=report,
-                located=located,
+                placement=present_placement(names, labels, placed, default),
             )
         )
     for case_id, paths in sorted(volumes.items()):
         if case_id not in rows:
-            problems.append(_problem(case_id, f"{paths[0]}: no row in {listed_in}"))
+            problems.append(problem(case_id, f"{paths[0]}: no row in {listed_in}"))
     record = {"labels_from": listed_in, "label_vocabulary": vocabulary}
     return names, entries, problems, record
 

@@ -22,8 +22,16 @@ from pathlib import Path
 import ctbench
 import numpy as np
 from ctbench.cases import InvalidCaseError
-from ctbench.disk_source import PRESETS, DiskSource, Entry, data_folder, duplicates, read_csv_header
-from ctbench.labeler import vocabulary
+from ctbench.disk_source import (
+    PRESETS,
+    DiskSource,
+    Entry,
+    data_folder,
+    duplicates,
+    problem,
+    read_csv_header,
+)
+from ctbench.labeler import ORGAN_PREFIX, vocabulary
 from ctbench.vocabulary import ORGANS, organ_locations, output_labels
 
 SPLIT_OF_PREFIX = {"trn": "train", "val": "valid", "tst": "test"}
@@ -48,16 +56,14 @@ def read_npz_volume(
 
 def organ_labels(positive: set[tuple[str, str]]) -> dict[str, list[str]]:
     """``{output label: organs}`` from the ``(abnormality, location)`` pairs that are 1."""
-    vocab = vocabulary()
-    lung_only = set(vocab["lung_only"])
+    lung_only = set(vocabulary()["lung_only"])
     known = set(output_labels())
     lungs = ("right_lung", "left_lung")
-    prefix = {"great_vessel": "h_great_vessel_", "mediastinum": "h_mediastinum_", "heart": "heart_"}
     found: dict[str, set[str]] = {}
     for organ, locations in organ_locations().items():
         for abnormality, location in positive:
             if location in locations:
-                label = ("lung_" if organ in lungs else prefix[organ]) + abnormality
+                label = ORGAN_PREFIX[organ] + abnormality
                 if label in known:
                     found.setdefault(label, set()).add(organ)
     for abnormality in {a for a, _ in positive} & lung_only:
@@ -120,7 +126,7 @@ def index(
         keys, pairs, ones = read_label_table(label_file)
         repeated = duplicates(keys)
         for name in sorted(repeated):
-            problems.append({"case_id": name, "error": f"{label_file}: {name} has several rows"})
+            problems.append(problem(name, f"{label_file}: {name} has several rows"))
         for row, key in enumerate(keys):
             if key in seen or key in repeated:
                 continue
@@ -130,13 +136,8 @@ def index(
                 rows_without_volume += 1  # the public subset holds 3,630 of the 35,747
                 continue
             if len(paths) > 1:
-                problems.append(
-                    {
-                        "case_id": key,
-                        "error": f"{key}.npz is in {len(paths)} places: "
-                        + ", ".join(map(str, paths)),
-                    }
-                )
+                places = ", ".join(map(str, paths))
+                problems.append(problem(key, f"{key}.npz is in {len(paths)} places: {places}"))
                 continue
             located = organ_labels({pairs[k] for k in np.flatnonzero(ones[row])})
             entries.append(
@@ -147,12 +148,12 @@ def index(
                     np.array([label in located for label in labels]),
                     patient=key,  # the public files name no patient; the given splits do
                     split=SPLIT_OF_PREFIX.get(key[:3]),
-                    located=located,
+                    placement=located,
                 )
             )
     for key, paths in sorted(volumes.items()):
         if key not in seen:
-            problems.append({"case_id": key, "error": f"{paths[0]}: no row in any label CSV"})
+            problems.append(problem(key, f"{paths[0]}: no row in any label CSV"))
     record = {
         "label_files": [str(p) for p in label_files],
         "label_rows_without_volume": rows_without_volume,
