@@ -396,3 +396,17 @@ def test_shared_dicom_series_in_the_folder_layout(tmp_path):
         InvalidCaseError, match=rf"{first.name}: (unreadable DICOM|no ImagePositionPatient)"
     ):
         unchecked.load("abdomen")
+
+
+def test_rad_chestct_lists_a_repeated_row_once(tmp_path):
+    volume = chest_volume()
+    write_rad_chestct(tmp_path, {"trn00001": volume, "trn00002": volume}, {})
+    labels = tmp_path / "imgtrain_Abnormality_and_Location_Labels.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([*lines, lines[1]]) + "\n")  # trn00001's row twice
+    source = ctbench.create_dataset(
+        "rad-chestct", data_root=tmp_path, preset="tiny", spacing_mm=5.0, cache_dir=tmp_path / "c"
+    )
+    (only,) = source.problems
+    assert only["case_id"] == "trn00001" and "several rows" in only["error"]
+    assert source.case_ids("train") == ["trn00002"]

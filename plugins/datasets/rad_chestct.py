@@ -127,8 +127,9 @@ def index(
         repeated = duplicates(keys)
         for name in sorted(repeated):
             problems.append(problem(name, f"{label_file}: {name} has several rows"))
+        seen |= repeated  # listed once, as repeated; its volume is not "without a row"
         for row, key in enumerate(keys):
-            if key in seen or key in repeated:
+            if key in seen:
                 continue
             seen.add(key)
             paths = volumes.get(key)
