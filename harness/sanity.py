@@ -153,14 +153,20 @@ def verdict(test: dict[str, dict], baseline: dict[str, dict]) -> bool:
 
 
 def randomisation_tests(
-    model: nn.Module, explain: Explain, *, order: str = "bottom-up", seed: int = 0
+    model: nn.Module,
+    explain: Explain,
+    *,
+    order: str = "bottom-up",
+    seed: int = 0,
+    trained: torch.Tensor | None = None,
 ) -> dict:
-    """Cascading and independent randomisation of one explainer (module docstring)."""
+    """Cascading and independent randomisation of one explainer (module docstring);
+    ``trained``: the trained model's maps, when the caller has them already."""
     if order not in ("bottom-up", "top-down"):
         raise ValueError(f"order must be bottom-up or top-down, got {order!r}")
     blocks = parameter_blocks(model)
     sequence = blocks if order == "bottom-up" else blocks[::-1]
-    trained = explain(model)
+    trained = explain(model) if trained is None else trained
     baseline = summary(random_pair_baseline(trained, seed), seed)
     cascading = []
     for step in range(1, len(sequence) + 1):
@@ -196,10 +202,6 @@ class PermutedLabels:
 
     def __init__(self, source, seed: int = 0) -> None:
         self.source, self.seed = source, seed
-        self.name = source.name
-        self.label_names = source.label_names
-        self.volume_shape = source.volume_shape
-        self.folder = getattr(source, "folder", None)
         self._donor: dict[str, str] = {}
         for split in ("train", "valid", "test"):
             ids = source.case_ids(split)
@@ -213,18 +215,16 @@ class PermutedLabels:
 
         return SourceConfig({**source_config(self.source), "permuted_labels_seed": self.seed})
 
-    def case_ids(self, split: str) -> list[str]:
-        return self.source.case_ids(split)
-
     def load(self, case_id: str):
         case = self.source.load(case_id)
+        self._labels.setdefault(case_id, case.labels)  # its own labels, for its recipient
         donor = self._donor[case_id]
-        if donor not in self._labels:
-            self._labels[donor] = (
-                case.labels if donor == case_id else self.source.load(donor).labels
-            )
+        if donor not in self._labels:  # not loaded yet: decoded once for its labels
+            self._labels[donor] = self.source.load(donor).labels
         case.labels = self._labels[donor]
         return case
 
-    def __getattr__(self, name: str):  # materialise, pretext_source, spacing, ...
+    def __getattr__(self, name: str):  # name, label_names, case_ids, folder, materialise, ...
+        if name.startswith("__") or name == "source":  # unpickling: no source yet
+            raise AttributeError(name)
         return getattr(self.source, name)

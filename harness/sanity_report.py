@@ -110,9 +110,9 @@ def check_run(
     for name in names:
         log(f"sanity: {name}")
         explain = _explain_with(ctbench.create_explainer(name), x, device)
-        result = randomisation_tests(model, explain, order=order, seed=seed)
+        trained = explain(model)
+        result = randomisation_tests(model, explain, order=order, seed=seed, trained=trained)
         if other is not None:
-            trained = explain(model)
             data = summary(similarities(trained, explain(other)), seed)
             result["permuted_labels"] = {**data, "passed": verdict(data, result["baseline"])}
         result["passed"] = result["passed"] and result.get("permuted_labels", {}).get(
