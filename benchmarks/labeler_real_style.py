@@ -67,11 +67,13 @@ def old_labeler(revision: str):
     return place
 
 
-def score(errors: bool = False, revision: str | None = None) -> dict[str, float]:
+def score(
+    errors: bool = False, revision: str | None = None, corpus_path: Path = CORPUS
+) -> dict[str, float]:
     place = old_labeler(revision) if revision else place_labels
     table = ct_rate_labels()
     names = list(table)
-    corpus = pd.read_csv(CORPUS, keep_default_na=False)
+    corpus = pd.read_csv(corpus_path, keep_default_na=False)
     truth, predicted = [], []
     for text, labels in zip(corpus["text"], corpus["labels"], strict=True):
         expected = set(filter(None, labels.split("|")))
@@ -100,7 +102,6 @@ if __name__ == "__main__":
     parser.add_argument("--old", default=None, help="score the labeler of this git revision")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     args = parser.parse_args()
-    CORPUS = args.corpus
-    result = score(args.errors, args.old)
+    result = score(args.errors, args.old, args.corpus)
     for key, value in result.items():
         print(f"{key:42s} {value:.3f}" if isinstance(value, float) else f"{key:42s} {value}")
