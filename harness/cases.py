@@ -61,6 +61,20 @@ class Case:
         masks = [f.mask for f in self.findings if f.label == label and f.mask is not None]
         return np.logical_or.reduce(masks) if masks else None
 
+    def finding_instances(self, label: str) -> np.ndarray | None:
+        """``uint8 [S, Y, X]``: 0 outside every instance of ``label``, ``k`` in its ``k``-th
+        instance with a mask (where instances overlap, the first keeps the voxel); None if no
+        instance has a mask. Its ``> 0`` is :meth:`finding_mask`."""
+        masks = [f.mask for f in self.findings if f.label == label and f.mask is not None]
+        if not masks:
+            return None
+        if len(masks) > 255:
+            raise ValueError(f"{self.case_id}: {len(masks)} instances of {label}; at most 255")
+        ids = np.zeros(masks[0].shape, np.uint8)
+        for k, mask in enumerate(masks, start=1):
+            ids[mask & (ids == 0)] = k
+        return ids
+
 
 @runtime_checkable
 class CaseSource(Protocol):

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "compare": "ctbench.commands.compare:compare",
     "data": "ctbench.commands.data:data",
     "explain": "ctbench.commands.explain:explain",
+    "faithfulness": "ctbench.commands.faithfulness:faithfulness",
     "labels": "ctbench.commands.labels:labels",
     "matrix": "ctbench.commands.matrix:matrix",
     "model": "ctbench.commands.model:model",

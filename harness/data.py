@@ -31,7 +31,8 @@ class VolumeDataset(Dataset):
     Each sample has ``x`` float32 ``[H, 3, Y, X]``, ``y`` float32 ``[M]``, ``case_id``,
     ``index`` and ``augmentation`` (``[flip_axis or -1, quarter turns]``). With
     ``with_organs`` it adds ``organs`` bool ``[len(ORGANS), S, Y, X]``; with ``with_findings``,
-    ``findings`` bool ``[M, S, Y, X]`` (the union of each label's finding masks), both on the
+    ``findings`` uint8 ``[M, S, Y, X]`` (each label's finding instances: 0 outside, ``k`` in
+    the ``k``-th, ``Case.finding_instances``; ``> 0`` is the union of its masks), both on the
     same grid and under the same augmentation as ``x``. With ``allowed_regions`` it adds
     ``allowed`` bool ``[M, H', D1, D2]``: PARTITION's G_true of the augmented organ masks.
 
@@ -151,10 +152,10 @@ class VolumeDataset(Dataset):
             stack = np.stack([case.organs[name] for name in ORGANS])
             sample["organs"] = torch.from_numpy(self._transform(stack, False, augmentation))
         if self.with_findings:
-            empty = np.zeros(case.volume.shape, bool)
+            empty = np.zeros(case.volume.shape, np.uint8)
             stack = np.stack(
                 [
-                    m if (m := case.finding_mask(name)) is not None else empty
+                    m if (m := case.finding_instances(name)) is not None else empty
                     for name in self.source.label_names
                 ]
             )

@@ -27,7 +27,7 @@ from ctbench.metrics import (
     choose_thresholds,
     column_means,
     finite_mean,
-    lesion_cells,
+    instance_cells,
     lesion_iou_curve,
     median_iqr,
     organ_iou_curves,
@@ -51,8 +51,11 @@ class SplitOutputs:
     logits: np.ndarray  # [N, M] float64: every rank statistic is computed from these
     slice_scores: np.ndarray | None = None  # [N, M, H] for MIL models
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # [N, M, H, D1, D2] in [0, 1]
+    # the raw maps, each divided by its largest absolute value: [N, M, H, D1, D2] in [-1, 1]
+    signed_attention: dict[str, np.ndarray] = field(default_factory=dict)
     allowed: np.ndarray | None = None  # [N, M, H, D1, D2] bool
     lesion_grid: np.ndarray | None = None  # [N, M, H, D1, D2] bool: cells touching a lesion
+    lesion_instances: np.ndarray | None = None  # [N, M, H, D1, D2] int16: instance of each cell
     lesion_iou: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N, M], NaN: no lesion
     explain_seconds: dict[str, float] = field(default_factory=dict)  # per explainer, whole split
 
@@ -87,7 +90,9 @@ def predict_and_explain(
         Subset(dataset, indices), batch_size=batch_size, pin_memory=device.type == "cuda"
     )
     case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
+    instances = []
     attention = {name: [] for name in explainers}
+    signed = {name: [] for name in explainers}
     lesion_iou = {name: [] for name in explainers}
     explain_seconds = dict.fromkeys(explainers, 0.0)
     for batch in progress_bar(
@@ -105,6 +110,7 @@ def predict_and_explain(
             maps_of[name] = relu_minmax(maps.detach().float()).cpu()
             explain_seconds[name] += time.perf_counter() - began  # .cpu() waited for the device
             attention[name].append(maps_of[name].numpy())
+            signed[name].append(scaled_signed(maps.detach().float()).cpu().numpy())
             batch_logits = out.detach() if batch_logits is None else batch_logits
         with torch.no_grad(), precision.autocast():
             if batch_logits is None:
@@ -119,8 +125,9 @@ def predict_and_explain(
             allowed.append(batch["allowed"].numpy())
         if "findings" in batch and maps_of:
             grid = next(iter(maps_of.values())).shape[2:]
-            cells, curves = _localise(batch["findings"], maps_of, grid)
+            cells, ids, curves = _localise(batch["findings"], maps_of, grid)
             lesion_grid.append(cells)
+            instances.append(ids)
             for name in explainers:
                 lesion_iou[name].append(curves[name])
     if not case_ids:  # more ranks than cases: this one had none
@@ -132,8 +139,10 @@ def predict_and_explain(
         logits=np.concatenate(logits),
         slice_scores=np.concatenate(scores) if scores else None,
         attention={name: np.concatenate(v) for name, v in attention.items()},
+        signed_attention={name: np.concatenate(v) for name, v in signed.items()},
         allowed=np.concatenate(allowed) if allowed else None,
         lesion_grid=np.concatenate(lesion_grid) if lesion_grid else None,
+        lesion_instances=np.concatenate(instances) if instances else None,
         lesion_iou={name: np.concatenate(v, axis=1) for name, v in lesion_iou.items() if v},
         explain_seconds=explain_seconds,
     )
@@ -170,8 +179,12 @@ def merge_shards(shards: list[tuple[list[int], SplitOutputs]]) -> SplitOutputs:
         logits=cases(lambda p: p.logits),
         slice_scores=cases(lambda p: p.slice_scores),
         attention={name: cases(lambda p, n=name: p.attention[n]) for name in first.attention},
+        signed_attention={
+            name: cases(lambda p, n=name: p.signed_attention[n]) for name in first.signed_attention
+        },
         allowed=cases(lambda p: p.allowed),
         lesion_grid=cases(lambda p: p.lesion_grid),
+        lesion_instances=cases(lambda p: p.lesion_instances),
         lesion_iou={
             name: cases(lambda p, n=name: p.lesion_iou[n], axis=1) for name in first.lesion_iou
         },
@@ -182,24 +195,35 @@ def merge_shards(shards: list[tuple[list[int], SplitOutputs]]) -> SplitOutputs:
     )
 
 
+def scaled_signed(maps: torch.Tensor) -> torch.Tensor:
+    """Raw maps ``[B, M, ...]`` divided by each (scan, label)'s largest absolute value (all-zero
+    maps stay zero): the sign and the ranking kept, the scale made comparable."""
+    peak = maps.flatten(2).abs().amax(dim=2).clamp(min=torch.finfo(maps.dtype).tiny)
+    return maps / peak.reshape(*peak.shape, *[1] * (maps.dim() - 2))
+
+
 def _localise(findings: torch.Tensor, maps_of: dict[str, torch.Tensor], grid):
-    """Lesion cells ``[B, M, *grid]`` and, per explainer, lesion IoU curves ``[T, B, M]``."""
+    """Lesion cells ``[B, M, *grid]``, their instances (``metrics.instance_cells``) and, per
+    explainer, lesion IoU curves ``[T, B, M]``; ``findings`` holds instance ids (or bools)."""
     batch, labels = findings.shape[:2]
-    cells = np.zeros((batch, labels, *grid), bool)
+    ids = np.zeros((batch, labels, *grid), np.int16)
     curves = {name: np.full((len(THRESHOLDS), batch, labels), np.nan) for name in maps_of}
     for b in range(batch):
         for m in range(labels):
-            lesion = findings[b, m]
+            lesion = findings[b, m] > 0
             if not bool(lesion.any()):
                 continue
-            cells[b, m] = lesion_cells(lesion, grid)
+            ids[b, m] = instance_cells(findings[b, m].to(torch.uint8), grid)
             for name, maps in maps_of.items():
                 curves[name][:, b, m] = lesion_iou_curve(maps[b, m], lesion)
-    return cells, curves
+    return ids > 0, ids, curves
 
 
-def score_run(valid: SplitOutputs, test: SplitOutputs, labels) -> tuple[dict, pd.DataFrame]:
-    """Metrics (test headline, validation beside it) and the per-label table.
+def score_run(
+    valid: SplitOutputs, test: SplitOutputs, labels, device: torch.device | str = "cpu"
+) -> tuple[dict, pd.DataFrame]:
+    """Metrics (test headline, validation beside it) and the per-label table; the explanation
+    metrics run on ``device``.
 
     AUROC and its CI are rank statistics: they are computed from the logits, which the sigmoid
     would tie (every logit above ~17 is 1.0 in float32, above ~37 in float64).
@@ -234,7 +258,7 @@ def score_run(valid: SplitOutputs, test: SplitOutputs, labels) -> tuple[dict, pd
         from ctbench.explanation_scores import score_explanations
 
         metrics.update(_organ_iou(valid, test, labels, table))
-        block, columns = score_explanations(valid, test)
+        block, columns = score_explanations(valid, test, device=device)
         metrics.update(block)
         for column, values in columns.items():
             table[column] = values

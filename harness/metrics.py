@@ -138,3 +138,16 @@ def lesion_cells(lesion: torch.Tensor, grid: tuple[int, int, int]) -> np.ndarray
     """Which cells of the map grid hold any lesion voxel (max pooling over each cell)."""
     small = F.adaptive_max_pool3d(lesion[None].float(), tuple(grid))
     return small[0].numpy() > 0
+
+
+def instance_cells(instances: torch.Tensor, grid: tuple[int, int, int]) -> np.ndarray:
+    """``int16 [*grid]`` of an instance map ``[S, Y, X]`` (0 outside, ``k`` in instance ``k``):
+    each cell holding lesion voxels goes to the instance with the most voxels in it (the lower
+    id on ties), so its ``> 0`` is :func:`lesion_cells`; 0 elsewhere."""
+    count = int(instances.max())
+    if count == 0:
+        return np.zeros(grid, np.int16)
+    ids = torch.arange(1, count + 1, device=instances.device).reshape(-1, 1, 1, 1)
+    share = F.adaptive_avg_pool3d((instances[None] == ids).float(), tuple(grid))  # [k, *grid]
+    best = share.argmax(dim=0) + 1  # the first of tied maxima
+    return torch.where(share.amax(dim=0) > 0, best, 0).cpu().numpy().astype(np.int16)

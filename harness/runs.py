@@ -422,7 +422,7 @@ class RunParts:
         from ctbench.evaluation import score_run
 
         with self.timer.phase("score"):
-            return score_run(evaluated["valid"], evaluated["test"], self.labels)
+            return score_run(evaluated["valid"], evaluated["test"], self.labels, self.device)
 
     def write_figures(self, history: list[dict[str, Any]], test) -> None:
         from ctbench.results import write_figures
@@ -502,6 +502,23 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
         )
     record = json.loads(path.with_suffix(".json").read_text())
     return str(path), {"path": str(path), **record}
+
+
+def trained_run(run_folder: Path, explainers=None, device="cpu"):
+    """``(config, explainer names, trained model on device)`` of a finished run folder, for
+    the commands that study a run's explanations (sanity, faithfulness); ``explainers``
+    defaults to the run's own."""
+    from ctbench.checkpoints import model_from_checkpoint
+
+    run_folder = Path(run_folder)
+    checkpoint = run_folder / "checkpoints" / "best.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no trained model (is {run_folder} a finished run?)")
+    config = RunConfig.from_json(json.loads((run_folder / "config.json").read_text())["run"])
+    names = list(explainers or config.explainers)
+    if not names:
+        raise ValueError(f"{run_folder}: the run has no explainer; name one with --explainer")
+    return config, names, model_from_checkpoint(checkpoint)[0].to(device).eval()
 
 
 def dataset_of(config: RunConfig):

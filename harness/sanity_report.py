@@ -4,7 +4,6 @@ recipe, and ``sanity.json`` / ``sanity.png`` written into the run folder."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,19 +80,11 @@ def check_run(
 ) -> dict:
     """Every test for every explainer; the report, also written to ``RUN/sanity.json``."""
     import ctbench
-    from ctbench.checkpoints import model_from_checkpoint
-    from ctbench.runs import RunConfig
+    from ctbench.runs import trained_run
     from ctbench.storage import write_json
 
     run_folder = Path(run_folder)
-    checkpoint = run_folder / "checkpoints" / "best.pt"
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no trained model (is {run_folder} a finished run?)")
-    config = RunConfig.from_json(json.loads((run_folder / "config.json").read_text())["run"])
-    names = list(explainers or config.explainers)
-    if not names:
-        raise ValueError(f"{run_folder}: the run has no explainer; name one with --explainer")
-    model = model_from_checkpoint(checkpoint)[0].to(device)
+    config, names, model = trained_run(run_folder, explainers, device)
     x = _inputs(config, split, cases)
     other = (
         permuted_label_model(config, run_folder, seed, progress, log).to(device)

@@ -560,6 +560,7 @@ EXPLAINER_METRICS = (
     ("auroc", "map AUROC"),
     ("dice_tuned", "Dice (tuned)"),
     ("hit_tuned", "hit rate"),
+    ("instance_f1", "instance F1"),
 )
 """The localisation metrics the explainer table shows (metrics.json has them all)."""
 
@@ -576,8 +577,12 @@ def table_explainers(runs: list[RunRecord]) -> Table:
             continue
         for explainer in blocks[0][target]:
             cells = [
-                Stat.of(
-                    [b[target][explainer][metric]["mean"] for b in blocks if explainer in b[target]]
+                Stat.of(  # instance F1 is scored against lesions only
+                    [
+                        b[target][explainer].get(metric, {}).get("mean")
+                        for b in blocks
+                        if explainer in b[target]
+                    ]
                 )
                 for metric, _ in EXPLAINER_METRICS
             ]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ctbench.bootstrap import bootstrap_mean, paired_difference
+from ctbench.bootstrap import (
+    bootstrap_mean,
+    bootstrap_ratio,
+    paired_difference,
+    paired_ratio_difference,
+)
 
 
 def test_mean_over_scored_pairs_and_interval_around_it():
@@ -54,3 +59,26 @@ def test_pairing_narrows_the_difference_and_uses_pairs_both_score():
     assert same["difference"] == 0 and same["p_value"] == 1
     with pytest.raises(ValueError, match="share a shape"):
         paired_difference(a, b[:, :2])
+
+
+def test_a_ratio_of_sums_is_bootstrapped_as_one():
+    """An F1 from per-pair counts: 2 TP over 2 TP + FP + FN, summed over the scored pairs."""
+    rng = np.random.default_rng(3)
+    tp = rng.integers(0, 3, (150, 2)).astype(float)
+    fp = rng.integers(0, 2, (150, 2)).astype(float)
+    fn = rng.integers(0, 2, (150, 2)).astype(float)
+    top, bottom = 2 * tp, 2 * tp + fp + fn
+    top[0, 0] = bottom[0, 0] = np.nan  # an unscored pair
+    interval = bootstrap_ratio(top, bottom)
+    assert interval.mean == pytest.approx(np.nansum(top) / np.nansum(bottom))
+    assert interval.pairs == 299 and interval.volumes == 150
+    assert interval.low < interval.mean < interval.high < 1
+    assert bootstrap_ratio(top, bottom) == interval  # the seed fixes the replicates
+    assert np.isnan(bootstrap_ratio(np.zeros((3, 1)), np.zeros((3, 1))).mean)  # 0 / 0
+    better = paired_ratio_difference((top + 1, bottom + 1), (top, bottom))
+    expected = np.nansum(top + 1) / np.nansum(bottom + 1) - np.nansum(top) / np.nansum(bottom)
+    assert better["difference"] == pytest.approx(expected) and better["pairs"] == 299
+    assert 0 < better["low"] <= better["difference"] <= better["high"]
+    assert better["p_value"] < 0.01
+    same = paired_ratio_difference((top, bottom), (top, bottom))
+    assert same["difference"] == 0 and same["p_value"] == 1

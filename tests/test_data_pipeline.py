@@ -91,10 +91,32 @@ def test_dataset_samples_are_model_ready(tiny_phantom):
     assert sample["y"].shape == (12,)
     assert sample["organs"].shape == (len(ORGANS), 27, 64, 64)
     assert sample["findings"].shape == (12, 27, 64, 64)
+    assert sample["findings"].dtype == torch.uint8  # instance ids: 0 outside, k in the k-th
     case = tiny_phantom.load(sample["case_id"])
     for k, name in enumerate(tiny_phantom.label_names):
         union = case.finding_mask(name)
         assert bool(sample["findings"][k].any()) == (union is not None) == bool(case.labels[k])
+        instances = [f for f in case.findings if f.label == name and f.mask is not None]
+        assert int(sample["findings"][k].max()) == len(instances)
+
+
+def test_finding_instances_number_each_instance_first_come_first_kept():
+    from ctbench.cases import Finding
+
+    first, second = np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
+    first[0, 0, :] = True
+    second[0, 0, 1] = second[1, 1, 1] = True  # overlaps the first on one voxel
+    case = Case(
+        "c",
+        np.zeros((2, 2, 2), np.int16),
+        (1.0, 1.0, 1.0),
+        np.array([True, False]),
+        findings=[Finding("a", ("heart",), first), Finding("a", ("heart",), second)],
+    )
+    ids = case.finding_instances("a")
+    assert ids.dtype == np.uint8 and ids[0, 0].tolist() == [1, 1] and ids[1, 1, 1] == 2
+    assert np.array_equal(ids > 0, case.finding_mask("a"))
+    assert case.finding_instances("b") is None
 
 
 def test_augmented_samples_keep_volume_and_masks_aligned(tiny_phantom):

@@ -77,7 +77,8 @@ TEST = [
     {
         "truth": [1, 1],
         "logits": [45.0, 2.0],
-        "maps": [grid(0, 0, 1, 0.7), grid(0.003, 0, 0, 1)],
+        # b's raw map has negative evidence (c1); the displayed map is ReLU'd, so unchanged
+        "maps": [grid(0, 0, 1, 0.7), grid(0.003, -1, 0, 1)],
         "allowed": [cells("c2", "c3"), cells("c0")],
         "lesions": [lesion(BOTTOM_RIGHT), NO_LESION],
     },
@@ -248,12 +249,22 @@ def test_localisation_family_against_organs_and_lesions(scored):
     assert fixed["pointing_game"]["mean"] == 0.75
     assert fixed["pointing_game"]["pairs"] == 4 and fixed["pointing_game"]["volumes"] == 3
     assert fixed["mass_inside"]["mean"] == pytest.approx((1 / 1.8 + 1 + 0.003 / 1.003 + 1) / 4)
+    # the signed mass reads the raw map: t1 b's -1 counts in the total, not inside
+    assert fixed["mass_inside_signed"]["mean"] == pytest.approx(
+        (1 / 1.8 + 1 + 0.003 / 2.003 + 1) / 4
+    )
     # t1 b: its one allowed cell (.003) beats two of the three others
     assert fixed["auroc"]["mean"] == pytest.approx((1 + 1 + 2 / 3 + 1) / 4)
     assert fixed["pointing_game"]["low"] <= 0.75 <= fixed["pointing_game"]["high"]
     for metric in ("pointing_game", "mass_inside", "rank_accuracy", "auroc", "average_precision"):
         assert organ["ideal"][metric]["mean"] == 1.0, metric  # the truth scores perfectly
     # against lesions: t0 a's lesion is c0 (hit), t1 a's is c3 (its top cell is c2: miss)
-    assert metrics["explanation_metrics"]["lesion"]["fixed"]["pointing_game"]["mean"] == 0.5
+    lesion = metrics["explanation_metrics"]["lesion"]["fixed"]
+    assert lesion["pointing_game"]["mean"] == 0.5
+    # instance F1 at a's tuned threshold, 0.52 (valid: map 1 .51 0 0, lesion c0): t0 a cuts to
+    # {c0 c1}, one component, Dice 2/3 with c0; t1 a to {c2 c3}, Dice 2/3 with c3: two found
+    assert lesion["instance_f1"]["mean"] == 1.0 and lesion["instance_f1"]["pairs"] == 2
     table = pd.read_csv(folder / "per_label.csv").set_index("label")
     assert table["organ_pointing_game_fixed"].tolist() == [1.0, 0.5]
+    assert table["lesion_instance_f1_fixed"].iloc[0] == 1.0
+    assert np.isnan(table["lesion_instance_f1_fixed"].iloc[1])  # b has no lesion

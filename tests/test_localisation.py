@@ -215,3 +215,70 @@ def test_bad_input_is_one_clear_error():
     bad[0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         loc.map_auroc(bad, top_half()[None, None])
+
+
+def test_instance_f1_of_a_run_counts_only_pairs_with_instances():
+    """explanation_scores.instance_parts on a 1 x 2 x 4 grid: volume 0 has two instances (c0,
+    c3) and a map hot on c0 only (TP 1, FN 1); volume 1 one instance (c0) and a map hot on c0
+    and c3, two components (TP 1, FP 1); volume 2 has no instance and is not scored."""
+    from ctbench.bootstrap import bootstrap_ratio
+    from ctbench.explanation_scores import instance_parts
+
+    instances = np.zeros((3, 1, 1, 2, 4), np.int16)
+    instances[0, 0, 0, 0, 0], instances[0, 0, 0, 1, 3] = 1, 2
+    instances[1, 0, 0, 0, 0] = 1
+    maps = np.zeros((3, 1, 1, 2, 4), np.float32)
+    maps[0, 0, 0, 0, 0] = 1
+    maps[1, 0, 0, 0, 0] = maps[1, 0, 0, 1, 3] = 1
+    maps[2, 0, 0, 0, 0] = 1  # would be a false positive, but the pair is not scored
+    top, bottom = instance_parts(maps, instances, np.array([0.5]))
+    assert top[:2, 0].tolist() == [2, 2] and bottom[:2, 0].tolist() == [3, 3]
+    assert np.isnan(top[2, 0]) and np.isnan(bottom[2, 0])
+    assert bootstrap_ratio(top, bottom).mean == pytest.approx(4 / 6)
+
+
+def test_instance_cells_give_each_cell_its_largest_instance():
+    from ctbench.metrics import instance_cells, lesion_cells
+
+    ids = torch.zeros(2, 4, 4, dtype=torch.uint8)  # a 1 x 2 x 2 grid of 2 x 2 x 2 voxels
+    ids[:, :2, :2] = 1  # instance 1 fills cell c0
+    ids[0, 0, 2] = 2  # instance 2: one voxel in c1 ...
+    ids[:, 2:, 2:] = 2  # ... and all of c3
+    ids[0, 1, 3] = 3  # instance 3: one voxel in c1 too: the tie goes to the lower id
+    ids[1, 2, 0] = 3  # and alone in c2
+    cells = instance_cells(ids, (1, 2, 2))
+    assert cells.tolist() == [[[1, 2], [3, 2]]]
+    assert np.array_equal(cells > 0, lesion_cells(ids > 0, (1, 2, 2)))
+    assert not instance_cells(torch.zeros(2, 4, 4, dtype=torch.uint8), (1, 2, 2)).any()
+
+
+def test_the_family_at_once_equals_each_metric_alone():
+    generator = torch.Generator().manual_seed(7)
+    maps = torch.randint(0, 4, (3, 2, 2, 3, 3), generator=generator).float()  # many ties
+    masks = torch.rand(maps.shape, generator=generator) > 0.6
+    alone = {
+        "pointing_game": loc.pointing_game(maps, masks),
+        "mass_inside": loc.mass_inside(maps, masks),
+        "mass_inside_signed": loc.mass_inside(maps, masks, signed=True),
+        "rank_accuracy": loc.rank_accuracy(maps, masks),
+        "top_k_intersection": loc.top_k_intersection(maps, masks),
+        "auroc": loc.map_auroc(maps, masks),
+        "average_precision": loc.map_average_precision(maps, masks),
+    }
+    together = loc.threshold_free(maps, masks)
+    assert tuple(together) == loc.THRESHOLD_FREE
+    for name, value in alone.items():
+        torch.testing.assert_close(together[name], value, equal_nan=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_the_family_on_the_gpu_equals_the_cpu():
+    from ctbench.explanation_scores import pair_scores
+
+    rng = np.random.default_rng(8)
+    maps = rng.random((2, 5, 4, 6, 6)).astype(np.float32)
+    masks = rng.random(maps.shape) < 0.2
+    cuts = np.full(5, 0.5)
+    cpu, gpu = pair_scores(maps, masks, cuts), pair_scores(maps, masks, cuts, device="cuda")
+    for name, value in cpu.items():
+        np.testing.assert_allclose(gpu[name], value, rtol=1e-6, atol=1e-9, err_msg=name)

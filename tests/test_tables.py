@@ -188,6 +188,7 @@ def test_explainer_table_aggregates_each_map_over_seeds(tmp_path):
             "auroc": 0.7,
             "dice_tuned": 0.3,
             "hit_tuned": 0.6,
+            "instance_f1": 0.45,
         }
         return {
             name: {"mean": value, "low": value, "high": value} for name, value in metrics.items()
@@ -203,6 +204,7 @@ def test_explainer_table_aggregates_each_map_over_seeds(tmp_path):
     assert rows["hirescam"][1] == "lesion" and rows["hirescam"][3] == 2
     assert rows["hirescam"][4].mean == pytest.approx(0.5) and rows["hirescam"][4].n == 2
     assert rows["ideal"][4].mean == 1.0
+    assert table.columns[-1] == "instance F1" and rows["hirescam"][-1].mean == 0.45
     assert "0.500 ± 0.141" in table.render("github")
     fake_run(tmp_path / "none", "x", {"auroc_median": 0.8})
     with pytest.raises(ValueError, match="no run holds explanation metrics"):

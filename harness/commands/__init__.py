@@ -131,3 +131,45 @@ def track_option(command: Callable) -> Callable:
         help="Log each finished run to MLflow (pip install 'ctbench[mlflow]'): "
         "MLFLOW_TRACKING_URI, default a local store in ./mlruns.",
     )(command)
+
+
+def run_folder_argument() -> Callable[[Callable], Callable]:
+    """``RUN``: an existing run folder (the commands that study a finished run)."""
+    return click.argument(
+        "run_folder", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path)
+    )
+
+
+def run_study_options(cases: int, purpose: str) -> Callable[[Callable], Callable]:
+    """``--explainer`` (repeat; default the run's), ``--cases`` and ``--split``, for commands
+    that study a run's explanations on some volumes of a split."""
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(
+            (
+                click.option(
+                    "--explainer",
+                    "explainers",
+                    type=PluginName("explainers"),
+                    multiple=True,
+                    help=f"Explainers to {purpose} (repeat). Default: the run's.",
+                ),
+                click.option(
+                    "--cases",
+                    type=click.IntRange(min=cases),
+                    default=8,
+                    show_default=True,
+                    help="Volumes to use.",
+                ),
+                click.option(
+                    "--split",
+                    type=click.Choice(["valid", "test"]),
+                    default="test",
+                    show_default=True,
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
-from ctbench.commands import PluginName, device_option
+from ctbench.commands import device_option, run_folder_argument, run_study_options
 
 
 @click.command()
-@click.argument(
-    "run_folder", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path)
-)
-@click.option(
-    "--explainer",
-    "explainers",
-    type=PluginName("explainers"),
-    multiple=True,
-    help="Explainers to check (repeat). Default: the run's.",
-)
-@click.option(
-    "--cases", type=click.IntRange(min=2), default=8, show_default=True, help="Volumes to explain."
-)
-@click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@run_folder_argument()
+@run_study_options(cases=2, purpose="check")
 @click.option(
     "--order",
     type=click.Choice(["bottom-up", "top-down"]),
