@@ -54,10 +54,14 @@ class SplitOutputs:
     # the raw maps, each divided by its largest absolute value: [N, M, H, D1, D2] in [-1, 1]
     signed_attention: dict[str, np.ndarray] = field(default_factory=dict)
     allowed: np.ndarray | None = None  # [N, M, H, D1, D2] bool
-    lesion_grid: np.ndarray | None = None  # [N, M, H, D1, D2] bool: cells touching a lesion
     lesion_instances: np.ndarray | None = None  # [N, M, H, D1, D2] int16: instance of each cell
     lesion_iou: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N, M], NaN: no lesion
     explain_seconds: dict[str, float] = field(default_factory=dict)  # per explainer, whole split
+
+    @property
+    def lesion_grid(self) -> np.ndarray | None:
+        """``[N, M, H, D1, D2]`` bool: the cells touching a lesion (any instance)."""
+        return None if self.lesion_instances is None else self.lesion_instances > 0
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -89,8 +93,7 @@ def predict_and_explain(
     loader = make_loader(
         Subset(dataset, indices), batch_size=batch_size, pin_memory=device.type == "cuda"
     )
-    case_ids, truth, logits, scores, allowed, lesion_grid = [], [], [], [], [], []
-    instances = []
+    case_ids, truth, logits, scores, allowed, instances = [], [], [], [], [], []
     attention = {name: [] for name in explainers}
     signed = {name: [] for name in explainers}
     lesion_iou = {name: [] for name in explainers}
@@ -125,8 +128,7 @@ def predict_and_explain(
             allowed.append(batch["allowed"].numpy())
         if "findings" in batch and maps_of:
             grid = next(iter(maps_of.values())).shape[2:]
-            cells, ids, curves = _localise(batch["findings"], maps_of, grid)
-            lesion_grid.append(cells)
+            ids, curves = _localise(batch["findings"], maps_of, grid)
             instances.append(ids)
             for name in explainers:
                 lesion_iou[name].append(curves[name])
@@ -141,7 +143,6 @@ def predict_and_explain(
         attention={name: np.concatenate(v) for name, v in attention.items()},
         signed_attention={name: np.concatenate(v) for name, v in signed.items()},
         allowed=np.concatenate(allowed) if allowed else None,
-        lesion_grid=np.concatenate(lesion_grid) if lesion_grid else None,
         lesion_instances=np.concatenate(instances) if instances else None,
         lesion_iou={name: np.concatenate(v, axis=1) for name, v in lesion_iou.items() if v},
         explain_seconds=explain_seconds,
@@ -183,7 +184,6 @@ def merge_shards(shards: list[tuple[list[int], SplitOutputs]]) -> SplitOutputs:
             name: cases(lambda p, n=name: p.signed_attention[n]) for name in first.signed_attention
         },
         allowed=cases(lambda p: p.allowed),
-        lesion_grid=cases(lambda p: p.lesion_grid),
         lesion_instances=cases(lambda p: p.lesion_instances),
         lesion_iou={
             name: cases(lambda p, n=name: p.lesion_iou[n], axis=1) for name in first.lesion_iou
@@ -203,7 +203,7 @@ def scaled_signed(maps: torch.Tensor) -> torch.Tensor:
 
 
 def _localise(findings: torch.Tensor, maps_of: dict[str, torch.Tensor], grid):
-    """Lesion cells ``[B, M, *grid]``, their instances (``metrics.instance_cells``) and, per
+    """The lesion instance of each cell ``[B, M, *grid]`` (``metrics.instance_cells``) and, per
     explainer, lesion IoU curves ``[T, B, M]``; ``findings`` holds instance ids (or bools)."""
     batch, labels = findings.shape[:2]
     ids = np.zeros((batch, labels, *grid), np.int16)
@@ -216,7 +216,7 @@ def _localise(findings: torch.Tensor, maps_of: dict[str, torch.Tensor], grid):
             ids[b, m] = instance_cells(findings[b, m].to(torch.uint8), grid)
             for name, maps in maps_of.items():
                 curves[name][:, b, m] = lesion_iou_curve(maps[b, m], lesion)
-    return ids > 0, ids, curves
+    return ids, curves
 
 
 def score_run(
