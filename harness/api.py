@@ -10,6 +10,11 @@ from typing import Any
 
 from ctbench.registry import default_registry
 
+MAX_INPUT_VALUES = 1 << 30
+"""The most values one model input ``H x C x Y x X`` may hold (the paper's is 135 x 3 x 420 x
+420 = 7.1e7): a typo such as 100000,3,100000,100000 is refused before a layer sized from it
+asks for terabytes."""
+
 
 def _input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     shape = tuple(input_shape)
@@ -17,6 +22,12 @@ def _input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         raise ValueError(
             f"input_shape must be four positive ints (H, C, Y, X), e.g. (135, 3, 420, 420); "
             f"got {input_shape!r}"
+        )
+    values = shape[0] * shape[1] * shape[2] * shape[3]
+    if values > MAX_INPUT_VALUES:
+        raise ValueError(
+            f"input_shape {shape} holds {values:,} values per volume, more than ctbench builds "
+            f"models for ({MAX_INPUT_VALUES:,}); the paper's is (135, 3, 420, 420)"
         )
     return shape  # type: ignore[return-value]
 

@@ -107,6 +107,18 @@ def source_config(source) -> dict:
     return config.to_json() if hasattr(config, "to_json") else {}
 
 
+def case_file_name(case_id: str) -> str:
+    """``case_id`` as the name caches give the case's files; an id that cannot be a file name
+    (a path separator, ``..``, a control character) is an :class:`InvalidCaseError`, so the case
+    is skipped and listed instead of writing outside the cache."""
+    from ctbench.storage import UnsafeNameError, safe_name
+
+    try:
+        return safe_name(case_id, "case id")
+    except UnsafeNameError as error:
+        raise InvalidCaseError(str(error)) from error
+
+
 def validate_volume(volume: np.ndarray, case_id: str, hu_bounds=(-2048.0, 4096.0)) -> None:
     """One clear error if a volume is not a plausible CT in HU (shape, dtype, NaN/inf, range)."""
     if not isinstance(volume, np.ndarray):

@@ -63,8 +63,10 @@ def safe_torch_load(path: Path, kind: str) -> Any:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``); errors name the file and the problem."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a checkpoint is a file)")
     payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a ctbench checkpoint (no format: {FORMAT!r})")

@@ -7,7 +7,9 @@ plugin. A new command is one module in ``harness/commands/`` plus one line in ``
 
 from __future__ import annotations
 
+import errno
 import importlib
+import sys
 
 import click
 
@@ -40,11 +42,68 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; the failures a user can meet anywhere (a full disk, a folder in
+        use, a file too large or badly named) are one line, and no message prints a control
+        character raw (a NUL byte in a name is shown escaped)."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            error.message = escape_controls(error.message)
+            raise
+        except Exception as error:
+            message = user_error(error)
+            if message is None:
+                raise
+            raise click.ClickException(escape_controls(message)) from error
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_commands:
             module_name, attribute = self.lazy_commands[cmd_name].split(":")
             return getattr(importlib.import_module(module_name), attribute)
         return super().get_command(ctx, cmd_name)
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters other than newline and tab escaped (``\\x00``)."""
+    return "".join(
+        c if c in "\n\t" or (ord(c) >= 32 and ord(c) != 127) else f"\\x{ord(c):02x}" for c in text
+    )
+
+
+def user_error(error: Exception) -> str | None:
+    """The one-line message of an error a user meets whatever the command (README:
+    Reliability), or None for a real bug, whose traceback must show."""
+    from ctbench.locks import FolderLockedError
+    from ctbench.storage import (
+        DiskFullError,
+        FileTooLargeError,
+        UnsafeNameError,
+        full_disk_cause,
+    )
+
+    if isinstance(error, FolderLockedError | FileTooLargeError | UnsafeNameError | DiskFullError):
+        return str(error)
+    cause = full_disk_cause(error)
+    if cause is not None:  # a write outside ctbench.storage (a log line, a library's file)
+        where = f" while writing {cause.filename}" if cause.filename else ""
+        return (
+            f"the disk is full{where} ({cause.strerror}); free some space and run again "
+            "(finished results are kept; --resume continues a run)"
+        )
+    if isinstance(error, PermissionError | IsADirectoryError | NotADirectoryError) or (
+        isinstance(error, OSError) and error.errno == errno.EROFS
+    ):
+        return f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    torch = sys.modules.get("torch")  # only a command that imported torch can run out in it
+    gpu = torch is not None and isinstance(error, torch.OutOfMemoryError)
+    if gpu or isinstance(error, MemoryError) or "can't allocate memory" in str(error):
+        kind = "GPU" if gpu else "CPU"
+        return (
+            f"out of {kind} memory ({str(error).splitlines()[0][:200] or type(error).__name__}); "
+            "lower --batch-size or --workers, or use a smaller preset"
+        )
+    return None
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS)

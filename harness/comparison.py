@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ctbench.stats import auroc_ci, benjamini_hochberg, delong_test
+from ctbench.storage import read_table
 
 COLUMNS = ("auroc_a", "ci_a_low", "ci_a_high", "auroc_b", "ci_b_low", "ci_b_high", "z", "p_value")
 
@@ -20,7 +21,7 @@ def read_predictions(folder: Path, split: str) -> pd.DataFrame:
     path = Path(folder) / "predictions.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no predictions (is {folder} a finished run folder?)")
-    frame = pd.read_csv(path)
+    frame = read_table(path)
     missing = {"split", "case_id", "label", "truth", "logit"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path}: columns {sorted(missing)} are missing")

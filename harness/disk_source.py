@@ -248,19 +248,13 @@ class DiskSource:
         )
 
 
-def read_csv(path: Path, required: tuple[str, ...], rows: int | None = None):
-    """A CSV as strings (pandas), with one clear error naming the file for a missing column
-    or an unreadable file."""
-    import pandas as pd
+def read_csv(path: Path, required: tuple[str, ...], rows: int | None = None, dtype=str):
+    """A CSV as strings (``dtype`` to read it otherwise; empty cells stay empty strings), with
+    one clear error naming the file for a missing column or an unreadable, too large or
+    non-UTF-8 file (:func:`ctbench.storage.read_table`). ``rows=0`` reads only the header."""
+    from ctbench.storage import read_table
 
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", nrows=rows)
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
-        ) from error
-    except Exception as error:
-        raise ValueError(f"{path}: unreadable CSV ({type(error).__name__}: {error})") from error
+    table = read_table(path, dtype=dtype, rows=rows, keep_default_na=False)
     missing = [column for column in required if column not in table.columns]
     if missing:
         raise ValueError(

@@ -46,7 +46,7 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
         if name.endswith(".npz"):
             return read_npz(path)
         if name.endswith(".npy"):
-            return np.load(path, allow_pickle=False), (1.0, 1.0, 1.0)
+            return read_npy(path), (1.0, 1.0, 1.0)
     except InvalidCaseError:
         raise
     except Exception as error:
@@ -56,10 +56,61 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
     )
 
 
+MAX_VOXELS = 1 << 30
+"""The most voxels ctbench reads from one volume file (1024^3; the paper's CTs are about
+420 x 420 x 405 = 7e7): a header that claims more is refused before any memory is taken, so a
+hostile or corrupt file of a few bytes cannot ask for terabytes."""
+
+
+def check_voxels(shape: tuple[int, ...], path: Path | str) -> None:
+    """One InvalidCaseError when a file's header claims an array larger than MAX_VOXELS."""
+    count = 1
+    for n in shape:
+        count *= int(n)
+    if count > MAX_VOXELS:
+        raise InvalidCaseError(
+            f"{path}: its header claims {'x'.join(map(str, shape))} = {count:,} voxels, more "
+            f"than ctbench reads ({MAX_VOXELS:,}); a corrupt header?"
+        )
+
+
+def _npy_shape(handle) -> tuple[int, ...]:
+    """The shape in an .npy stream's header (numpy's public header readers), nothing else."""
+    version = np.lib.format.read_magic(handle)
+    read_header = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }.get(version)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return read_header(handle)[0]
+
+
+def check_npz_sizes(path: Path) -> None:
+    """Every array of an .npz within MAX_VOXELS, read from the headers alone (a zip bomb or
+    a forged header is refused before decompression)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(".npy"):
+                with archive.open(name) as handle:
+                    check_voxels(_npy_shape(handle), f"{path} ({name})")
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """An .npy array whose header is checked against MAX_VOXELS before anything is read;
+    never unpickled."""
+    with open(path, "rb") as handle:
+        check_voxels(_npy_shape(handle), path)
+    return np.load(path, allow_pickle=False)
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The ``ct`` (or ``volume``) array of an npz and its ``spacing`` (RAD-ChestCT's 0.8 mm
     when none is stored); a truncated or foreign file is one error naming it."""
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             key = "ct" if "ct" in data.files else "volume" if "volume" in data.files else None
             if key is None:
@@ -133,6 +184,7 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]
         image = nib.load(path)
         if len(image.shape) != 3:
             raise InvalidCaseError(f"{path}: a NIfTI volume must be 3-D, got shape {image.shape}")
+        check_voxels(image.shape, path)  # before nibabel allocates what the header claims
         data = np.asanyarray(image.dataobj)
     except InvalidCaseError:
         raise
@@ -145,6 +197,10 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]
     volume, spacing = _reorient(data, image.affine)
     info = {"header_scaling": bool(scaled), "stored_dtype": str(image.get_data_dtype())}
     return volume, spacing, info
+
+
+class SkippedFileWarning(UserWarning):
+    """A file in a DICOM series folder that is not an image slice was left out."""
 
 
 GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "PixelData")
@@ -162,18 +218,32 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, tuple[float, floa
     RescaleIntercept per slice, and the slice spacing is the median gap (gaps more than 10% off
     it are refused, so it is also the most common gap, the paper's choice). A folder with
     several series, a missing geometry tag or uneven gaps is one error naming the file or folder.
+    A file that is not DICOM at all (no DICOM header: a stray text file, a thumbnail) or is the
+    media's DICOMDIR is skipped with a :class:`SkippedFileWarning` naming it.
     """
+    import warnings
+
     import pydicom
+    from pydicom.errors import InvalidDicomError
 
     folder = Path(folder)
-    slices = []
+    slices, skipped = [], []
     for path in _dicom_files(folder):
         try:
-            slices.append((path, pydicom.dcmread(path)))
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:  # not DICOM at all (a stray README, a thumbnail): skipped
+            skipped.append(path)
+            continue
         except Exception as error:
             raise InvalidCaseError(
                 f"{path}: unreadable DICOM ({type(error).__name__}: {error})"
             ) from error
+        if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in ds:
+            skipped.append(path)  # the media's index, not a slice
+            continue
+        slices.append((path, ds))
+    for path in skipped:
+        warnings.warn(f"{path}: not a DICOM image slice; skipped", SkippedFileWarning, 2)
     if not slices:
         raise InvalidCaseError(f"{folder}: no DICOM files")
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}

@@ -40,21 +40,16 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x\s*(\d+(?:\.\d+)?)\s*)?(mm|cm)\b")
 
 
 def read_report(path) -> str:
-    """A report file's text: UTF-8 (a BOM is fine). A binary or otherwise encoded file is one
-    ValueError naming the file, the byte and its position: never guessed at, since a wrong
-    guess would change the words the labeler reads."""
-    from pathlib import Path
+    """A report file's text: UTF-8 (a BOM is fine), at most ``READ_LIMITS["report"]`` bytes
+    (a stream without end stops there). A binary or otherwise encoded file is one ValueError
+    naming the file, the byte and its position: never guessed at, since a wrong guess would
+    change the words the labeler reads."""
+    from ctbench.storage import decode_utf8, read_bytes
 
-    data = Path(path).read_bytes()
+    data = read_bytes(path, "report")
     if b"\x00" in data:
         raise ValueError(f"{path}: not a text report (it holds NUL bytes: a binary file?)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start}); "
-            "save the report as UTF-8"
-        ) from error
+    return decode_utf8(data, path)
 
 
 @cache

@@ -10,7 +10,6 @@ the same DIR says which cells it adds and drops, and drops none without ``replac
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -58,7 +57,7 @@ def spec_changes(plan: MatrixPlan) -> tuple[list[str], list[str]]:
     there is none)."""
     if not plan.state_path.is_file():
         return [], []
-    before = [c["folder"] for c in json.loads(plan.state_path.read_text())["cells"]]
+    before = [c["folder"] for c in read_state(plan.state_path)["cells"]]
     now = [c.folder for c in plan.cells]
     return [f for f in now if f not in before], [f for f in before if f not in now]
 
@@ -84,7 +83,28 @@ def run_matrix(
     track: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run every unfinished cell of ``plan``; returns the state (also in the state file)."""
+    """Run every unfinished cell of ``plan``; returns the state (also in the state file).
+
+    The state file's lock (``ctbench.locks``) is held throughout: a second ``ctbench matrix``
+    on the same folder (and shard) is refused, naming the holder; shards lock their own."""
+    from ctbench.locks import folder_lock
+
+    with folder_lock(plan.out, name=plan.state_path.stem, what="matrix", log=log):
+        return _run_locked(plan, jobs, devices, launcher, replace, track, log)
+
+
+RECORDED = ("started", "seconds", "run_seconds", "overhead_seconds", "log", "error", "job_id")
+"""What a cell's record keeps from the run of the matrix that finished it."""
+
+
+def _previous_records(plan: MatrixPlan) -> dict[str, dict[str, Any]]:
+    """The last state file's record of each cell folder (none when there is no state)."""
+    if not plan.state_path.is_file():
+        return {}
+    return {cell["folder"]: cell for cell in read_state(plan.state_path)["cells"]}
+
+
+def _run_locked(plan, jobs, devices, launcher, replace, track, log) -> dict[str, Any]:
     if devices:  # one cell per device at a time: the devices decide how many run at once
         jobs = len(devices)
     added, dropped = spec_changes(plan)
@@ -110,9 +130,12 @@ def run_matrix(
         ],
     }
     pending = []
+    before = _previous_records(plan)
     for record, cell in zip(state["cells"], plan.cells, strict=True):
-        if record["action"] == "skip":
+        if record["action"] == "skip":  # finished earlier: keep when and how long it took
             record["status"] = "skipped"
+            earlier = before.get(cell.folder, {})
+            record |= {key: earlier[key] for key in RECORDED if key in earlier}
         else:
             pending.append((record, _payload(plan.out, cell, record["action"], track)))
     _save(plan, state, began)
@@ -142,7 +165,7 @@ def run_matrix(
 
 def summarise(cells: list[dict[str, Any]]) -> dict[str, int]:
     return {
-        status: sum(c["status"] == status for c in cells)
+        status: sum(c.get("status") == status for c in cells)
         for status in ("done", "failed", "skipped", "pending")
     }
 
@@ -293,7 +316,26 @@ def _died(log: str, error: Exception) -> dict[str, Any]:
 def find_states(out: Path) -> list[dict[str, Any]]:
     """Every state file in ``out`` (the whole matrix's and each shard's); none when ``out`` is
     not a matrix's folder."""
-    return [json.loads(path.read_text()) for path in sorted(Path(out).glob("matrix*.json"))]
+    return [read_state(path) for path in sorted(Path(out).glob("matrix*.json"))]
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """One state file, checked: a spec, and cells each naming a folder inside the matrix's
+    folder. Anything else (a hand-edited or foreign file) is one ValueError."""
+    from ctbench.storage import UnsafeNameError, read_json, safe_name
+
+    state = read_json(path)
+    cells = state.get("cells") if isinstance(state, dict) else None
+    if not isinstance(cells, list) or not isinstance(state.get("spec"), dict):
+        raise ValueError(f"{path}: not a ctbench matrix state (no spec and cells)")
+    for cell in cells:
+        if not isinstance(cell, dict):
+            raise ValueError(f"{path}: a cell that is not a record: {str(cell)[:100]}")
+        try:
+            safe_name(cell.get("folder"), "cell folder")
+        except UnsafeNameError as error:
+            raise ValueError(f"{path}: {error}") from error
+    return state
 
 
 def read_states(out: Path) -> list[dict[str, Any]]:
@@ -306,16 +348,18 @@ def read_states(out: Path) -> list[dict[str, Any]]:
 
 def cell_rows(out: Path, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per recorded cell: status, seconds, its run's median test AUROC, the error."""
+    from ctbench.storage import read_json
+
     rows = []
     for state in states:
         for cell in state["cells"]:
             metrics = Path(out) / cell["folder"] / "metrics.json"
-            auroc = json.loads(metrics.read_text())["auroc_median"] if metrics.is_file() else None
+            auroc = read_json(metrics).get("auroc_median") if metrics.is_file() else None
             seconds = cell.get("seconds")
             rows.append(
                 {
                     "cell": cell["folder"],
-                    "status": cell["status"],
+                    "status": cell.get("status", "?"),
                     "seconds": None if seconds is None else round(seconds, 1),
                     "test AUROC median": None if auroc is None else round(auroc, 3),
                     "error": (cell.get("error") or "")[:80],

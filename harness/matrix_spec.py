@@ -81,20 +81,44 @@ def shipped_specs() -> dict[str, str]:
 
 
 def load_spec(name_or_path: str | Path) -> MatrixSpec:
-    """A spec file, or a shipped spec by name (``paper-table1``)."""
+    """A spec file, or a shipped spec by name (``paper-table1``); files are read bounded
+    (``READ_LIMITS["spec"]``)."""
+    from ctbench.storage import printable, read_text
+
+    if "\x00" in str(name_or_path):
+        raise SpecError(f"{printable(str(name_or_path))}: not a file name (it holds a NUL byte)")
     path = Path(name_or_path)
-    if path.is_file():
-        return parse_spec(path.read_text(), str(path))
+    if path.is_file() or (path.exists() and not path.is_dir()):
+        try:
+            return parse_spec(read_text(path, "spec"), str(path))
+        except OSError as error:
+            raise SpecError(f"{path}: unreadable ({error.strerror or error})") from error
+        except ValueError as error:  # too large, not UTF-8
+            raise SpecError(str(error)) from error
     shipped = resources.files("ctbench.specs") / f"{name_or_path}.toml"
-    if shipped.is_file():
+    if "/" not in str(name_or_path) and shipped.is_file():
         return parse_spec(shipped.read_text(), str(name_or_path))
     raise SpecError(
-        f"{name_or_path}: no such spec file, and no shipped spec of that name "
+        f"{printable(str(name_or_path))}: no such spec file, and no shipped spec of that name "
         f"(shipped: {', '.join(shipped_specs())})"
     )
 
 
+SECTION_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "description": str,
+    "table": (str, list),
+    "run": dict,
+    "axes": dict,
+    "include": list,
+    "exclude": list,
+    "slurm": dict,
+}
+
+
 def parse_spec(text: str, source: str) -> MatrixSpec:
+    from ctbench.storage import UnsafeNameError, safe_name
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -104,10 +128,21 @@ def parse_spec(text: str, source: str) -> MatrixSpec:
         raise SpecError(
             f"{source}: unknown section(s) {sorted(unknown)}; a spec has {', '.join(SECTIONS)}"
         )
+    for key, kind in SECTION_TYPES.items():
+        if key in data and not isinstance(data[key], kind):
+            raise SpecError(f"{source}: {key!r} must be a {_kind_text(kind)}")
+    for key in ("include", "exclude"):
+        if not all(isinstance(rule, dict) for rule in data.get(key, [])):
+            raise SpecError(f"{source}: each [[{key}]] must be a table of run options")
     for key, values in data.get("axes", {}).items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"{source}: axis {key!r} must be a non-empty list of values")
     table = data.get("table", [])
+    name = data.get("name", Path(source).stem)
+    try:
+        safe_name(name, "the spec's name")
+    except UnsafeNameError as error:  # it names the matrix's folder: never a path
+        raise SpecError(f"{source}: {error}") from error
     return MatrixSpec(
         source=source,
         run=dict(data.get("run", {})),
@@ -115,10 +150,43 @@ def parse_spec(text: str, source: str) -> MatrixSpec:
         include=list(data.get("include", [])),
         exclude=list(data.get("exclude", [])),
         slurm=dict(data.get("slurm", {})),
-        name=data.get("name", Path(source).stem),
+        name=name,
         description=data.get("description", ""),
         table=[table] if isinstance(table, str) else list(table),
     )
+
+
+def _kind_text(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    words = {str: "string", list: "list", dict: "table"}
+    return " or ".join(words[k] for k in kinds)
+
+
+DEFAULT_MAX_CELLS = 5000
+"""The most cells a matrix expands to unless ``--max-cells`` raises it: a spec that crosses
+more is refused before anything is expanded (a typo in an axis can ask for millions)."""
+
+
+def count_cells(spec: MatrixSpec) -> int:
+    """An upper bound of the spec's cells (the axes' product plus the includes), computed
+    without expanding anything."""
+    total = 1
+    for values in spec.axes.values():
+        total *= len(values)
+    return total + len(spec.include)
+
+
+def check_size(spec: MatrixSpec, max_cells: int = DEFAULT_MAX_CELLS) -> int:
+    """The spec's cell count bound; more than ``max_cells`` is a SpecError saying how to
+    raise the limit."""
+    count = count_cells(spec)
+    if count > max_cells:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in spec.axes.items()) or "no axis"
+        raise SpecError(
+            f"{spec.source}: the spec crosses {sizes} = {count:,} cells, more than the limit of "
+            f"{max_cells:,}; check its axes, or raise the limit with --max-cells"
+        )
+    return count
 
 
 def apply_settings(spec: MatrixSpec, settings: list[str]) -> MatrixSpec:
@@ -138,6 +206,8 @@ def apply_settings(spec: MatrixSpec, settings: list[str]) -> MatrixSpec:
             raise SpecError(f"--set {setting!r}: the key's section must be run, axes or slurm")
         if section == "axes" and not isinstance(value, list):
             value = [value]
+        if section == "axes" and not value:
+            raise SpecError(f"--set {setting!r}: an axis needs at least one value")
         getattr(spec, section)[name] = value
         if section == "run":
             spec.axes.pop(name, None)  # a base option set by hand replaces its axis
@@ -146,9 +216,11 @@ def apply_settings(spec: MatrixSpec, settings: list[str]) -> MatrixSpec:
     return spec
 
 
-def expand_cells(spec: MatrixSpec) -> list[Cell]:
+def expand_cells(spec: MatrixSpec, max_cells: int = DEFAULT_MAX_CELLS) -> list[Cell]:
     """Every cell of the spec in a fixed order: the axes' product (first axis slowest), less
-    the excluded, plus the included; cells with the same run folder appear once."""
+    the excluded, plus the included; cells with the same run folder appear once. A spec of
+    more than ``max_cells`` cells is refused first (:func:`check_size`)."""
+    check_size(spec, max_cells)
     keys = list(spec.axes)
     combos = [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.axes.values())
@@ -183,7 +255,7 @@ def make_cell(spec: MatrixSpec, options: dict[str, Any]) -> Cell:
         config = config_from_options({**params, "dataset_options": dataset_options})
     except click.ClickException as error:
         raise SpecError(f"{spec.source}: cell {options}: {error.format_message()}") from error
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, TypeError) as error:
         raise SpecError(f"{spec.source}: cell {options}: {error}") from error
     return Cell(options=options, args=args, config=config, folder=config.folder_name())
 

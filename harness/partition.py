@@ -139,7 +139,9 @@ class AllowedRegions:
         return grids, record
 
     def _path(self, case_id: str) -> Path:
-        return self.folder / f"{case_id}.npz"
+        from ctbench.cases import case_file_name
+
+        return self.folder / f"{case_file_name(case_id)}.npz"
 
     def is_cached(self, case_id: str) -> bool:
         """True when ``case_id``'s organ grids are on disk (no need to load the case)."""

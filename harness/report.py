@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from ctbench.storage import read_table
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -40,7 +41,7 @@ def build_report(folder: Path, overlays: int = 4) -> str:
     if len(runs) > 1:
         parts.append("<h2>Runs</h2>" + _runs_table(runs))
         parts.append("<h2>Tables</h2>")
-        for name in spec_tables(folder) if states else TABLES:
+        for name in spec_tables(folder) or TABLES:  # a spec without `table`: every table
             try:
                 parts.append(build_table(name, folder, runs=runs).render("html"))
             except (ValueError, KeyError, FileNotFoundError) as error:
@@ -104,7 +105,7 @@ def _run_section(run, overlays: int) -> str:
     per_label_path = run.folder / "per_label.csv"
     with tempfile.TemporaryDirectory() as scratch:
         if per_label_path.is_file():
-            table = pd.read_csv(per_label_path)
+            table = read_table(per_label_path)
             parts.append("<h3>Per label</h3>" + _html_table(table.round(3)))
             if "auroc_ci_low" in table:
                 path = plot_auroc_per_label(table, Path(scratch) / "auroc.png", title)

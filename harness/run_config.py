@@ -8,6 +8,7 @@ value rules (:func:`option`), from which ``ctbench run`` builds its click option
 from __future__ import annotations
 
 import json
+import math
 import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
@@ -91,13 +92,18 @@ DEFAULT_EXPLAINERS = ("hirescam", "gradcam")
 """The explainers a run scores when none is named."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed (numpy's and torch's generators all take 0 .. 2**32 - 1)."""
+
+
 def option(default: Any = MISSING, *, help: str, flag: str | None = None, **cli: Any) -> Any:
     """A RunConfig field with what the command line and matrix specs need to know of it.
 
     ``help`` is the ``--help`` text, ``flag`` the option name when it is not the field's
     (``--lambda`` for ``mask_lambda``); the other keys describe its values: ``plugin`` (a
-    registry kind), ``choices``, ``minimum``, ``positive`` and ``cli=False`` for fields that
-    ``ctbench run`` sets through shared options (``--start``/``--pretrained``/``--weights``).
+    registry kind), ``choices``, ``minimum``, ``maximum``, ``positive`` and ``cli=False`` for
+    fields that ``ctbench run`` sets through shared options (``--start``/``--pretrained``/
+    ``--weights``).
     ``ctbench.commands.run`` builds the click options from these, and a matrix spec's keys are
     the same option names, so a new run option is declared here once.
     """
@@ -149,7 +155,9 @@ class RunConfig:
         help="Organ mask -> map grid. Default: the preset's (phantom: area; paper: nearest).",
     )
     dilate: bool = option(False, help="Dilate the downsampled organ masks.")
-    seed: int = option(0, help="Seed of weights, augmentation and batch order.")
+    seed: int = option(
+        0, help="Seed of weights, augmentation and batch order.", minimum=0, maximum=MAX_SEED
+    )
     start: str | None = option(None, cli=False, help="Where ResNet-18 starts (see STARTS).")
     head_epochs: int | None = option(
         None,
@@ -209,6 +217,12 @@ class RunConfig:
         pretrained weights (``axialnet-randinit``, ``3dconv``). From a random start the preset's
         ``scratch_epochs`` full epochs and no head warm-up are the defaults.
         """
+        for name in ("mask_lambda", "lr"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be 0 to {MAX_SEED}, got {self.seed}")
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
         start = chosen_start(self.start, self.pretrained, bool(self.weights))
         if start is None:
@@ -254,9 +268,10 @@ class RunConfig:
         if self.confounders:
             parts.append("confounders")
         parts.append(f"seed{self.seed}")
-        from ctbench.storage import config_key
+        from ctbench.storage import config_key, safe_name
 
-        return "-".join(parts) + "-" + config_key(self.to_json())[:6]
+        name = "-".join(parts) + "-" + config_key(self.to_json())[:6]
+        return safe_name(name, "the run folder name")  # a preset such as '../x' is refused
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:

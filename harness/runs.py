@@ -12,7 +12,6 @@ to load are skipped and listed, never fatal.
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -54,20 +53,32 @@ class Timer:
 
 def run_state(folder: Path) -> str:
     """``finished`` (``metrics.json``, written last, is there), ``unfinished`` (anything else
-    is) or ``new`` (no folder, or an empty one)."""
+    is) or ``new`` (no folder, or one that holds nothing but a lock file)."""
     folder = Path(folder)
     if (folder / "metrics.json").is_file():
         return "finished"
-    return "unfinished" if folder.is_dir() and any(folder.iterdir()) else "new"
+    return "unfinished" if folder.is_dir() and _contents(folder) else "new"
+
+
+def _contents(folder: Path) -> list[Path]:
+    """What a run folder holds, less its lock file."""
+    from ctbench.locks import is_lock_file
+
+    return [path for path in folder.iterdir() if not is_lock_file(path)]
 
 
 def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
     """Create the run folder, or reuse it under the rules: finished runs are never overwritten
-    silently, unfinished ones continue only with ``resume`` and the same configuration."""
+    silently, unfinished ones continue only with ``resume`` and the same configuration. The
+    caller holds the folder's lock (``--overwrite`` empties the folder but keeps the lock)."""
     state = run_state(folder)
     if state != "new":
         if overwrite:
-            shutil.rmtree(folder)
+            for path in _contents(folder):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         elif state == "finished":
             raise RunExistsError(
                 f"{folder}: a finished run is already here; pass --overwrite to replace it"
@@ -78,13 +89,30 @@ def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: 
                 "or --overwrite to start again"
             )
         else:
-            saved = json.loads((folder / "config.json").read_text())["run"]
+            saved = _saved_options(folder)
             if saved != config.to_json():
                 changed = sorted(k for k in saved if saved[k] != config.to_json().get(k))
                 raise RunExistsError(
                     f"{folder}: --resume with a different configuration ({', '.join(changed)})"
                 )
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def _saved_options(folder: Path) -> dict[str, Any]:
+    """The run options an unfinished run recorded; none recorded (it was killed before its
+    config.json) is one clear error rather than a KeyError."""
+    from ctbench.storage import read_json
+
+    path = folder / "config.json"
+    if not path.is_file():
+        raise RunExistsError(
+            f"{folder}: an unfinished run that recorded no config.json (killed in its first "
+            "seconds); pass --overwrite to start again"
+        )
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("run"), dict):
+        raise RunExistsError(f"{path}: not a ctbench run configuration; pass --overwrite")
+    return record["run"]
 
 
 def config_record(config: RunConfig, extra: dict[str, Any]) -> dict[str, Any]:
@@ -129,32 +157,33 @@ def execute_run(
     if not job.is_main:  # one voice and one writer: rank 0
         progress, log = False, lambda _message: None
     fresh = run_state(folder) == "new"
-    if job.is_main:
-        prepare_folder(folder, config, resume=resume, overwrite=overwrite)
-    job.barrier()
-    timer = Timer(log)
-    began = time.perf_counter()
-    with removed_if_left_empty(folder, fresh and job.is_main), PeakMemory(device=device) as memory:
-        run = RunParts(config, folder, timer, progress, log, wrap_source)
-        run.place(device, precision, job)
-        run.load_dataset()
-        run.build_model()
-        run.choose_explainers()
-        run.write_config(machine_description())
-        run.make_splits()
-        skipped = run.check_cases()
-        history = run.train(resume)
-        evaluated = run.evaluate()
-        if not job.is_main:  # rank 0 scores and writes what every rank computed
-            job.barrier()
-            return {}
-        metrics, table = run.score(evaluated)
-        run.write_figures(history, evaluated["test"])
-    timer.seconds["total"] = time.perf_counter() - began
-    metrics |= run.summary(history, evaluated, skipped, memory.record())
-    write_results(folder, metrics, table, evaluated, run.labels)
-    job.barrier()
-    return metrics
+    with removed_if_left_empty(folder, fresh and job.is_main), run_lock(folder, job, log):
+        if job.is_main:
+            prepare_folder(folder, config, resume=resume, overwrite=overwrite)
+        job.barrier()
+        timer = Timer(log)
+        began = time.perf_counter()
+        with PeakMemory(device=device) as memory:
+            run = RunParts(config, folder, timer, progress, log, wrap_source)
+            run.place(device, precision, job)
+            run.load_dataset()
+            run.build_model()
+            run.choose_explainers()
+            run.write_config(machine_description())
+            run.make_splits()
+            skipped = run.check_cases()
+            history = run.train(resume)
+            evaluated = run.evaluate()
+            if not job.is_main:  # rank 0 scores and writes what every rank computed
+                job.barrier()
+                return {}
+            metrics, table = run.score(evaluated)
+            run.write_figures(history, evaluated["test"])
+        timer.seconds["total"] = time.perf_counter() - began
+        metrics |= run.summary(history, evaluated, skipped, memory.record())
+        write_results(folder, metrics, table, evaluated, run.labels)
+        job.barrier()
+        return metrics
 
 
 @contextmanager
@@ -167,6 +196,24 @@ def removed_if_left_empty(folder: Path, fresh: bool):
         if fresh and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
         raise
+
+
+@contextmanager
+def run_lock(folder: Path, job, log):
+    """Rank 0 holds the run folder's lock (``ctbench.locks``) for the whole run, so a second
+    ``ctbench run`` or ``--resume`` of the same folder is refused, naming the holder; the
+    temporaries a killed run left behind are removed once the lock is held."""
+    from ctbench.locks import folder_lock
+    from ctbench.storage import remove_orphans
+
+    if not job.is_main:
+        yield
+        return
+    with folder_lock(folder, what="run folder", log=log):
+        removed = remove_orphans(folder, every=True, recursive=True)
+        if removed:
+            log(f"removed {len(removed)} temporary file(s) a killed run left behind")
+        yield
 
 
 class RunParts:
@@ -346,10 +393,13 @@ class RunParts:
         self.datasets = {name: split(name, name == "train") for name in SPLITS}
 
     def check_cases(self) -> list[dict[str, str]]:
+        """Every case loaded once (bad ones skipped and listed), then every split checked:
+        an empty one stops the run here, before any training."""
         with self.timer.phase("partition"):
             skipped = check_cases(self.datasets, self.progress, self.job)
         for case in skipped:
             self.log(f"skipped {case['split']} case {case['case_id']}: {case['error']}")
+        check_splits(self.datasets, self.config.dataset, skipped)
         return skipped
 
     def train(self, resume: bool) -> list[dict[str, Any]]:
@@ -500,7 +550,9 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
         path = job.main_first(
             lambda: preset_pretext(source, config.preset, progress=progress, log=log, device=device)
         )
-    record = json.loads(path.with_suffix(".json").read_text())
+    from ctbench.storage import read_json
+
+    record = read_json(path.with_suffix(".json"))
     return str(path), {"path": str(path), **record}
 
 
@@ -514,7 +566,9 @@ def trained_run(run_folder: Path, explainers=None, device="cpu"):
     checkpoint = run_folder / "checkpoints" / "best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no trained model (is {run_folder} a finished run?)")
-    config = RunConfig.from_json(json.loads((run_folder / "config.json").read_text())["run"])
+    from ctbench.storage import read_json
+
+    config = RunConfig.from_json(read_json(run_folder / "config.json")["run"])
     names = list(explainers or config.explainers)
     if not names:
         raise ValueError(f"{run_folder}: the run has no explainer; name one with --explainer")
@@ -565,9 +619,9 @@ def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[st
             shard(len(dataset), job), enabled=progress, desc=f"check {name}", unit="case"
         ):
             case_id = dataset.case_ids[index]
-            if not dataset.decodes(case_id):  # the caches serve it: decoded and checked before
-                continue
             try:
+                if not dataset.decodes(case_id):  # the caches serve it: checked before
+                    continue
                 case = dataset.load_case(index)
                 if cache is not None and not cache.has(case_id):
                     cache.store(case)
@@ -583,3 +637,23 @@ def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[st
         bad = {case["case_id"] for case in skipped if case["split"] == name}
         dataset.case_ids = [case_id for case_id in dataset.case_ids if case_id not in bad]
     return skipped
+
+
+class EmptySplitError(ValueError):
+    """A split has no usable case: nothing to train on, select by or report."""
+
+
+def check_splits(datasets: dict, dataset_name: str, skipped: list[dict[str, str]]) -> None:
+    """Every split (train, valid, test) holds at least one usable case; otherwise one error
+    naming the dataset, each empty split and how many of its cases were skipped."""
+    empty = [name for name, dataset in datasets.items() if len(dataset.case_ids) == 0]
+    if not empty:
+        return
+    parts = []
+    for name in empty:
+        lost = sum(case["split"] == name for case in skipped)
+        parts.append(f"{name} ({lost} case(s) skipped)" if lost else f"{name} (no case)")
+    raise EmptySplitError(
+        f"dataset {dataset_name!r}: empty split(s): {', '.join(parts)}; every split needs at "
+        "least one usable case (training, model selection and the test table)"
+    )

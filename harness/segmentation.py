@@ -11,8 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from ctbench.cases import InvalidCaseError
 
 SEGMENTED_ORGANS = ("right_lung", "left_lung", "mediastinum")
+
+
+class NoLungError(InvalidCaseError):
+    """The volume holds no lung at all: heuristic halves of it would be a wrong answer, not a
+    fallback, so a segmenter raises this instead (the case is skipped and listed in a run)."""
 
 
 @dataclass

@@ -183,14 +183,17 @@ def run_folders(folder: Path) -> list[Path]:
 
 
 def load_runs(folder: Path) -> list[RunRecord]:
+    """Every finished run under ``folder``; none is a FileNotFoundError saying so."""
+    from ctbench.storage import read_json
+
     runs = []
     for path in run_folders(folder):
         try:
-            metrics = json.loads((path / "metrics.json").read_text())
-            config = json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            metrics = read_json(path / "metrics.json")
+            config = read_json(path / "config.json")
+            runs.append(RunRecord(path, config["run"], config, metrics))
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: unreadable run folder ({error})") from error
-        runs.append(RunRecord(path, config["run"], config, metrics))
     if not runs:
         raise FileNotFoundError(f"{folder}: no finished run folder (metrics.json) found")
     return runs
@@ -539,7 +542,9 @@ def _machine(config: dict[str, Any]) -> str:
 
 def benchmark_rows(path: Path, width: int) -> list[list[Any]]:
     """One row per pytest-benchmark result (``--benchmark-json``): mean ± sd seconds."""
-    data = json.loads(Path(path).read_text())
+    from ctbench.storage import read_json
+
+    data = read_json(path)
     machine = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "")
     rows = []
     for bench in data.get("benchmarks", []):
@@ -621,12 +626,11 @@ def build_table(
 
 
 def spec_tables(folder: Path) -> list[str]:
-    """The tables a matrix's spec names (its ``table`` key); an error when there is none."""
+    """The tables a matrix's spec names (its ``table`` key); none when there is no matrix or
+    its spec names none (the commands decide what that means)."""
     from ctbench.matrix import find_states
 
     names = []
     for state in find_states(folder):
         names += [n for n in state["spec"].get("table", []) if n not in names]
-    if not names:
-        raise ValueError(f"{folder}: no matrix spec names its tables; choose with --table")
     return names

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ctbench.storage import read_json
+
 TRACKERS = ("mlflow",)
 
 
@@ -34,8 +36,8 @@ def track_run(folder: str | Path, tracker: str = "mlflow", experiment: str = "ct
     except ImportError as error:
         raise RuntimeError("--track mlflow needs MLflow: pip install 'ctbench[mlflow]'") from error
     folder = Path(folder)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    config = json.loads((folder / "config.json").read_text())
+    metrics = read_json(folder / "metrics.json")
+    config = read_json(folder / "config.json")
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     artifacts = None
     if not uri:

@@ -14,13 +14,12 @@ torchrun ranks) are safe. HU values are rounded to integers (CT HU are integers 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from ctbench.cases import Case, InvalidCaseError, source_config
+from ctbench.cases import Case, InvalidCaseError, case_file_name, source_config
 from ctbench.preprocess import fit_to_shape
-from ctbench.storage import atomic_open, config_key, write_json
+from ctbench.storage import atomic_open, config_key, read_json, write_json
 
 VERSION = 1
 INT16 = np.iinfo(np.int16)
@@ -37,7 +36,8 @@ class VolumeCache:
             write_json(self.folder / "config.json", self.config)
 
     def _paths(self, case_id: str) -> tuple[Path, Path]:
-        return self.folder / f"{case_id}.npy", self.folder / f"{case_id}.labels.json"
+        name = case_file_name(case_id)
+        return self.folder / f"{name}.npy", self.folder / f"{name}.labels.json"
 
     def has(self, case_id: str) -> bool:
         return all(path.exists() for path in self._paths(case_id))
@@ -71,7 +71,7 @@ class VolumeCache:
         return volume
 
     def labels(self, case_id: str) -> np.ndarray:
-        return np.array(json.loads(self._paths(case_id)[1].read_text()), dtype=bool)
+        return np.array(read_json(self._paths(case_id)[1]), dtype=bool)
 
 
 def cache_for(source, volume_shape: tuple[int, int, int], fallback: Path) -> VolumeCache:

@@ -3,6 +3,7 @@ resume under torchrun, and a failing rank that stops the job."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -168,8 +169,13 @@ def test_resume_under_torchrun(tmp_path, env):
     deadline = time.time() + 300
     while not last.exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.2)
+    ranks = descendants(job.pid)  # torchrun starts its ranks in sessions of their own
     os.killpg(job.pid, signal.SIGKILL)  # torchrun and both ranks, mid-run
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     job.wait()
+    wait_for_lock_release(tmp_path / "r")  # a killed rank holds it until it has exited
     assert last.exists() and not (tmp_path / "r" / "metrics.json").exists()
     result = subprocess.run(
         torchrun("-m", "ctbench", "--", *args, "--resume"),
@@ -179,6 +185,33 @@ def test_resume_under_torchrun(tmp_path, env):
     assert "resuming from" in result.stdout
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert [r["epoch"] for r in metrics["training"]["history"]] == [0, 1, 2]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        path = Path(f"/proc/{parent}/task/{parent}/children")
+        children = [int(c) for c in path.read_text().split()] if path.exists() else []
+        found += children
+        todo += children
+    return found
+
+
+def wait_for_lock_release(folder: Path, timeout: float = 60.0) -> None:
+    """Until the run folder's lock is free: a killed process holds it until it has exited."""
+    from ctbench.locks import FolderLockedError, folder_lock
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with folder_lock(folder):
+                return
+        except FolderLockedError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_a_failing_rank_stops_the_job_with_its_error(tmp_path, env):

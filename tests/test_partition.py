@@ -127,16 +127,23 @@ def test_phantom_lungs_at_several_shapes_and_spacings(shape):
     assert min(aerated) >= 0.95, min(aerated)
 
 
-def test_qc_failure_falls_back_to_the_heuristic_and_says_why():
+def test_no_lung_is_an_error_not_invented_halves():
+    from ctbench.segmentation import NoLungError
+
     volume = np.full((12, 64, 64), 40, np.int16)  # soft tissue only: no lung
     volume[:, :, :4] = -1000
-    masks = ctbench.create_segmenter("morphological")(volume, (3.0, 3.0, 3.0))
-    assert not masks.qc.passed and "no lung" in masks.qc.reason
-    assert masks.method == "heuristic (fallback)"
+    segmenter = ctbench.create_segmenter("morphological")
+    for no_lung in (volume, np.full((12, 64, 64), -1000, np.int16), np.full((1, 1, 1), -1000)):
+        with pytest.raises(NoLungError, match="no lung found"):
+            segmenter(no_lung, (3.0, 3.0, 3.0))
+
+
+def test_qc_failure_falls_back_to_the_heuristic_and_says_why():
     one_lung = generate_case(PhantomConfig.from_preset("tiny"), "train", 0).volume.copy()
     one_lung[:, :, 32:] = 40  # the patient's left half is solid: the left lung is missing
     masks = ctbench.create_segmenter("morphological")(one_lung, (12.0, 5.25, 5.25))
     assert not masks.qc.passed and "left lung missing" in masks.qc.reason
+    assert masks.method == "heuristic (fallback)"
 
 
 def test_heuristic_masks_are_halves():
@@ -306,8 +313,9 @@ def test_segment_command_on_nifti_writes_masks_and_png(tmp_path):
 @needs_shared
 def test_segment_command_reads_a_dicom_folder():
     result = CliRunner().invoke(main, ["segment", str(SHARED / "example_ct_dicom")])
-    assert result.exit_code == 0, result.output  # upper abdomen, no lung: QC says so
-    assert "QC failed" in result.output
+    # these 20 slices of the upper abdomen hold no lung: no invented halves, an error
+    assert result.exit_code == 1, result.output
+    assert "no lung found" in result.output and "20x512x512" in result.output
 
 
 def test_segment_command_on_a_phantom_case(tmp_path, monkeypatch, tiny_phantom):

@@ -28,6 +28,21 @@ class PluginName(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses ``nan`` and ``inf`` at parse time (a NaN learning rate or
+    lambda would otherwise fail, or be recorded, only after the data and PARTITION steps)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        number = super().convert(value, param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, 2**32 - 1)
+"""Every ``--seed``: numpy's and torch's generators take 0 .. 2**32 - 1 (run_config.MAX_SEED)."""
+
+
 class InputShape(click.ParamType):
     """A model input shape ``H,C,Y,X`` (slice groups, channels, rows, columns)."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 from ctbench.cases import SPLITS
-from ctbench.commands import PluginName
+from ctbench.commands import SEED, PluginName
 
 
 @click.group()
@@ -20,7 +20,7 @@ def _dataset_options(command):
         is_flag=True,
         help="Plant the phantom's spurious cues (shifted test split).",
     )(command)
-    command = click.option("--seed", type=int, default=0, show_default=True)(command)
+    command = click.option("--seed", type=SEED, default=0, show_default=True)(command)
     return click.option(
         "--preset",
         default="default",
@@ -96,7 +96,7 @@ def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -
     row, duplicated names, a volume not in HU, no lungs, NaN, a wrong shape or label count.
     Exit 1 when a case is bad. A run skips and lists the same cases."""
     from ctbench.data import VolumeDataset
-    from ctbench.runs import check_cases
+    from ctbench.runs import EmptySplitError, check_cases, check_splits
 
     source = _source(dataset_name, preset, data_root=data_root)
     if hasattr(source, "materialise"):
@@ -106,7 +106,15 @@ def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -
     problems = check_cases(datasets, progress=False if quiet else None)
     for problem in problems:
         click.echo(f"{problem['split']} {problem['case_id']}: {problem['error']}")
-    click.echo(f"{dataset_name} ({preset}): {total} cases, {len(problems)} with problems")
+    sizes = ", ".join(f"{split} {len(dataset)}" for split, dataset in datasets.items())
+    click.echo(
+        f"{dataset_name} ({preset}): {total} cases, {len(problems)} with problems; usable: {sizes}"
+    )
+    try:
+        check_splits(datasets, dataset_name, problems)
+    except EmptySplitError as error:
+        click.echo(f"error: {error}")
+        raise SystemExit(1) from None
     if problems:
         raise SystemExit(1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName, device_option
+from ctbench.commands import SEED, PluginName, device_option
 
 
 def _shape(text: str | None) -> tuple[int, int, int] | None:
@@ -15,9 +15,16 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
+    from ctbench.io import MAX_VOXELS
+
     if len(shape) != 3 or min(shape) < 1 or shape[0] % 3:
         raise click.BadParameter(
-            f"{text!r}: give S,Y,X with S a multiple of 3", param_hint="--volume-shape"
+            f"{text!r}: give S,Y,X, three positive integers with S a multiple of 3",
+            param_hint="--volume-shape",
+        )
+    if shape[0] * shape[1] * shape[2] > MAX_VOXELS:
+        raise click.BadParameter(
+            f"{text!r}: more than {MAX_VOXELS:,} voxels", param_hint="--volume-shape"
         )
     return shape
 
@@ -29,7 +36,9 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
     help="A trained model (ctbench checkpoint).",
 )
 @click.option("--arch", type=PluginName("architectures"), help="An untrained architecture instead.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the untrained model.")
+@click.option(
+    "--seed", type=SEED, default=0, show_default=True, help="Seed of the untrained model."
+)
 @click.option(
     "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
 )
@@ -139,7 +148,11 @@ def explain(
     preprocessing = Preprocessing(volume_shape=volume_shape_)
     if payload is None:
         torch.manual_seed(seed)
-        model = ctbench.create_model(arch, len(label_names), preprocessing.input_shape).eval()
+        try:
+            model = ctbench.create_model(arch, len(label_names), preprocessing.input_shape)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from error
+        model = model.eval()
     ct, x = prepare_volume(volume, preprocessing)
     model, x = model.to(device), x[None].to(device)
 

@@ -4,7 +4,7 @@ explainers in 3-D, over the map's cells or the organs."""
 from __future__ import annotations
 
 import click
-from ctbench.commands import device_option, run_folder_argument, run_study_options
+from ctbench.commands import SEED, device_option, run_folder_argument, run_study_options
 
 
 @click.command()
@@ -43,7 +43,7 @@ from ctbench.commands import device_option, run_folder_argument, run_study_optio
     show_default=True,
     help="Also measure the ideal, organ-uniform and random reference maps.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @device_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def faithfulness(

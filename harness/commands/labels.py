@@ -28,11 +28,13 @@ def labels(report: Path | None, text: str | None, as_json: bool, label_set: str)
     from ctbench.labeler import label_report, place_labels, read_report
     from ctbench.vocabulary import ct_rate_labels
 
-    if (report is None) == (text is None):
+    if report is None and text is None:
+        raise click.UsageError("give a REPORT file or --text")
+    if report is not None and text is not None:
         raise click.UsageError("give a REPORT file or --text, not both")
     try:
         body = text if text is not None else read_report(report)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise click.ClickException(str(error)) from error
     if label_set == "ct-rate":
         located = place_labels(body, ct_rate_labels())

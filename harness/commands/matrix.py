@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from ctbench.commands import track_option
+from ctbench.matrix_spec import DEFAULT_MAX_CELLS
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -59,6 +60,13 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and what would run; run nothing.")
 @click.option(
+    "--max-cells",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CELLS,
+    show_default=True,
+    help="Refuse a spec that crosses more cells than this (checked before expanding it).",
+)
+@click.option(
     "--cell-args",
     "cell_number",
     type=click.IntRange(min=1),
@@ -80,8 +88,8 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     help="Print the state of the matrix in this folder and exit.",
 )
 def matrix(
-    spec, out, preset, settings, jobs, devices, shard, launcher, dry_run, cell_number, replace,
-    track, list_specs, status_of,
+    spec, out, preset, settings, jobs, devices, shard, launcher, dry_run, max_cells, cell_number,
+    replace, track, list_specs, status_of,
 ) -> None:  # fmt: skip
     """Run every cell of SPEC (a TOML file, or a shipped spec's name such as paper-table1).
 
@@ -89,8 +97,10 @@ def matrix(
     cells are skipped and unfinished ones resumed; a failing cell is recorded and the others go
     on (the exit status is then 1). `ctbench table OUT` builds the tables from the folders.
     """
+    from ctbench.locks import FolderLockedError
     from ctbench.matrix import SpecChangedError, plan_matrix, run_matrix
     from ctbench.matrix_spec import SpecError, apply_settings, expand_cells, load_spec
+    from ctbench.storage import UnsafeNameError, safe_name
 
     if list_specs:
         from ctbench.matrix_spec import shipped_specs
@@ -111,14 +121,17 @@ def matrix(
     try:
         parsed = load_spec(spec)
         apply_settings(parsed, [*settings, *([f"preset={preset}"] if preset else [])])
-        cells = expand_cells(parsed)
-    except SpecError as error:
+        cells = expand_cells(parsed, max_cells)
+        preset_name = parsed.run.get("preset", "default")
+        out = out or Path("matrices") / safe_name(f"{parsed.name}-{preset_name}", "matrix folder")
+    except (SpecError, UnsafeNameError) as error:
         raise click.ClickException(str(error)) from error
-    preset_name = parsed.run.get("preset", "default")
-    out = out or Path("matrices") / f"{parsed.name}-{preset_name}"
     plan = plan_matrix(parsed, cells, out, _shard(shard))
     if dry_run:
-        click.echo(dry_run_table(plan))
+        try:
+            click.echo(dry_run_table(plan))
+        except ValueError as error:  # a broken matrix.json in --out
+            raise click.ClickException(str(error)) from error
         return
     if cell_number is not None:
         if cell_number > len(plan.cells):
@@ -139,7 +152,7 @@ def matrix(
             track=track,
             log=click.echo,
         )
-    except (SpecChangedError, RuntimeError) as error:
+    except (SpecChangedError, FolderLockedError, RuntimeError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     summary = state["summary"]
     click.echo(
@@ -176,7 +189,7 @@ def status_table(out: Path) -> str:
 
     try:
         states = read_states(out)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     summary = summarise([cell for state in states for cell in state["cells"]])
     head = f"{out}: " + ", ".join(f"{n} {status}" for status, n in summary.items())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
-from ctbench.commands import PluginName, device_option
+from ctbench.commands import SEED, PluginName, device_option
+from ctbench.storage import read_json
 
 
 @click.command()
@@ -18,7 +18,7 @@ from ctbench.commands import PluginName, device_option
     default=None,
     help="Pretext epochs. Default: the preset's, as runs use (tiny 2, default 10).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Pretext training seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Pretext training seed.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -54,7 +54,7 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet, device) -> None
         )
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
-    record = json.loads(path.with_suffix(".json").read_text())
+    record = read_json(path.with_suffix(".json"))
     fit = record["held_out_r2"][-1] if record.get("held_out_r2") else None
     click.echo(f"weights: {path}")
     click.echo(f"sha256: {record['sha256']}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from ctbench.commands import (
+    FiniteFloat,
     PluginName,
     check_start,
     resolve_weights,
@@ -57,10 +58,12 @@ def _click_settings(run_field, hint) -> dict:
     elif meta.get("choices"):
         settings["type"] = click.Choice(list(meta["choices"]))
     elif base is int:
-        settings["type"] = click.IntRange(min=meta["minimum"]) if "minimum" in meta else click.INT
+        low, high = meta.get("minimum"), meta.get("maximum")
+        bounded = low is not None or high is not None
+        settings["type"] = click.IntRange(min=low, max=high) if bounded else click.INT
     elif base is float:
         low = 0 if meta.get("positive") else meta.get("minimum")
-        settings["type"] = click.FloatRange(min=low, min_open=bool(meta.get("positive")))
+        settings["type"] = FiniteFloat(min=low, min_open=bool(meta.get("positive")))
     if typing.get_origin(hint) is tuple:
         settings |= {"multiple": True, "show_default": False}
     return settings
@@ -90,10 +93,15 @@ def run(out, name, resume, overwrite, quiet, track, **options) -> None:
     """
     from ctbench.cases import InvalidCaseError
     from ctbench.distributed import from_environment, shutdown
+    from ctbench.locks import FolderLockedError
     from ctbench.runs import RunExistsError, execute_run
+    from ctbench.storage import safe_name
 
-    config = config_from_options(options)
-    folder = out / (name or config.folder_name())
+    try:
+        config = config_from_options(options)
+        folder = out / safe_name(name or config.folder_name(), "--name")
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
     main_rank = from_environment().is_main  # under torchrun only rank 0 speaks
     if main_rank:
         click.echo(f"run folder: {folder}")
@@ -106,7 +114,9 @@ def run(out, name, resume, overwrite, quiet, track, **options) -> None:
             progress=False if quiet else None,
             log=click.echo,
         )
-    except (RunExistsError, InvalidCaseError, ValueError, FileNotFoundError) as error:
+    except (
+        RunExistsError, FolderLockedError, InvalidCaseError, ValueError, FileNotFoundError
+    ) as error:  # fmt: skip
         raise click.ClickException(str(error)) from error
     finally:
         shutdown()

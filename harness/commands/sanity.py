@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import click
-from ctbench.commands import device_option, run_folder_argument, run_study_options
+from ctbench.commands import SEED, device_option, run_folder_argument, run_study_options
 
 
 @click.command()
@@ -24,7 +24,7 @@ from ctbench.commands import device_option, run_folder_argument, run_study_optio
     show_default=True,
     help="Also train a model on permuted labels (the run's recipe, in RUN/sanity/).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @device_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def sanity(run_folder, explainers, cases, split, order, permuted, seed, device, quiet) -> None:

@@ -46,9 +46,9 @@ def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, dev
         else:
             array, spacing = load_volume(volume)
         validate_volume(array, volume)
-    except (InvalidCaseError, ValueError) as error:
+        masks = ctbench.create_segmenter(segmenter, device=device)(array, spacing)
+    except (InvalidCaseError, ValueError) as error:  # NoLungError too: no masks are invented
         raise click.ClickException(str(error)) from error
-    masks = ctbench.create_segmenter(segmenter, device=device)(array, spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     for name, mask in masks.as_dict().items():
         click.echo(f"{name:12s} {mask.sum() * voxel_ml:9.1f} mL")

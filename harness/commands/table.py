@@ -41,11 +41,16 @@ def table(folder: Path, names, fmt: str, benchmarks, out: Path | None) -> None:
 
     Seeds are aggregated as mean ± sd (n runs); the paper's own numbers stand beside ours.
     """
-    from ctbench.tables import build_table, load_runs, spec_tables
+    from ctbench.tables import TABLES, build_table, load_runs, spec_tables
 
     try:
+        runs = load_runs(folder)  # first: an empty folder is "no run", whatever its spec says
         chosen = list(names) or spec_tables(folder)
-        runs = load_runs(folder)
+        if not chosen:
+            raise ValueError(
+                f"{folder}: no matrix spec here names its tables; choose with --table "
+                f"({', '.join(TABLES)})"
+            )
         texts = [
             build_table(name, folder, list(benchmarks), runs=runs).render(fmt) for name in chosen
         ]

@@ -139,8 +139,10 @@ def imagenet_state_dict(progress: bool = True) -> dict[str, torch.Tensor]:
 
 def load_resnet18_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a torchvision ResNet-18 state dict safely; errors name the file and the problem."""
-    if not path.is_file():
+    if not path.exists():
         raise PretrainedWeightsNotFoundError(f"{path}: weights file does not exist")
+    if not path.is_file():
+        raise PretrainedWeightsNotFoundError(f"{path}: not a regular file (a weights file?)")
     state = safe_torch_load(path, "PyTorch weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a torchvision ResNet-18 state dict (name -> tensor)")

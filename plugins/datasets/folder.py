@@ -81,6 +81,11 @@ def read_volume(path: Path):
 
 def label_vocabulary(columns: list[str], path: Path) -> tuple[str, tuple[str, ...]]:
     """``("paper" | "ct-rate", label names)`` of a labels.csv's label columns."""
+    if not columns:
+        raise ValueError(
+            f"{path}: no label column; after case_id (and optional {', '.join(RESERVED[1:])}) "
+            "give one 0/1 column per label (the paper's 80 names or CT-RATE's 18)"
+        )
     if columns and all(c in ct_rate_labels() for c in columns):
         return "ct-rate", tuple(c for c in ct_rate_labels() if c in columns)
     check_labels(columns, f"{path} (label columns are the paper's 80 or CT-RATE's 18)")
@@ -104,6 +109,10 @@ def read_reports(
             reports[row["case_id"]] = row["report"].strip() or None
     folder = root / "reports"
     for text_file in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+        if not text_file.is_file():  # a pipe or a device would block or never end
+            problems.append(problem(text_file.stem, f"{text_file}: not a regular file"))
+            unreadable.add(text_file.stem)
+            continue
         if text_file.stem in reports:
             problems.append(problem(text_file.stem, f"{text_file}: a second report"))
         try:
@@ -158,8 +167,8 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
             problems.append(
                 problem(
                     case_id,
-                    f"{root / listed_in}: a row but no volume ({case_id}.nii.gz, or a DICOM "
-                    f"folder {case_id}/)",
+                    f"{labels_path if labels_path.is_file() else root}: a row but no volume "
+                    f"({case_id}.nii.gz, or a DICOM folder {case_id}/)",
                 )
             )
             continue
@@ -195,8 +204,9 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
                 placement=present_placement(names, labels, placed, default),
             )
         )
+    listed = {entry["case_id"] for entry in problems}  # a repeated row is said once, as such
     for case_id, paths in sorted(volumes.items()):
-        if case_id not in rows:
+        if case_id not in rows and case_id not in listed:
             problems.append(problem(case_id, f"{paths[0]}: no row in {listed_in}"))
     record = {"labels_from": listed_in, "label_vocabulary": vocabulary}
     return names, entries, problems, record

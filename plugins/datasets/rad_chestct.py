@@ -29,6 +29,7 @@ from ctbench.disk_source import (
     data_folder,
     duplicates,
     problem,
+    read_csv,
     read_csv_header,
 )
 from ctbench.labeler import ORGAN_PREFIX, vocabulary
@@ -92,15 +93,13 @@ def read_label_table(path: Path) -> tuple[list[str], list[tuple[str, str]], np.n
 
     The label columns are read as int8 (the full CSV is 35,747 x 4,368), so anything but 0
     and 1 is one error naming the file."""
-    import pandas as pd
-
     header = read_csv_header(path, (KEY,))
     pairs = _column_pairs(header, path)
     columns = [c for c in header if c != KEY]
     try:
-        table = pd.read_csv(path, dtype={KEY: str, **dict.fromkeys(columns, "int8")})
-    except (ValueError, OverflowError) as error:
-        raise ValueError(f"{path}: label columns must hold only 0 and 1 ({error})") from error
+        table = read_csv(path, (KEY,), dtype={KEY: str, **dict.fromkeys(columns, "int8")})
+    except ValueError as error:
+        raise ValueError(f"label columns must hold only 0 and 1 ({error})") from error
     values = table[columns].to_numpy()
     if not np.isin(values, (0, 1)).all():
         raise ValueError(f"{path}: label columns must hold only 0 and 1")

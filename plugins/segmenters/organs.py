@@ -15,7 +15,9 @@
 7. Mediastinum: the non-lung voxels inside the lung bounding box, between x = rig + q and
    x = lef - q/2, q = (lef - rig) / 4 (centre-left, where the heart sits).
 8. Quality control: both lungs present, of plausible relative volume, each on its own side;
-   on failure the heuristic masks are returned and the reason recorded.
+   on failure the heuristic masks are returned and the reason recorded. A volume with no lung
+   at all is a :class:`ctbench.segmentation.NoLungError` instead: halves of it would be
+   invented organs, not a fallback.
 
 Steps 2-3 label every slice at once with an in-plane structuring element and step 4 uses one
 3-D labelling, which gives exactly the result of the per-slice scikit-image loop
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import ctbench
 import numpy as np
-from ctbench.segmentation import QC, OrganMasks, heuristic_masks
+from ctbench.segmentation import QC, NoLungError, OrganMasks, heuristic_masks
 from scipy import ndimage
 
 THRESHOLD_HU = -300.0  # step 1 (the paper's reference code)
@@ -197,8 +199,11 @@ def per_slice_reference(
 def split_and_check(lungs: np.ndarray, spacing) -> OrganMasks:
     """Steps 6-8: right/left at the bounding-box midline, mediastinum box, quality control."""
     shape = lungs.shape
-    if not lungs.any():
-        return _fallback(shape, "no lung found below -300 HU")
+    if not lungs.any():  # the heuristic halves would invent lungs: no answer is the answer
+        raise NoLungError(
+            f"no lung found: no air below {THRESHOLD_HU:g} HU enclosed by the body in this "
+            f"{'x'.join(map(str, shape))} volume (not a chest CT, or not in HU?)"
+        )
     s_idx, y_idx, x_idx = (np.flatnonzero(lungs.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
     rig, lef = int(x_idx[0]), int(x_idx[-1]) + 1
     midline = (rig + lef) // 2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from ctbench.cases import Case, Finding, InvalidCaseError
-from ctbench.storage import read_npz, write_json, write_npz
+from ctbench.storage import read_json, read_npz, write_json, write_npz
 from ctbench.vocabulary import ORGANS
 
 ORGAN_BITS = {name: 1 << i for i, name in enumerate(ORGANS)}
@@ -83,12 +83,10 @@ class CaseStore:
         write_json(js, meta)  # written last: its presence marks the case complete
 
     def load(self, case_id: str, labels: np.ndarray) -> Case:
-        import json
-
         npz, js = self.paths(case_id)
         try:
             arrays = read_npz(npz)
-            meta = json.loads(js.read_text())
+            meta = read_json(js)
         except (ValueError, OSError) as error:
             raise InvalidCaseError(f"{case_id}: {error}") from error
         missing = {"volume", "organs", "findings"} - set(arrays)
