@@ -56,7 +56,9 @@ def create_model(
 
 
 def create_explainer(name: str, **options: Any) -> Any:
-    """Build explainer ``name``: a callable ``explainer(model, x, classes=None)``."""
+    """Build explainer ``name``: an object whose ``explain(model, x, classes=None)`` returns
+    ``(maps [B, K, H', D1, D2], logits [B, M])`` (``ctbench.contracts``; ``create_graph=True``
+    for one that declares ``differentiable``)."""
     return default_registry().create("explainers", name, **options)
 
 

@@ -140,3 +140,14 @@ def validate_volume(volume: np.ndarray, case_id: str, hu_bounds=(-2048.0, 4096.0
         raise InvalidCaseError(
             f"{case_id}: no voxel below -500 HU (no air or lung); not a chest CT in HU?"
         )
+
+
+def _with_contract() -> None:
+    """CaseSource's docstring ends with the datasets' written contract (``ctbench.contracts``):
+    its optional members and what each changes."""
+    from ctbench.contracts import contract_text
+
+    CaseSource.__doc__ = f"{CaseSource.__doc__}\n\n{contract_text('datasets')}\n"
+
+
+_with_contract()

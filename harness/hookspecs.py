@@ -41,7 +41,8 @@ def register_architectures(register: Register) -> None:
 
 @hookspec
 def register_explainers(register: Register) -> None:
-    """Register explainer factories ``factory(**options) -> explainer(model, x, classes)``."""
+    """Register explainer factories ``factory(**options) -> explainer`` with
+    ``explainer.explain(model, x, classes=None) -> (maps, logits)``."""
 
 
 # --- Allowed regions (PARTITION) ---------------------------------------------------------
@@ -62,7 +63,15 @@ def register_downsamplers(register: Register) -> None:
 
 @hookspec
 def register_datasets(register: Register) -> None:
-    """Register dataset factories ``factory(**options) -> dataset``."""
+    """Register dataset factories ``factory(preset=..., **options) -> CaseSource``."""
+
+
+def _with_contract(hook, kind: str) -> None:
+    """Append the kind's written contract (``ctbench.contracts``) to the hook's docstring, so
+    that ``help()`` on a hook says exactly what the core calls and reads."""
+    from ctbench.contracts import contract_text
+
+    hook.__doc__ = f"{hook.__doc__}\n\n{contract_text(kind)}\n"
 
 
 KINDS: tuple[str, ...] = (
@@ -73,3 +82,6 @@ KINDS: tuple[str, ...] = (
     "datasets",
 )
 """Plugin kinds; the hook for kind ``k`` is ``register_k``."""
+
+for _kind in KINDS:
+    _with_contract(globals()[f"register_{_kind}"], _kind)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pluggy
 from ctbench import hookspecs
+from ctbench.contracts import metadata_problem
 from ctbench.hookspecs import KINDS, PROJECT_NAME
 
 SINGULAR = {
@@ -151,7 +152,11 @@ class Registry:
         def register(
             name: str, factory: Callable[..., Any], *, description: str = "", **meta: Any
         ) -> None:
-            problem = _registration_problem(name, factory, description)
+            problem = _registration_problem(name, factory, description) or metadata_problem(
+                kind, meta
+            )
+            if problem and not problem.startswith(f"{name!r}") and isinstance(name, str):
+                problem = f"{name!r}: {problem}"
             if problem:
                 _warn(f"ctbench plugin {provider!r} registered a bad {SINGULAR[kind]}: {problem}")
                 return

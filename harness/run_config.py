@@ -70,6 +70,14 @@ STARTS = {
 }
 """Where a run's ResNet-18 starts; config.json's ``run.start`` is one of these."""
 
+STARTED_FROM = {
+    "pretext": "the dataset's pretext weights",
+    "imagenet": "ImageNet weights",
+    "weights": "the --weights file",
+    "random": "random weights",
+}
+"""How the recipe's log line and errors name each start."""
+
 
 def chosen_start(start: str | None, pretrained: bool | None, has_weights: bool) -> str | None:
     """The start the options name: a weights file, else ``start``, else ``pretrained``
@@ -210,12 +218,17 @@ class RunConfig:
     )
 
     def resolved(self) -> RunConfig:
-        """Fill every ``None`` from the preset's defaults (unknown presets use ``paper``).
+        """Fill every ``None`` from the preset's defaults and the model's declared capabilities
+        (unknown presets use ``paper``), and refuse, before any work, an option the model
+        cannot honour. :meth:`recipe` says which training recipe that makes, and why.
 
         The start: ``weights`` -> "weights"; else ``start``; else ``pretrained`` True/False ->
-        "imagenet"/"random"; else the preset's, or "random" for a model that never loads
-        pretrained weights (``axialnet-randinit``, ``3dconv``). From a random start the preset's
-        ``scratch_epochs`` full epochs and no head warm-up are the defaults.
+        "imagenet"/"random"; else the preset's, or "random" for a model that does not declare
+        ``pretrainable=True`` (``axialnet-randinit``, ``3dconv``, a plugin written without
+        it). A head warm-up needs a pretrained start and a declared trunk split
+        (``trunk=True``); without one the run trains end to end: the preset's
+        ``scratch_epochs`` full epochs from random weights, its ``epochs`` (or
+        ``scratch_epochs`` where those are 0) from a pretrained start.
         """
         for name in ("mask_lambda", "lr"):
             value = getattr(self, name)
@@ -224,31 +237,58 @@ class RunConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be 0 to {MAX_SEED}, got {self.seed}")
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
+        declared = capabilities(self.arch)
         start = chosen_start(self.start, self.pretrained, bool(self.weights))
         if start is None:
             from ctbench.registry import default_registry
 
-            registry = default_registry()
             start = defaults["start"]
-            if start == "pretext" and not registry.get("datasets", self.dataset).meta.get(
+            if start == "pretext" and not default_registry().get("datasets", self.dataset).meta.get(
                 "pretext"
             ):
                 start = "imagenet"  # only a dataset that builds a pretext pool can start from it
-            if not registry.get("architectures", self.arch).meta.get("pretrainable", True):
+            if not declared["pretrainable"]:
                 start = "random"
         if start not in STARTS:
             raise ValueError(f"unknown start {start!r}; choose {', '.join(STARTS)}")
+        if start != "random" and not declared["pretrainable"]:
+            raise ValueError(
+                f"{self.arch} does not declare pretrainable=True, so it cannot start from "
+                f"{STARTED_FROM[start]}; leave the start to the model (no --start, "
+                "--pretrained or --weights) or use --start random"
+            )
+        if self.mask_loss:
+            from ctbench.contracts import declared as declared_by
+            from ctbench.registry import default_registry
+
+            explainer = default_registry().get("explainers", self.mask_explainer)
+            if not declared_by("explainers", dict(explainer.meta))["differentiable"]:
+                raise ValueError(
+                    f"--mask-explainer {self.mask_explainer} does not declare "
+                    "differentiable=True (its maps cannot be trained through); choose one "
+                    "that does, such as hirescam"
+                )
+        if self.head_epochs and not declared["trunk"]:
+            raise ValueError(
+                f"--head-epochs {self.head_epochs}: {self.arch} declares no trunk split "
+                "(trunk=True with backbone, backbone_features and from_backbone_features), so "
+                "its head cannot be trained on a frozen trunk's output; leave --head-epochs out"
+            )
         scratch = start == "random"
         filled = {
             key: defaults[key] if getattr(self, key) is None else getattr(self, key)
             for key in ("batch_size", "optimizer", "schedule", "downsampler")
         }
-        epochs = self.epochs
-        if epochs is None:
-            epochs = defaults["scratch_epochs" if scratch else "epochs"]
         head_epochs = self.head_epochs
         if head_epochs is None:
-            head_epochs = 0 if scratch else defaults["head_epochs"]
+            head_epochs = defaults["head_epochs"] if declared["trunk"] and not scratch else 0
+        epochs = self.epochs
+        if epochs is None:
+            epochs = defaults["epochs"]
+            if scratch or (head_epochs == 0 and epochs == 0):
+                epochs = defaults["scratch_epochs"]  # end to end: full epochs are all there is
+        if epochs + head_epochs < 1:
+            raise ValueError("--epochs 0 and --head-epochs 0 leave nothing to train")
         return replace(
             self,
             **filled,
@@ -258,6 +298,41 @@ class RunConfig:
             lr=DEFAULT_LR if self.lr is None else self.lr,
             pretrained=start != "random",
         )
+
+    def recipe(self) -> dict[str, str]:
+        """``{"name", "why"}`` of a resolved config's training recipe, for the run's log and
+        config.json: which steps run, and what in the options or the model's declarations
+        chose them."""
+        declared = capabilities(self.arch)
+        if self.start == "random":
+            reason = (
+                f"{self.arch} does not declare pretrainable=True"
+                if not declared["pretrainable"]
+                else "a random start was asked for"
+            )
+            if self.head_epochs:
+                name = "head warm-up on the randomly initialised trunk, then end to end"
+            else:
+                name = "end to end from the model's own initialisation"
+            return {"name": name, "why": f"{reason}; {self.epochs} full epochs"}
+        origin = STARTED_FROM[self.start]
+        if self.head_epochs:
+            return {
+                "name": "head warm-up on the frozen pretrained trunk"
+                + (", then end to end" if self.epochs else ""),
+                "why": f"{self.arch} declares a trunk split (trunk=True) and starts from "
+                f"{origin}: {self.head_epochs} head epochs on the trunk's cached output, "
+                f"{self.epochs} full epochs",
+            }
+        why = (
+            f"{self.arch} declares no trunk split (trunk=True), so no head warm-up"
+            if not declared["trunk"]
+            else "no head warm-up was asked for"
+        )
+        return {
+            "name": "end to end from a pretrained start",
+            "why": f"starts from {origin}; {why}; {self.epochs} full epochs",
+        }
 
     def folder_name(self) -> str:
         """A readable name that differs whenever an option that changes results differs."""
@@ -285,6 +360,15 @@ class RunConfig:
         ):  # unset, it leaves the phantom runs' folder names as they were
             del data["data_root"]
         return data
+
+
+def capabilities(arch: str) -> dict[str, Any]:
+    """What architecture ``arch`` declares in its registration, defaults filled
+    (``ctbench.contracts.METADATA["architectures"]``: ``pretrainable``, ``trunk``, ...)."""
+    from ctbench.contracts import declared
+    from ctbench.registry import default_registry
+
+    return declared("architectures", dict(default_registry().get("architectures", arch).meta))
 
 
 def cli_fields() -> list[tuple[Field, Any]]:

@@ -243,6 +243,9 @@ class RunParts:
         """The dataset's source, labels and model input shape (nothing generated yet)."""
         from ctbench.preprocess import Preprocessing
 
+        recipe = self.config.recipe()
+        self.log(f"recipe: {recipe['name']} ({recipe['why']})")
+
         with self.timer.phase("data"):
             self.source = dataset_of(self.config)
             if self.wrap_source is not None:
@@ -256,9 +259,14 @@ class RunParts:
         missing weights file fails in seconds, before the dataset is generated."""
         import ctbench
         import torch
+        from ctbench.run_config import capabilities
 
         config = self.config
-        self.model_options = {"pretrained": config.pretrained, "weights": config.weights}
+        # only a model that declares pretrainable=True is handed the weight options
+        pretrainable = capabilities(config.arch)["pretrainable"]
+        self.model_options = (
+            {"pretrained": config.pretrained, "weights": config.weights} if pretrainable else {}
+        )
         self.pretext = None
         if config.start == "pretext":
             self.model_options["weights"], self.pretext = pretext_start(
@@ -327,6 +335,7 @@ class RunParts:
                     "means": STARTS[config.start],
                     "pretext": self.pretext,
                 },
+                "recipe": config.recipe(),
                 "input_shape": list(self.input_shape),
                 "labels": self.labels,
                 "dataset_config": source_config(self.source),
@@ -541,10 +550,10 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
     A model that never loads weights is refused before the build, not after it.
     """
     from ctbench.distributed import Distributed
-    from ctbench.registry import default_registry
+    from ctbench.run_config import capabilities
 
     job = job or Distributed()
-    if not default_registry().get("architectures", config.arch).meta.get("pretrainable", True):
+    if not capabilities(config.arch)["pretrainable"]:  # resolved() refuses it first
         raise ValueError(f"{config.arch} never loads pretrained weights; use --start random")
     with timer.phase("pretext"):
         path = job.main_first(

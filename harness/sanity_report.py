@@ -36,8 +36,9 @@ def _explain_with(explainer, x: torch.Tensor, device, batch: int = 2):
     def explain(model):
         parts = []
         for start in range(0, len(x), batch):
-            with torch.no_grad():
-                parts.append(explainer(model, x[start : start + batch].to(device)).float().cpu())
+            with torch.no_grad():  # as evaluation calls it (ctbench.contracts)
+                maps, _ = explainer.explain(model, x[start : start + batch].to(device))
+                parts.append(maps.float().cpu())
         return torch.cat(parts)
 
     return explain

@@ -153,6 +153,7 @@ def register_architectures(register):
         axialnet,
         paper_name="AxialNet",
         pretrainable=True,
+        trunk=True,
         **mil,
         description="AxialNet: ResNet-18 + custom convs per slice, per-slice linear scores, mean",
     )
@@ -161,6 +162,7 @@ def register_architectures(register):
         axialnet_maxpool,
         paper_name="MaxPool",
         pretrainable=True,
+        trunk=True,
         **mil,
         description="AxialNet ablation: max over slices instead of the mean",
     )
@@ -169,6 +171,7 @@ def register_architectures(register):
         axialnet_randinit,
         paper_name="RandInitResNet",
         pretrainable=False,
+        trunk=True,
         **mil,
         description="AxialNet ablation: ResNet-18 never loads ImageNet weights",
     )
@@ -177,6 +180,7 @@ def register_architectures(register):
         axialnet_nocustomconv,
         paper_name="NoCustomConv",
         pretrainable=True,
+        trunk=True,
         **mil,
         description="AxialNet ablation: no custom convs, linear map on ResNet layer4",
     )
@@ -185,6 +189,7 @@ def register_architectures(register):
         bodycam,
         paper_name="BodyCAM",
         pretrainable=True,
+        trunk=True,
         explainable=True,
         mil=False,
         description="BodyCAM: AxialNet trunk, global average pooling, one linear layer (CAM)",

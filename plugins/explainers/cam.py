@@ -175,11 +175,13 @@ def register_explainers(register):
         "hirescam",
         HiResCAM,
         faithful=True,
+        differentiable=True,
         description="HiResCAM: gradient x activation per cell; closed form for AxialNet",
     )
     register(
         "gradcam",
         GradCAM,
         faithful=False,
+        differentiable=True,
         description="Grad-CAM (3-D): gradients averaged over the volume weight each feature",
     )

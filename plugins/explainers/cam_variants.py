@@ -56,11 +56,13 @@ def register_explainers(register):
         "layercam",
         LayerCAM,
         faithful=False,
+        differentiable=True,
         description="LayerCAM (3-D): positive gradient x activation per cell",
     )
     register(
         "gradcampp",
         GradCAMPlusPlus,
         faithful=False,
+        differentiable=True,
         description="Grad-CAM++ (3-D): higher-order gradient weights per feature",
     )

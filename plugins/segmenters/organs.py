@@ -286,5 +286,6 @@ def register_segmenters(register):
     register(
         "heuristic",
         HeuristicSegmenter,
+        heuristic=True,
         description="Right half / centre half / left half of the volume (fallback)",
     )

@@ -1,9 +1,11 @@
-"""An example third-party ctbench plugin: ``example-tinynet``, a tiny explainable MIL model.
+"""``example-tinynet``: a tiny explainable MIL model without a trunk split
+(docs/plugins/architectures.md).
 
-It follows the architecture contract of ctbench's README (Models, Contracts): ``model(x)`` maps
-``x: [B, H, 3, Y, X]`` to logits ``[B, M]``; ``cam_layer`` is the module whose output
-``[B*H, F, D1, D2]`` explainers read; ``representation_shape`` is ``(H, D1, D2)``;
+``model(x)`` maps ``x: [B, H, 3, Y, X]`` to logits ``[B, M]``; ``cam_layer`` is the module whose
+output ``[B*H, F, D1, D2]`` explainers read; ``representation_shape`` is ``(H, D1, D2)``;
 ``slice_scores(x)`` gives per-slice scores ``[B, M, H]`` whose mean over slices is the logits.
+It declares neither ``pretrainable`` nor ``trunk``: a run trains it end to end from its own
+initialisation under every preset.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class TinySliceNet(nn.Module):
 
     explainable = True
     cam_layout = "per_slice"
+    slice_aggregation = "mean"
     head_is_affine = True  # the score is the mean over slices of one linear map
 
     def __init__(

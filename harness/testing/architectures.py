@@ -1,24 +1,18 @@
-"""Contract checks for architecture plugins (README: Models, Contracts), runnable in any CI.
-
-In the spirit of scikit-learn's ``check_estimator``: ``check_architecture("my-model")`` (or a
-factory) builds the model on a tiny input and asserts every rule a ctbench model must keep::
-
-    from ctbench.testing import check_architecture
-    check_architecture("example-tinynet")
-
-Each check is also available on its own in :data:`ARCHITECTURE_CHECKS` so a test suite can
-parametrise over (architecture, check) pairs and see exactly which rule broke.
-"""
+"""``check_architecture`` and its rules (``ctbench.contracts.MEMBERS["architectures"]``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from ctbench.api import create_model
+from ctbench.contracts import declared
 from ctbench.explanations import capture_cam_layer
 from ctbench.memory_format import to_channels_last
+from ctbench.testing.rules import entry as _entry
+from ctbench.testing.rules import rule_table
+from ctbench.testing.rules import run_checks as _run_checks
 from torch import nn
 
 Factory = Callable[..., nn.Module]
@@ -29,13 +23,15 @@ TINY_INPUT_SHAPE = (9, 3, 64, 64)
 
 @dataclass(frozen=True)
 class ArchitectureCase:
-    """What a check needs: how to build the model, and the input it is built for."""
+    """What a check needs: how to build the model, the input it is built for, and what its
+    registration declares (``ctbench.contracts``; defaults when checking a bare factory)."""
 
     factory: Factory
     n_classes: int = 3
     input_shape: tuple[int, int, int, int] = TINY_INPUT_SHAPE
     batch_size: int = 2
     seed: int = 0
+    declares: dict = field(default_factory=lambda: declared("architectures", {}))
 
     def build(self) -> nn.Module:
         torch.manual_seed(self.seed)
@@ -178,19 +174,49 @@ def check_seeded_construction(case: ArchitectureCase) -> None:
         assert torch.equal(first[key], second[key]), f"{key} differs between seeded builds"
 
 
-ARCHITECTURE_CHECKS: dict[str, Callable[[ArchitectureCase], None]] = {
-    check.__name__.removeprefix("check_"): check
-    for check in (
-        check_logits_shape,
-        check_batch_consistency,
-        check_gradients_reach_every_parameter,
-        check_explainable_contract,
-        check_slice_scores,
-        check_bf16_autocast,
-        check_channels_last,
-        check_seeded_construction,
+def check_declared_trunk(case: ArchitectureCase) -> None:
+    """``trunk=True``: ``from_backbone_features(backbone_features(x))`` is ``model(x)`` and
+    ``backbone`` is a submodule; a model that has the split should declare it."""
+    model = case.build().eval()
+    has_split = all(
+        hasattr(model, name) for name in ("backbone", "backbone_features", "from_backbone_features")
     )
-}
+    if not case.declares["trunk"]:
+        return
+    assert has_split, (
+        "declares trunk=True without backbone, backbone_features, from_backbone_features"
+    )
+    assert any(module is model.backbone for module in model.modules()), (
+        "backbone is not a submodule"
+    )
+    x = case.batch()
+    with torch.no_grad():
+        split = model.from_backbone_features(model.backbone_features(x))
+        whole = model(x)
+    torch.testing.assert_close(split, whole, rtol=1e-4, atol=1e-5)
+
+
+def check_declared_start(case: ArchitectureCase) -> None:
+    """``pretrainable=True``: the factory takes ``pretrained=False, weights=None``."""
+    if not case.declares["pretrainable"]:
+        return
+    torch.manual_seed(case.seed)
+    model = case.factory(case.n_classes, case.input_shape, pretrained=False, weights=None)
+    assert isinstance(model, nn.Module), "the factory with pretrained=False built no nn.Module"
+
+
+ARCHITECTURE_CHECKS: dict[str, Callable[[ArchitectureCase], None]] = rule_table(
+    check_logits_shape,
+    check_batch_consistency,
+    check_gradients_reach_every_parameter,
+    check_explainable_contract,
+    check_slice_scores,
+    check_bf16_autocast,
+    check_channels_last,
+    check_seeded_construction,
+    check_declared_trunk,
+    check_declared_start,
+)
 
 
 def architecture_case(
@@ -201,23 +227,23 @@ def architecture_case(
     batch_size: int = 2,
     seed: int = 0,
 ) -> ArchitectureCase:
-    """A registered name (looked up through ``create_model``) or a factory, ready to check."""
+    """A registered name (looked up through ``create_model``, its registration's declarations
+    checked too) or a factory, ready to check."""
+    declares = declared("architectures", {})
     if isinstance(name_or_factory, str):
         name = name_or_factory
+        declares = declared("architectures", dict(_entry("architectures", name).meta))
 
-        def factory(n: int, shape: tuple[int, int, int, int]) -> nn.Module:
-            return create_model(name, n, shape)
+        def factory(n: int, shape: tuple[int, int, int, int], **options) -> nn.Module:
+            return create_model(name, n, shape, **options)
 
     else:
         factory = name_or_factory
-    return ArchitectureCase(factory, n_classes, tuple(input_shape), batch_size, seed)
+    return ArchitectureCase(factory, n_classes, tuple(input_shape), batch_size, seed, declares)
 
 
 def check_architecture(name_or_factory: str | Factory, **case_options) -> None:
     """Run every architecture check; the first failure raises ``AssertionError`` naming it."""
-    case = architecture_case(name_or_factory, **case_options)
-    for check_name, check in ARCHITECTURE_CHECKS.items():
-        try:
-            check(case)
-        except AssertionError as error:
-            raise AssertionError(f"architecture check '{check_name}' failed: {error}") from error
+    _run_checks(
+        "architecture", ARCHITECTURE_CHECKS, architecture_case(name_or_factory, **case_options)
+    )
