@@ -95,3 +95,21 @@ def create_dataset(name: str, **options: Any) -> Any:
 def list_plugins() -> dict[str, list[str]]:
     """``{kind: [registered names]}`` for the five plugin kinds."""
     return default_registry().list_plugins()
+
+
+def _with_contracts() -> None:
+    """Each ``create_*`` function's docstring ends with its kind's written contract
+    (``ctbench.contracts``), the text the hooks and docs/plugins/ give too."""
+    from ctbench.contracts import contract_text
+
+    for function, kind in (
+        (create_model, "architectures"),
+        (create_explainer, "explainers"),
+        (create_segmenter, "segmenters"),
+        (create_downsampler, "downsamplers"),
+        (create_dataset, "datasets"),
+    ):
+        function.__doc__ = f"{function.__doc__}\n\n{contract_text(kind)}\n"
+
+
+_with_contracts()

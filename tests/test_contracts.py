@@ -198,6 +198,8 @@ def test_docs_hooks_and_api_say_the_same_contract(kind):
         from ctbench.cases import CaseSource
 
         assert contract_text(kind) in CaseSource.__doc__
+    create = {"architectures": "create_model"}.get(kind, f"create_{kind[:-1]}")
+    assert contract_text(kind) in getattr(ctbench.api, create).__doc__
     if kind == "explainers":
         assert "explain(model, x, classes=None)" in ctbench.api.create_explainer.__doc__
 
