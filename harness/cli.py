@@ -78,11 +78,13 @@ def user_error(error: Exception) -> str | None:
     from ctbench.storage import (
         DiskFullError,
         FileTooLargeError,
+        NotARegularFileError,
         UnsafeNameError,
         full_disk_cause,
     )
 
-    if isinstance(error, FolderLockedError | FileTooLargeError | UnsafeNameError | DiskFullError):
+    known = (FolderLockedError, FileTooLargeError, UnsafeNameError, DiskFullError)
+    if isinstance(error, (*known, NotARegularFileError)):
         return str(error)
     cause = full_disk_cause(error)
     if cause is not None:  # a write outside ctbench.storage (a log line, a library's file)

@@ -214,12 +214,13 @@ class DiskSource:
 
     def load(self, case_id: str) -> Case:
         """The case in HU on ctbench's axes at the preset's spacing (whole, not cropped)."""
-        from ctbench.io import check_hu, check_lungs, resample, to_hu_int16
+        from ctbench.io import check_hu, check_lungs, check_spacing, resample, to_hu_int16
 
         entry = self.entries.get(case_id)
         if entry is None:
             raise InvalidCaseError(f"{case_id}: not a case of {self.name} at {self.data_root}")
         volume, spacing, meta = entry.read()
+        check_spacing(spacing, volume.shape, self.spacing, str(entry.path))
         if np.issubdtype(volume.dtype, np.floating) and not np.isfinite(volume).all():
             raise InvalidCaseError(f"{entry.path}: the volume holds NaN or infinite values")
         check_hu(volume, str(entry.path))

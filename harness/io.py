@@ -297,6 +297,30 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, tuple[float, floa
     return volume, spacing
 
 
+MAX_SPACING_MM = 50.0
+"""The coarsest voxel side ctbench accepts: CT slices are at most a few mm thick (a 50 mm
+"voxel" is a corrupt header, and resampling it to 0.8 mm would ask for 60^3 times the data)."""
+
+
+def check_spacing(
+    spacing: tuple[float, ...],
+    shape: tuple[int, ...],
+    target: tuple[float, ...],
+    source: str,
+) -> None:
+    """One InvalidCaseError when a volume's spacing is not a plausible CT's (not finite, not
+    positive, coarser than MAX_SPACING_MM) or when resampling it to ``target`` would make more
+    than MAX_VOXELS voxels: checked before any memory is taken."""
+    values = [float(s) for s in spacing]
+    if len(values) != 3 or not all(np.isfinite(v) and 0 < v <= MAX_SPACING_MM for v in values):
+        raise InvalidCaseError(
+            f"{source}: voxel spacing {tuple(spacing)} mm is not a CT's (each side must be "
+            f"above 0 and at most {MAX_SPACING_MM:g} mm); a corrupt header?"
+        )
+    size = [max(1, round(n * s / t)) for n, s, t in zip(shape, values, target, strict=True)]
+    check_voxels(tuple(size), f"{source} (resampled to {tuple(target)} mm)")
+
+
 def resample(
     volume: np.ndarray,
     spacing: tuple[float, float, float],
@@ -306,7 +330,9 @@ def resample(
 ) -> np.ndarray:
     """``volume`` resampled (trilinear) from ``spacing`` to ``target`` mm; each axis gets
     ``round(size * spacing / target)`` voxels. ``method``: ``torch`` (``F.interpolate``, all
-    cores) or ``scipy`` (``ndimage.zoom``, order 1). Returns float32."""
+    cores) or ``scipy`` (``ndimage.zoom``, order 1). Returns float32. An implausible spacing or
+    a result above MAX_VOXELS is refused first (:func:`check_spacing`)."""
+    check_spacing(spacing, volume.shape, target, "volume")
     size = tuple(
         max(1, round(n * s / t)) for n, s, t in zip(volume.shape, spacing, target, strict=True)
     )

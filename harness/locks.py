@@ -12,10 +12,12 @@ the lock is released, so finished folders stay clean.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -96,7 +98,7 @@ def _acquire(path: Path, what: str):
     """The open, locked lock file; retried when the file was replaced while we waited (its
     holder released and removed it between our open and our lock)."""
     for _ in range(100):
-        handle = open(path, "a+")  # noqa: SIM115 (held for the lock's lifetime)
+        handle = _open_lock_file(path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,6 +118,24 @@ def _acquire(path: Path, what: str):
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
     raise FolderLockedError(f"{path}: could not take the lock (it keeps changing)")
+
+
+def _open_lock_file(path: Path):
+    """The lock file opened for reading and writing, created if missing; never through a
+    symbolic link, and only a regular file (a link planted as the lock file would otherwise
+    have ctbench overwrite whatever it points to)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise FolderLockedError(
+                f"{path}: the lock file is a symbolic link; remove it"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FolderLockedError(f"{path}: the lock file is not a regular file; remove it")
+    return os.fdopen(fd, "r+")
 
 
 def is_lock_file(path: Path) -> bool:

@@ -123,6 +123,8 @@ def parse_spec(text: str, source: str) -> MatrixSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}: not valid TOML ({error})") from error
+    except RecursionError as error:  # arrays nested thousands deep
+        raise SpecError(f"{source}: nested too deeply to be a spec") from error
     unknown = set(data) - set(SECTIONS)
     if unknown:
         raise SpecError(
@@ -200,6 +202,8 @@ def apply_settings(spec: MatrixSpec, settings: list[str]) -> MatrixSpec:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text
+        except RecursionError as error:
+            raise SpecError(f"--set {key}: the value is nested too deeply") from error
         section, _, name = key.strip().rpartition(".")
         section = section or "run"
         if section not in ("run", "axes", "slurm"):

@@ -42,6 +42,10 @@ class FileTooLargeError(ValueError):
     """A file (or stream) holds more than ctbench reads of its kind."""
 
 
+class NotARegularFileError(ValueError):
+    """A result was to be written over something that is not a regular file."""
+
+
 class DiskFullError(OSError):
     """A write failed because the file system is full (or the user's quota is spent)."""
 
@@ -99,6 +103,8 @@ def read_json(path: Path | str):
         return json.loads(read_text(path, "json"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except RecursionError as error:  # arrays nested thousands deep: not ctbench's
+        raise ValueError(f"{path}: nested too deeply to be ctbench's JSON") from error
 
 
 def read_table(path: Path | str, *, dtype=None, rows: int | None = None, **options):
@@ -238,8 +244,13 @@ def _full_disk_named(path: Path):
 def atomic_open(path: Path, mode: str = "wb"):
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
 
-    On any failure the temporary is removed; a full disk is a :class:`DiskFullError`."""
+    On any failure the temporary is removed; a full disk is a :class:`DiskFullError`. A target
+    that exists and is not a regular file (``--out /dev/null``, a folder, a pipe) is refused:
+    renaming onto it would replace a device node or a folder's entry, not write into it."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a device or a pipe)"
+        raise NotARegularFileError(f"{path}: {kind}; ctbench writes results to regular files")
     with _full_disk_named(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         if str(path.parent) not in _swept:  # once per folder and process: killed writers' files

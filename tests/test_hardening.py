@@ -640,3 +640,69 @@ def test_a_foreign_matrix_state_is_refused(tmp_path):
     assert result.exit_code == 1 and "cell folder '../../x' cannot be a file name" in result.output
     result = cli("table", str(tmp_path / "m"), "--table", "1")
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_a_result_is_never_written_over_a_device_or_a_folder(tmp_path, finished_run):
+    """As root, renaming a result onto /dev/null would replace the device node itself."""
+    from ctbench.storage import NotARegularFileError, write_text
+
+    for target in (Path("/dev/null"), tmp_path):
+        with pytest.raises(NotARegularFileError, match=r"not a regular file|a folder"):
+            write_text(target, "x")
+    assert Path("/dev/null").is_char_device()
+    result = cli("table", str(finished_run), "--table", "1", "--out", "/dev/null")
+    assert result.exit_code == 1 and "/dev/null: not a regular file" in result.output
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("spacing", [1000.0, float("nan"), 0.0])
+def test_an_implausible_spacing_is_refused_before_resampling(spacing):
+    """A 20^3 volume whose header says 1000 mm voxels would be resampled to 4000^3 at 5 mm."""
+    from ctbench.cases import InvalidCaseError
+    from ctbench.io import resample
+
+    with pytest.raises(InvalidCaseError, match=r"voxel spacing .* is not a CT's"):
+        resample(np.zeros((20, 20, 20), np.int16), (spacing,) * 3, TINY)
+
+
+def test_a_resampled_volume_above_the_voxel_cap_is_refused():
+    from ctbench.cases import InvalidCaseError
+    from ctbench.io import check_spacing
+
+    with pytest.raises(InvalidCaseError, match="more than ctbench reads"):
+        check_spacing((40.0, 40.0, 40.0), (600, 600, 600), (0.8, 0.8, 0.8), "big.nii")
+
+
+def test_deeply_nested_specs_and_json_are_one_error(tmp_path, finished_run):
+    import shutil
+
+    spec = tmp_path / "deep.toml"
+    spec.write_text("v = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = cli("matrix", str(spec), "--dry-run")
+    assert result.exit_code == 1 and "nested too deeply to be a spec" in result.output
+    shutil.copytree(finished_run, tmp_path / "runs" / "r")
+    (tmp_path / "runs" / "r" / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = cli("table", str(tmp_path / "runs"), "--table", "1")
+    assert result.exit_code == 1 and "nested too deeply to be ctbench's JSON" in result.output
+
+
+def test_an_empty_device_id_is_a_usage_error(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[run]\npreset = "tiny"\narch = "axialnet"\n')
+    result = cli("matrix", str(spec), "--devices", ",,", "--out", str(tmp_path / "m"))
+    assert result.exit_code == 2 and "an empty device id" in result.output
+
+
+def test_a_lock_file_planted_as_a_link_is_never_written_through(tmp_path):
+    from ctbench.locks import FolderLockedError, folder_lock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".ctbench.lock").symlink_to(victim)
+    with (
+        pytest.raises(FolderLockedError, match="the lock file is a symbolic link"),
+        folder_lock(tmp_path / "run"),
+    ):
+        pass
+    assert victim.read_text() == "precious"

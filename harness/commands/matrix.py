@@ -127,6 +127,8 @@ def matrix(
     except (SpecError, UnsafeNameError) as error:
         raise click.ClickException(str(error)) from error
     plan = plan_matrix(parsed, cells, out, _shard(shard))
+    if devices is not None and not all(part.strip() for part in devices.split(",")):
+        raise click.BadParameter(f"{devices!r}: an empty device id", param_hint="--devices")
     if dry_run:
         try:
             click.echo(dry_run_table(plan))
