@@ -269,6 +269,9 @@ class RunParts:
         )
         self.pretext = None
         if config.start == "pretext":
+            if config.mask_loss:  # what the mask loss needs of the model, before the pretext
+                probe = ctbench.create_model(config.arch, len(self.labels), self.input_shape)
+                self.check_mask_loss(probe)
             self.model_options["weights"], self.pretext = pretext_start(
                 config, self.source, self.timer, self.progress, self.log, self.job, self.device
             )
@@ -290,30 +293,35 @@ class RunParts:
             model = compile_model(model)
         self.model = model
 
-    def choose_explainers(self) -> None:
-        """The explainers to score, after the checks that the mask loss can train this model."""
-        import ctbench
+    def check_mask_loss(self, model) -> None:
+        """What ``--mask-loss`` needs of the model: explainable, and, when it takes the max
+        over slices, a faithful ``--mask-explainer`` (its mask attention is each slice's own
+        ``W Z``, HiResCAM per slice: an explainer not faithful to the model cannot stand for
+        it)."""
         from ctbench.registry import default_registry
 
-        config, model = self.config, self.model
-        self.explainable = bool(getattr(model, "explainable", False))
-        if config.mask_loss and not self.explainable:
+        config = self.config
+        if not getattr(model, "explainable", False):
             raise ValueError(
                 f"{config.arch} is not explainable, so it cannot train with the mask loss"
             )
-        # a max-aggregated model's mask attention is each slice's own W Z
-        # (losses.mask_attention), HiResCAM per slice: an explainer that is not faithful to the
-        # model cannot stand for it
-        if (
-            config.mask_loss
-            and getattr(model, "slice_aggregation", None) == "max"
-            and not default_registry().get("explainers", config.mask_explainer).meta.get("faithful")
-        ):
+        if getattr(model, "slice_aggregation", None) == "max" and not default_registry().get(
+            "explainers", config.mask_explainer
+        ).meta.get("faithful"):
             raise ValueError(
                 f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
                 f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "
                 "(not faithful to the model) cannot define it; use a faithful explainer"
             )
+
+    def choose_explainers(self) -> None:
+        """The explainers to score, after the checks that the mask loss can train this model."""
+        import ctbench
+
+        config, model = self.config, self.model
+        self.explainable = bool(getattr(model, "explainable", False))
+        if config.mask_loss:
+            self.check_mask_loss(model)
         self.explainers = {name: ctbench.create_explainer(name) for name in config.explainers}
         if self.explainers and not self.explainable:
             self.log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")

@@ -350,3 +350,20 @@ def test_the_example_model_runs_in_a_matrix_beside_a_built_in_one(example_env, t
     rows = [line for line in table.stdout.splitlines() if line.startswith("| ")]
     assert any(row.startswith("| example-tinynet ") for row in rows)
     assert any(row.startswith("| axialnet-randinit ") for row in rows)
+
+
+def test_the_mask_loss_on_a_model_that_cannot_take_it_fails_before_the_pretext(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    import ctbench.runs as runs
+    from ctbench.run_config import RunConfig
+
+    def no_pretext(*_args, **_kwargs):
+        raise AssertionError("the pretext was built for a run that cannot train")
+
+    monkeypatch.setattr(runs, "pretext_start", no_pretext)
+    monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
+    config = RunConfig(arch="ctnet", preset="tiny", mask_loss=True)
+    assert config.resolved().start == "pretext"
+    with pytest.raises(ValueError, match="ctnet is not explainable"):
+        runs.execute_run(config, tmp_path / "run", progress=False, log=lambda _m: None)
