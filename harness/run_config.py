@@ -236,6 +236,7 @@ class RunConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be 0 to {MAX_SEED}, got {self.seed}")
+        check_preset(self.dataset, self.preset)
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
         declared = capabilities(self.arch)
         start = chosen_start(self.start, self.pretrained, bool(self.weights))
@@ -360,6 +361,18 @@ class RunConfig:
         ):  # unset, it leaves the phantom runs' folder names as they were
             del data["data_root"]
         return data
+
+
+def check_preset(dataset: str, preset: str) -> None:
+    """One error, before any work, for a preset the dataset does not declare (its
+    registration's ``presets``); a dataset that declares none takes any name."""
+    from ctbench.registry import default_registry
+
+    presets = tuple(default_registry().get("datasets", dataset).meta.get("presets", ()))
+    if presets and preset not in presets:
+        raise ValueError(
+            f"unknown preset {preset!r} for dataset {dataset!r}; its presets: {', '.join(presets)}"
+        )
 
 
 def capabilities(arch: str) -> dict[str, Any]:

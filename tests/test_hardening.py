@@ -273,8 +273,14 @@ def test_run_name_and_preset_are_file_names(tmp_path):
     result = cli("run", "--arch", "axialnet", "--name", "../x", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 1 and "--name '../x' cannot be a file name" in result.output
     result = cli("run", "--arch", "axialnet", "--preset", "../../x", "--out", str(tmp_path))
-    assert result.exit_code == 1 and "path separator" in result.output
+    assert result.exit_code == 1 and "unknown preset '../../x'" in result.output
     assert list(tmp_path.iterdir()) == []
+    from ctbench.run_config import RunConfig
+    from ctbench.storage import UnsafeNameError
+
+    # a dataset that declares no presets takes any name: the folder name still refuses it
+    with pytest.raises(UnsafeNameError, match="path separator"):
+        RunConfig(arch="axialnet", preset="../../x").folder_name()
 
 
 def test_a_case_id_that_is_not_a_file_name_is_skipped_not_written(tmp_path):
@@ -706,3 +712,10 @@ def test_a_lock_file_planted_as_a_link_is_never_written_through(tmp_path):
     ):
         pass
     assert victim.read_text() == "precious"
+
+
+def test_an_unknown_preset_is_refused_before_any_work(tmp_path):
+    result = cli("run", "--arch", "axialnet", "--preset", "Tiny", "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert "unknown preset 'Tiny' for dataset 'phantom'; its presets: tiny" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -368,7 +368,7 @@ def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path):
 
     args = ["run", "--arch", "axialnet", "--preset", "huge", "--out", str(tmp_path / "runs")]
     result = CliRunner().invoke(main, [*args, "--name", "r"])
-    assert result.exit_code == 1 and "unknown phantom preset 'huge'" in result.output
+    assert result.exit_code == 1 and "unknown preset 'huge' for dataset 'phantom'" in result.output
     assert not (tmp_path / "runs" / "r").exists()
 
 
