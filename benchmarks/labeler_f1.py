@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from ctbench.labeler import label_report
 from ctbench.plugins.datasets.phantom import FINDING_LABELS, PhantomConfig
 from ctbench.plugins.datasets.phantom.findings import plan_case
 from ctbench.plugins.datasets.phantom.reports import write_report
+from ctbench.regions.labeler import label_report
 from sklearn.metrics import f1_score
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ctbench.labeler import place_labels
+from ctbench.regions.labeler import place_labels
 from ctbench.vocabulary import ct_rate_labels
 from sklearn.metrics import f1_score
 

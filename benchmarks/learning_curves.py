@@ -24,10 +24,10 @@ from pathlib import Path
 import ctbench
 import numpy as np
 import torch
-from ctbench.data import VolumeDataset
-from ctbench.losses import classification_loss
-from ctbench.runs import preset_pretext
-from ctbench.warmup import BackboneHead, FrozenBackbone, cache_backbone_output, cached_batches
+from ctbench.data.loader import VolumeDataset
+from ctbench.experiments.runs import preset_pretext
+from ctbench.train.losses import classification_loss
+from ctbench.train.warmup import BackboneHead, FrozenBackbone, cache_backbone_output, cached_batches
 from learning_recipes import median_auroc  # beside it
 
 

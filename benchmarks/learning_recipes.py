@@ -21,9 +21,9 @@ import time
 import ctbench
 import numpy as np
 import torch
-from ctbench.augment import Augmentation
-from ctbench.data import VolumeDataset
-from ctbench.memory_format import to_channels_last
+from ctbench.data.augment import Augmentation
+from ctbench.data.loader import VolumeDataset
+from ctbench.runtime.memory_format import to_channels_last
 from sklearn.metrics import roc_auc_score
 
 

@@ -1,4 +1,5 @@
-"""What the localisation family costs: every metric (``ctbench.explanation_scores.pair_scores``:
+"""What the localisation family costs: every metric
+(``ctbench.evaluate.explanation_scores.pair_scores``:
 the threshold-free family, then IoU, Dice and the hit at tuned and Otsu thresholds) for the
 80 labels of one default-preset volume, on the CAM grid (16 x 4 x 4) and on the CT grid
 (48 x 128 x 128), medians of 5 rounds in one process, against one forward pass of AxialNet.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ctbench
 import numpy as np
 import torch
-from ctbench.explanation_scores import pair_scores
+from ctbench.evaluate.explanation_scores import pair_scores
 
 from benchmarks.timing import median_seconds
 

@@ -61,12 +61,12 @@ def run(out: Path, name: str, args: list[str]) -> dict:
 def cue_reading(folder: Path) -> dict:
     """Logit change when each test case's cue is flipped, and where it is attributed."""
     import ctbench
-    from ctbench.checkpoints import model_from_checkpoint
-    from ctbench.data import prepare_volume
-    from ctbench.explanations import per_slice_contributions
-    from ctbench.partition import AllowedRegions
+    from ctbench.data.loader import prepare_volume
+    from ctbench.data.preprocess import Preprocessing
+    from ctbench.explain.explanations import per_slice_contributions
     from ctbench.plugins.datasets.phantom import render_case
-    from ctbench.preprocess import Preprocessing
+    from ctbench.regions.partition import AllowedRegions
+    from ctbench.runtime.checkpoints import model_from_checkpoint
 
     config = json.loads((folder / "config.json").read_text())
     model, _ = model_from_checkpoint(folder / "checkpoints" / "best.pt")
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/mask-effect"))
     args = parser.parse_args()
-    from ctbench.comparison import compare_runs
+    from ctbench.experiments.comparison import compare_runs
 
     per_seed = []
     for seed in args.seeds:

@@ -34,10 +34,10 @@ import ctbench
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ctbench.data import VolumeDataset
-from ctbench.memory_format import to_channels_last
+from ctbench.data.loader import VolumeDataset
 from ctbench.plugins.architectures.components import resnet18_features
-from ctbench.pretraining import occupancy_targets
+from ctbench.runtime.memory_format import to_channels_last
+from ctbench.train.pretraining import occupancy_targets
 from learning_recipes import augmented, init_head, load_split, median_auroc, scores  # beside it
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -46,7 +46,7 @@ from sklearn.preprocessing import StandardScaler
 
 def occupancy(case, grid: int = 4) -> torch.Tensor:
     """``[H, organs x bands, grid, grid]``: ctbench's pretext targets of one case
-    (``ctbench.pretraining.occupancy_targets``, the band edges ``ctbench run`` uses)."""
+    (``ctbench.train.pretraining.occupancy_targets``, the band edges ``ctbench run`` uses)."""
     targets = occupancy_targets(
         case.volume.astype(np.float32), case.organs, slices_per_group=3, grid=(grid, grid)
     )

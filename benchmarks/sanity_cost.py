@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ctbench.runs import RunConfig, execute_run
-from ctbench.sanity_report import check_run
+from ctbench.experiments.runs import RunConfig, execute_run
+from ctbench.experiments.sanity_report import check_run
 
 
 def main(cases: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctbench
 import pytest
 import torch
-from ctbench.explanations import as_volume_layout, capture_cam_layer
+from ctbench.explain.explanations import as_volume_layout, capture_cam_layer
 from ctbench.plugins.explainers.cam import HiResCAM
 
 INPUT_SHAPE = (16, 3, 128, 128)

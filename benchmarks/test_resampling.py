@@ -16,7 +16,7 @@ from pathlib import Path
 import ctbench
 import numpy as np
 import pytest
-from ctbench.io import load_volume, resample
+from ctbench.data.io import load_volume, resample
 
 from benchmarks.timing import median_seconds
 from tests.real_layouts import write_ct_rate

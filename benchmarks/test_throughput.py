@@ -9,7 +9,7 @@ shape (issue goal: ratio >= 2 at the default and paper shapes; the paper shape i
 
 from __future__ import annotations
 
-from ctbench.devices import Precision, default_workers, resolve_device
+from ctbench.runtime.devices import Precision, default_workers, resolve_device
 
 from benchmarks.throughput import SHAPES, measure_loader, measure_model
 

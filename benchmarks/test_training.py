@@ -18,7 +18,7 @@ import ctbench
 import numpy as np
 import pytest
 import torch
-from ctbench.losses import classification_loss, mask_attention, mask_loss
+from ctbench.train.losses import classification_loss, mask_attention, mask_loss
 
 INPUT_SHAPE = (16, 3, 128, 128)
 BATCH = 2
@@ -28,10 +28,10 @@ ROUNDS = 15
 @pytest.fixture(scope="module")
 def batch():
     """Two default-preset phantom cases: model input, labels and PARTITION's G_true."""
-    from ctbench.data import prepare_volume
-    from ctbench.partition import AllowedRegions
+    from ctbench.data.loader import prepare_volume
+    from ctbench.data.preprocess import Preprocessing
     from ctbench.plugins.datasets.phantom import FINDING_LABELS, PhantomConfig, generate_case
-    from ctbench.preprocess import Preprocessing
+    from ctbench.regions.partition import AllowedRegions
 
     config = PhantomConfig.from_preset("default")
     preprocessing = Preprocessing(volume_shape=config.volume_shape)

@@ -15,7 +15,7 @@ from pathlib import Path
 import ctbench
 import numpy as np
 import pytest
-from ctbench.volume_cache import cache_for
+from ctbench.data.volume_cache import cache_for
 
 from tests.real_layouts import write_rad_chestct
 
@@ -26,7 +26,7 @@ ROUNDS = 5
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from ctbench.io import load_volume
+    from ctbench.data.io import load_volume
     from scipy import ndimage
 
     if not SHARED.is_dir():

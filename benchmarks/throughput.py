@@ -71,8 +71,8 @@ def forward_flops(model, x: torch.Tensor) -> int:
 
 def make_model(shape, device, channels_last: bool = True, compile_it: bool = False):
     import ctbench
-    from ctbench.devices import compile_model
-    from ctbench.memory_format import to_channels_last
+    from ctbench.runtime.devices import compile_model
+    from ctbench.runtime.memory_format import to_channels_last
 
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", CLASSES, (shape[0] // 3, 3, shape[1], shape[2]))
@@ -105,11 +105,11 @@ def measure_model(
     shape, batch, steps, warmup, device, precision, compile_it, job=None, train_too=True
 ):
     """``(train s/step or None, inference s/batch, forward FLOPs per volume)``."""
-    from ctbench.data import to_model_batch
-    from ctbench.distributed import Distributed
-    from ctbench.losses import classification_loss
+    from ctbench.data.loader import to_model_batch
+    from ctbench.data.preprocess import Preprocessing
     from ctbench.plugins.explainers.cam import HiResCAM
-    from ctbench.preprocess import Preprocessing
+    from ctbench.runtime.distributed import Distributed
+    from ctbench.train.losses import classification_loss
 
     job = job or Distributed()
     preprocessing = Preprocessing(volume_shape=shape)
@@ -148,11 +148,11 @@ def measure_model(
 
 def measure_loader(shape, batch, batches, device, workers) -> float:
     """Volumes/s of the run's data path alone: memory-mapped int16 cache -> device batch."""
-    from ctbench.cases import Case
-    from ctbench.data import VolumeDataset, to_model_batch
-    from ctbench.devices import to_device
-    from ctbench.preprocess import Preprocessing
-    from ctbench.volume_cache import VolumeCache
+    from ctbench.core.cases import Case
+    from ctbench.data.loader import VolumeDataset, to_model_batch
+    from ctbench.data.preprocess import Preprocessing
+    from ctbench.data.volume_cache import VolumeCache
+    from ctbench.runtime.devices import to_device
 
     class Synthetic:
         name, label_names, volume_shape = "synthetic", tuple(f"l{i}" for i in range(CLASSES)), shape
@@ -195,8 +195,8 @@ def measure_loader(shape, batch, batches, device, workers) -> float:
 
 
 def main(argv=None) -> dict:
-    from ctbench.devices import Precision, default_workers, device_name, resolve_device
-    from ctbench.resources import PeakMemory
+    from ctbench.runtime.devices import Precision, default_workers, device_name, resolve_device
+    from ctbench.runtime.resources import PeakMemory
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="default")
@@ -273,8 +273,8 @@ def main(argv=None) -> dict:
 
 def ddp_step(argv=None) -> None:
     """Inside torchrun: seconds per DDP training step of this job (rank 0 writes the JSON)."""
-    from ctbench.devices import Precision, resolve_device
-    from ctbench.distributed import initialise, shutdown
+    from ctbench.runtime.devices import Precision, resolve_device
+    from ctbench.runtime.distributed import initialise, shutdown
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", choices=sorted(SHAPES), default="default")

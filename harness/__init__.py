@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from ctbench.api import (
+from ctbench.core.api import (
     create_dataset,
     create_downsampler,
     create_explainer,
@@ -17,8 +17,8 @@ from ctbench.api import (
     create_segmenter,
     list_plugins,
 )
-from ctbench.hookspecs import hookimpl, hookspec
-from ctbench.labeler import label_report
+from ctbench.core.hookspecs import hookimpl, hookspec
+from ctbench.regions.labeler import label_report
 
 try:
     __version__ = metadata.version("ctbench")

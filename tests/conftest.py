@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from ctbench.registry import reset_default_registry
+from ctbench.core.registry import reset_default_registry
 
 os.environ["CTBENCH_OFFLINE"] = "1"  # tests never download (subprocesses inherit it)
 
@@ -109,8 +109,8 @@ def tiny_cases(tiny_phantom):
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, tiny_phantom):
     """A finished tiny run folder (random start, one epoch, hirescam and gradcam, 2 overlays)."""
-    from ctbench.run_config import RunConfig
-    from ctbench.runs import execute_run
+    from ctbench.experiments.run_config import RunConfig
+    from ctbench.experiments.runs import execute_run
 
     saved = os.environ.get("CTBENCH_CACHE_DIR")
     os.environ["CTBENCH_CACHE_DIR"] = str(tiny_phantom.folder.parent)

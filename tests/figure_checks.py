@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-DPI = 80  # ctbench.figures saves at 80 dots per inch
+DPI = 80  # ctbench.report.figures saves at 80 dots per inch
 
 
 def read_rgb(path: Path) -> np.ndarray:

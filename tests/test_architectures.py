@@ -7,14 +7,14 @@ from pathlib import Path
 import ctbench
 import pytest
 import torch
-from ctbench.explanations import capture_cam_layer
+from ctbench.core.registry import default_registry
+from ctbench.explain.explanations import capture_cam_layer
 from ctbench.plugins.architectures.components import (
     PretrainedWeightsNotFoundError,
     resnet18_features,
     resnet_grid,
     scaled_step,
 )
-from ctbench.registry import default_registry
 from ctbench.testing import ARCHITECTURE_CHECKS, architecture_case, check_architecture
 from torchvision.models import resnet18
 

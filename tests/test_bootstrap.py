@@ -1,10 +1,11 @@
-"""Bootstrap intervals over volumes (ctbench.bootstrap): means, coverage, pairing, NaN pairs."""
+"""Bootstrap intervals over volumes (ctbench.evaluate.bootstrap): means, coverage, pairing, NaN
+pairs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from ctbench.bootstrap import (
+from ctbench.evaluate.bootstrap import (
     bootstrap_mean,
     bootstrap_ratio,
     paired_difference,

@@ -12,8 +12,8 @@ import ctbench
 import pytest
 from click.testing import CliRunner
 from ctbench.cli import main
-from ctbench.commands import PluginName
-from ctbench.hookspecs import KINDS
+from ctbench.cli.commands import PluginName
+from ctbench.core.hookspecs import KINDS
 
 
 def test_version_is_the_distribution_version():

@@ -6,8 +6,8 @@ import ctbench
 import numpy as np
 import torch
 from click.testing import CliRunner
-from ctbench.checkpoints import save_checkpoint
 from ctbench.cli import main
+from ctbench.runtime.checkpoints import save_checkpoint
 
 from tests.figure_checks import assert_figure, has_colour
 
@@ -104,9 +104,9 @@ def test_explain_on_a_named_device_gives_the_cpu_numbers(tmp_path, monkeypatch, 
 
 
 def test_explain_reports_the_probability_of_the_requested_label(tmp_path):
-    from ctbench.data import prepare_volume
-    from ctbench.io import load_volume
-    from ctbench.preprocess import Preprocessing
+    from ctbench.data.io import load_volume
+    from ctbench.data.loader import prepare_volume
+    from ctbench.data.preprocess import Preprocessing
 
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", 2, (9, 3, 64, 64)).eval()

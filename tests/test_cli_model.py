@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from ctbench.cli import main
-from ctbench.commands import resolve_weights
+from ctbench.cli.commands import resolve_weights
 from torchvision.models import resnet18
 
 

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import ctbench
 import pytest
-from ctbench.contracts import MEMBERS, METADATA, contract_text, markdown_tables
-from ctbench.registry import PluginWarning, Registry, default_registry
+from ctbench.core.contracts import MEMBERS, METADATA, contract_text, markdown_tables
+from ctbench.core.registry import PluginWarning, Registry, default_registry
 from ctbench.testing import (
     ARCHITECTURE_CHECKS,
     DATASET_CHECKS,
@@ -189,19 +189,19 @@ def test_registration_metadata_in_use_is_all_declared():
 def test_docs_hooks_and_api_say_the_same_contract(kind):
     page = (REPO_ROOT / "docs" / "plugins" / f"{kind}.md").read_text()
     assert markdown_tables(kind) in page, f"docs/plugins/{kind}.md: regenerate its tables"
-    from ctbench import hookspecs
+    from ctbench.core import hookspecs
 
     assert contract_text(kind) in getattr(hookspecs, f"register_{kind}").__doc__
     readme = (REPO_ROOT / "README.md").read_text()
     assert f"docs/plugins/{kind}.md" in readme
     if kind == "datasets":
-        from ctbench.cases import CaseSource
+        from ctbench.core.cases import CaseSource
 
         assert contract_text(kind) in CaseSource.__doc__
     create = {"architectures": "create_model"}.get(kind, f"create_{kind[:-1]}")
-    assert contract_text(kind) in getattr(ctbench.api, create).__doc__
+    assert contract_text(kind) in getattr(ctbench.core.api, create).__doc__
     if kind == "explainers":
-        assert "explain(model, x, classes=None)" in ctbench.api.create_explainer.__doc__
+        assert "explain(model, x, classes=None)" in ctbench.core.api.create_explainer.__doc__
 
 
 def test_a_registration_with_unknown_or_mistyped_metadata_is_refused():
@@ -226,7 +226,7 @@ def test_a_registration_with_unknown_or_mistyped_metadata_is_refused():
 
 @pytest.mark.parametrize("preset", ["tiny", "default", "paper"])
 def test_a_model_without_declarations_trains_end_to_end_under_every_preset(example_plugin, preset):
-    from ctbench.run_config import RUN_PRESETS, RunConfig
+    from ctbench.experiments.run_config import RUN_PRESETS, RunConfig
 
     config = RunConfig(arch="example-tinynet", preset=preset).resolved()
     assert (config.start, config.pretrained, config.head_epochs) == ("random", False, 0)
@@ -237,7 +237,7 @@ def test_a_model_without_declarations_trains_end_to_end_under_every_preset(examp
 
 
 def test_built_in_recipes_are_unchanged():
-    from ctbench.run_config import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     tiny = RunConfig(arch="axialnet", preset="tiny").resolved()
     assert (tiny.start, tiny.head_epochs, tiny.epochs) == ("pretext", 20, 0)
@@ -259,14 +259,14 @@ def test_built_in_recipes_are_unchanged():
     ],
 )
 def test_an_option_the_model_cannot_honour_is_refused_before_work(example_plugin, options, message):
-    from ctbench.run_config import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     with pytest.raises(ValueError, match=message):
         RunConfig(arch="example-tinynet", preset="tiny", **options).resolved()
 
 
 def test_a_mask_explainer_must_declare_differentiable():
-    from ctbench.run_config import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     config = RunConfig(
         arch="axialnet", preset="tiny", mask_loss=True, mask_explainer="integrated-gradients"
@@ -355,8 +355,8 @@ def test_the_example_model_runs_in_a_matrix_beside_a_built_in_one(example_env, t
 def test_the_mask_loss_on_a_model_that_cannot_take_it_fails_before_the_pretext(
     tiny_phantom, tmp_path, monkeypatch
 ):
-    import ctbench.runs as runs
-    from ctbench.run_config import RunConfig
+    import ctbench.experiments.runs as runs
+    from ctbench.experiments.run_config import RunConfig
 
     def no_pretext(*_args, **_kwargs):
         raise AssertionError("the pretext was built for a run that cannot train")

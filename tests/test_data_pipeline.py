@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ctbench.augment import Augmentation
-from ctbench.cases import Case, InvalidCaseError, validate_volume
-from ctbench.data import VolumeDataset, make_loader
-from ctbench.preprocess import Preprocessing, centre_crop, group_slices, normalise, pad_to_at_least
+from ctbench.core.cases import Case, InvalidCaseError, validate_volume
+from ctbench.data.augment import Augmentation
+from ctbench.data.loader import VolumeDataset, make_loader
+from ctbench.data.preprocess import (
+    Preprocessing,
+    centre_crop,
+    group_slices,
+    normalise,
+    pad_to_at_least,
+)
 from ctbench.vocabulary import ORGANS, check_labels, label_organs, output_labels
 
 
@@ -101,7 +107,7 @@ def test_dataset_samples_are_model_ready(tiny_phantom):
 
 
 def test_finding_instances_number_each_instance_first_come_first_kept():
-    from ctbench.cases import Finding
+    from ctbench.core.cases import Finding
 
     first, second = np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
     first[0, 0, :] = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ctbench.devices import (
+from ctbench.runtime.devices import (
     DeviceError,
     Precision,
     compile_model,
@@ -59,8 +59,8 @@ def test_closed_form_hirescam_and_mask_loss_under_bf16_autocast():
     measured): we allow 5%.
     The combination and the scoring layer run in fp32: maps and logits are float32 and the
     cells still add up to the logit (sum(A) + b == s) to fp32 rounding."""
-    from ctbench.losses import mask_loss, slice_contributions
     from ctbench.plugins.explainers.cam import HiResCAM
+    from ctbench.train.losses import mask_loss, slice_contributions
 
     model, x = model_and_input()
     explainer = HiResCAM()
@@ -127,8 +127,8 @@ def test_cpu_and_cuda_agree():
     agree within 1e-3 of each quantity's scale (TF32 off; cuDNN picks other algorithms)."""
     import copy
 
-    from ctbench.losses import classification_loss, mask_attention, mask_loss
     from ctbench.plugins.explainers.cam import GradCAM, HiResCAM
+    from ctbench.train.losses import classification_loss, mask_attention, mask_loss
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

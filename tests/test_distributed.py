@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ctbench.distributed import (
+from ctbench.runtime.distributed import (
     Distributed,
     GlobalBatchSampler,
     global_permutation,
@@ -57,7 +57,7 @@ def test_ranks_split_every_global_batch(n, batch, world):
 
 
 def test_evaluation_shards_cover_each_case_once_and_merge_in_order():
-    from ctbench.evaluation import SplitOutputs, merge_shards
+    from ctbench.evaluate.evaluation import SplitOutputs, merge_shards
 
     n, labels = 7, 3
     logits = np.arange(n * labels, dtype=float).reshape(n, labels)
@@ -201,7 +201,7 @@ def descendants(pid: int) -> list[int]:
 
 def wait_for_lock_release(folder: Path, timeout: float = 60.0) -> None:
     """Until the run folder's lock is free: a killed process holds it until it has exited."""
-    from ctbench.locks import FolderLockedError, folder_lock
+    from ctbench.runtime.locks import FolderLockedError, folder_lock
 
     deadline = time.time() + timeout
     while True:
@@ -218,7 +218,7 @@ def test_a_failing_rank_stops_the_job_with_its_error(tmp_path, env):
     script = tmp_path / "fail.py"
     script.write_text(
         "import torch\n"
-        "from ctbench.distributed import initialise\n"
+        "from ctbench.runtime.distributed import initialise\n"
         "job = initialise(torch.device('cpu'))\n"
         "if job.rank == 1:\n"
         "    raise ValueError('rank one cannot read case c7')\n"

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ctbench.comparison import compare_runs
-from ctbench.evaluation import predict_and_explain, score_run
-from ctbench.results import write_results
+from ctbench.evaluate.evaluation import predict_and_explain, score_run
+from ctbench.experiments.comparison import compare_runs
+from ctbench.experiments.results import write_results
 from torch.utils.data import Dataset
 
 LABELS = ["a", "b"]

@@ -9,7 +9,7 @@ import sys
 import ctbench
 import pytest
 import torch
-from ctbench.registry import UnknownPluginError
+from ctbench.core.registry import UnknownPluginError
 
 from .conftest import EXAMPLE_PLUGIN_DIR
 

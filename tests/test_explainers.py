@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctbench
 import pytest
 import torch
-from ctbench.explanations import (
+from ctbench.explain.explanations import (
     NotExplainableError,
     relu_minmax,
     resample_to_slices,

@@ -1,4 +1,4 @@
-"""Faithfulness in 3-D (ctbench.faithfulness) with known answers on a model whose score is
+"""Faithfulness in 3-D (ctbench.explain.faithfulness) with known answers on a model whose score is
 linear in its input, so every deletion changes the logit by exactly the removed contribution."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctbench
 import pytest
 import torch
-from ctbench import faithfulness as faith
+from ctbench.explain import faithfulness as faith
 from ctbench.testing import TINY_INPUT_SHAPE
 from torch import nn
 
@@ -184,7 +184,7 @@ def test_faithfulness_command_writes_every_map_with_intervals(
 
     from click.testing import CliRunner
     from ctbench.cli import main
-    from ctbench.faithfulness_report import MEASURES
+    from ctbench.experiments.faithfulness_report import MEASURES
 
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
     args = ["faithfulness", str(finished_run), "--regions", regions, "--cases", "2"]
@@ -240,9 +240,9 @@ def test_insertion_is_the_other_orders_deletion_read_backwards():
 
 
 def test_a_case_that_cannot_be_read_is_skipped_and_listed(finished_run, tiny_phantom, monkeypatch):
-    from ctbench.cases import InvalidCaseError
-    from ctbench.data import VolumeDataset
-    from ctbench.faithfulness_report import evaluate_run
+    from ctbench.core.cases import InvalidCaseError
+    from ctbench.data.loader import VolumeDataset
+    from ctbench.experiments.faithfulness_report import evaluate_run
 
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
     read = VolumeDataset.__getitem__

@@ -57,7 +57,7 @@ class EndlessStream:
 
 
 def test_read_stream_stops_one_byte_past_the_limit():
-    from ctbench.storage import FileTooLargeError, read_stream
+    from ctbench.runtime.storage import FileTooLargeError, read_stream
 
     stream = EndlessStream(budget=1001)
     with pytest.raises(FileTooLargeError, match=r"endless: larger than 1000 bytes"):
@@ -68,10 +68,10 @@ def test_read_stream_stops_one_byte_past_the_limit():
 def test_every_reader_of_user_text_is_bounded(tmp_path, monkeypatch):
     """Reports, CSVs and specs stop at their limit (here 4 kB, files of 8 kB: a reader that
     ignored the limit would read 8 kB and fail the test, nothing worse)."""
-    from ctbench import storage
-    from ctbench.disk_source import read_csv
-    from ctbench.labeler import read_report
-    from ctbench.matrix_spec import SpecError, load_spec
+    from ctbench.data.disk_source import read_csv
+    from ctbench.experiments.matrix_spec import SpecError, load_spec
+    from ctbench.regions.labeler import read_report
+    from ctbench.runtime import storage
 
     for kind in ("report", "table", "spec"):
         monkeypatch.setitem(storage.READ_LIMITS, kind, 4096)
@@ -111,7 +111,7 @@ def test_labels_of_an_endless_file_is_one_error():
 def test_a_held_folder_lock_refuses_a_second_writer_naming_the_holder(tmp_path):
     import socket
 
-    from ctbench.locks import FolderLockedError, folder_lock
+    from ctbench.runtime.locks import FolderLockedError, folder_lock
 
     with folder_lock(tmp_path / "run", what="run folder"):
         with pytest.raises(FolderLockedError) as refused, folder_lock(tmp_path / "run"):
@@ -126,7 +126,7 @@ def test_a_held_folder_lock_refuses_a_second_writer_naming_the_holder(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from ctbench.locks import folder_lock
+from ctbench.runtime.locks import folder_lock
 with folder_lock(sys.argv[1], name=sys.argv[2] if len(sys.argv) > 2 else None):
     print("held", flush=True)
     time.sleep(600)
@@ -145,7 +145,7 @@ def hold_lock(folder: Path, name: str | None = None) -> subprocess.Popen:
 
 
 def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path):
-    from ctbench.locks import FolderLockedError, folder_lock
+    from ctbench.runtime.locks import FolderLockedError, folder_lock
 
     holder = hold_lock(tmp_path / "run")
     try:
@@ -214,8 +214,8 @@ def split_folder(root: Path, valid_volume_broken: bool = True) -> Path:
 
 
 def test_an_empty_split_fails_data_check_and_stops_a_run_before_training(tmp_path, monkeypatch):
-    from ctbench.run_config import RunConfig
-    from ctbench.runs import EmptySplitError, execute_run
+    from ctbench.experiments.run_config import RunConfig
+    from ctbench.experiments.runs import EmptySplitError, execute_run
 
     root = split_folder(tmp_path / "data")
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -247,8 +247,8 @@ def test_an_empty_split_fails_data_check_and_stops_a_run_before_training(tmp_pat
     ],
 )
 def test_names_that_would_leave_their_folder_are_refused(name, problem):
-    from ctbench.matrix_spec import SpecError, parse_spec
-    from ctbench.storage import UnsafeNameError, safe_name
+    from ctbench.experiments.matrix_spec import SpecError, parse_spec
+    from ctbench.runtime.storage import UnsafeNameError, safe_name
 
     with pytest.raises(UnsafeNameError, match=problem):
         safe_name(name, "name")
@@ -275,8 +275,8 @@ def test_run_name_and_preset_are_file_names(tmp_path):
     result = cli("run", "--arch", "axialnet", "--preset", "../../x", "--out", str(tmp_path))
     assert result.exit_code == 1 and "unknown preset '../../x'" in result.output
     assert list(tmp_path.iterdir()) == []
-    from ctbench.run_config import RunConfig
-    from ctbench.storage import UnsafeNameError
+    from ctbench.experiments.run_config import RunConfig
+    from ctbench.runtime.storage import UnsafeNameError
 
     # a dataset that declares no presets takes any name: the folder name still refuses it
     with pytest.raises(UnsafeNameError, match="path separator"):
@@ -284,8 +284,8 @@ def test_run_name_and_preset_are_file_names(tmp_path):
 
 
 def test_a_case_id_that_is_not_a_file_name_is_skipped_not_written(tmp_path):
-    from ctbench.cases import Case, InvalidCaseError
-    from ctbench.volume_cache import VolumeCache
+    from ctbench.core.cases import Case, InvalidCaseError
+    from ctbench.data.volume_cache import VolumeCache
 
     cache = VolumeCache(tmp_path / "cache", {"dataset": "x"}, (4, 8, 8))
     case = Case("../../outside", np.zeros((4, 8, 8), np.int16), TINY, np.zeros(1, bool))
@@ -329,7 +329,7 @@ def test_table_of_an_empty_folder_says_there_is_no_run(tmp_path):
 
 
 def test_a_million_cell_spec_is_refused_before_it_is_expanded(tmp_path, monkeypatch):
-    import ctbench.matrix_spec as matrix_spec
+    import ctbench.experiments.matrix_spec as matrix_spec
 
     def expanded(*_args):
         raise AssertionError("a cell was expanded")
@@ -365,7 +365,7 @@ def full_disk(monkeypatch):
     """Every atomic write goes to /dev/full: the kernel answers ENOSPC, as on a full disk."""
     import tempfile
 
-    from ctbench import storage
+    from ctbench.runtime import storage
 
     made: list[str] = []
 
@@ -382,8 +382,8 @@ def full_disk(monkeypatch):
 
 def test_a_full_disk_is_one_error_and_leaves_nothing_behind(tmp_path, full_disk):
     import torch
-    from ctbench.checkpoints import save_checkpoint
-    from ctbench.storage import DiskFullError, write_json
+    from ctbench.runtime.checkpoints import save_checkpoint
+    from ctbench.runtime.storage import DiskFullError, write_json
 
     model = torch.nn.Linear(300, 300)
     with pytest.raises(DiskFullError) as full:
@@ -420,7 +420,7 @@ def test_non_finite_floats_are_refused_at_parse_time(tmp_path, option, value):
 
 
 def test_run_config_refuses_non_finite_floats():
-    from ctbench.run_config import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     with pytest.raises(ValueError, match="mask_lambda must be a finite number"):
         RunConfig(arch="axialnet", preset="tiny", mask_lambda=float("nan")).resolved()
@@ -452,10 +452,10 @@ def test_segment_refuses_a_volume_without_lungs(tmp_path, shape):
 def test_a_case_without_lungs_is_what_a_run_skips():
     """PARTITION raises the segmenter's NoLungError, an InvalidCaseError: the case is skipped
     and listed by check_cases, never given invented halves."""
-    from ctbench.cases import Case, InvalidCaseError
-    from ctbench.partition import AllowedRegions
-    from ctbench.preprocess import Preprocessing
-    from ctbench.segmentation import NoLungError
+    from ctbench.core.cases import Case, InvalidCaseError
+    from ctbench.data.preprocess import Preprocessing
+    from ctbench.regions.partition import AllowedRegions
+    from ctbench.regions.segmentation import NoLungError
 
     regions = AllowedRegions(["lung_nodule"], (3, 2, 2), Preprocessing(volume_shape=(9, 16, 16)))
     air = Case("air", np.full((9, 16, 16), -1000, np.int16), TINY, np.ones(1, bool),
@@ -469,9 +469,9 @@ def test_a_case_without_lungs_is_what_a_run_skips():
 
 
 def test_temporaries_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
-    from ctbench.distributed import Distributed
-    from ctbench.runs import run_lock
-    from ctbench.storage import TEMPORARY, _host, write_json
+    from ctbench.experiments.runs import run_lock
+    from ctbench.runtime.distributed import Distributed
+    from ctbench.runtime.storage import TEMPORARY, _host, write_json
 
     checkpoints = tmp_path / "run" / "checkpoints"
     checkpoints.mkdir(parents=True)
@@ -498,7 +498,7 @@ def test_temporaries_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
 
 
 def test_non_utf8_csv_names_the_exact_byte(tmp_path):
-    from ctbench.disk_source import read_csv
+    from ctbench.data.disk_source import read_csv
 
     path = tmp_path / "labels.csv"
     rows = [f"case{i},0" for i in range(30000)]  # far past pandas' first read chunk
@@ -532,7 +532,7 @@ def test_labels_without_an_argument_asks_for_one():
 
 
 def test_a_stray_file_in_a_dicom_series_is_skipped_and_named(tmp_path):
-    from ctbench.io import SkippedFileWarning, load_volume
+    from ctbench.data.io import SkippedFileWarning, load_volume
 
     volume = chest_volume()
     folder = write_dicom_series(tmp_path / "series", volume, TINY)
@@ -545,8 +545,8 @@ def test_a_stray_file_in_a_dicom_series_is_skipped_and_named(tmp_path):
 def test_a_matrix_rerun_keeps_a_skipped_cells_recorded_time(tmp_path, finished_run):
     import shutil
 
-    from ctbench.matrix import plan_matrix, run_matrix
-    from ctbench.matrix_spec import expand_cells, parse_spec
+    from ctbench.experiments.matrix import plan_matrix, run_matrix
+    from ctbench.experiments.matrix_spec import expand_cells, parse_spec
 
     spec = parse_spec('[run]\narch = "axialnet"\npreset = "tiny"\n', "spec.toml")
     cells = expand_cells(spec)
@@ -593,8 +593,8 @@ def forged_npz(path: Path) -> Path:
 
 
 def test_forged_volume_headers_are_refused_before_any_allocation(tmp_path):
-    from ctbench.cases import InvalidCaseError
-    from ctbench.io import load_volume
+    from ctbench.core.cases import InvalidCaseError
+    from ctbench.data.io import load_volume
 
     for path in (forged_nifti(tmp_path / "big.nii"), forged_npz(tmp_path / "big.npz")):
         with pytest.raises(InvalidCaseError, match=r"32767x32767x32767 = .* voxels, more than"):
@@ -650,7 +650,7 @@ def test_a_foreign_matrix_state_is_refused(tmp_path):
 
 def test_a_result_is_never_written_over_a_device_or_a_folder(tmp_path, finished_run):
     """As root, renaming a result onto /dev/null would replace the device node itself."""
-    from ctbench.storage import NotARegularFileError, write_text
+    from ctbench.runtime.storage import NotARegularFileError, write_text
 
     for target in (Path("/dev/null"), tmp_path):
         with pytest.raises(NotARegularFileError, match=r"not a regular file|a folder"):
@@ -664,16 +664,16 @@ def test_a_result_is_never_written_over_a_device_or_a_folder(tmp_path, finished_
 @pytest.mark.parametrize("spacing", [1000.0, float("nan"), 0.0])
 def test_an_implausible_spacing_is_refused_before_resampling(spacing):
     """A 20^3 volume whose header says 1000 mm voxels would be resampled to 4000^3 at 5 mm."""
-    from ctbench.cases import InvalidCaseError
-    from ctbench.io import resample
+    from ctbench.core.cases import InvalidCaseError
+    from ctbench.data.io import resample
 
     with pytest.raises(InvalidCaseError, match=r"voxel spacing .* is not a CT's"):
         resample(np.zeros((20, 20, 20), np.int16), (spacing,) * 3, TINY)
 
 
 def test_a_resampled_volume_above_the_voxel_cap_is_refused():
-    from ctbench.cases import InvalidCaseError
-    from ctbench.io import check_spacing
+    from ctbench.core.cases import InvalidCaseError
+    from ctbench.data.io import check_spacing
 
     with pytest.raises(InvalidCaseError, match="more than ctbench reads"):
         check_spacing((40.0, 40.0, 40.0), (600, 600, 600), (0.8, 0.8, 0.8), "big.nii")
@@ -700,7 +700,7 @@ def test_an_empty_device_id_is_a_usage_error(tmp_path):
 
 
 def test_a_lock_file_planted_as_a_link_is_never_written_through(tmp_path):
-    from ctbench.locks import FolderLockedError, folder_lock
+    from ctbench.runtime.locks import FolderLockedError, folder_lock
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")

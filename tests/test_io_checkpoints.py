@@ -8,9 +8,9 @@ import ctbench
 import numpy as np
 import pytest
 import torch
-from ctbench.cases import InvalidCaseError
-from ctbench.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from ctbench.io import load_volume, ras_to_ctbench
+from ctbench.core.cases import InvalidCaseError
+from ctbench.data.io import load_volume, ras_to_ctbench
+from ctbench.runtime.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example"
 needs_shared = pytest.mark.skipif(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from ctbench.cli import main
-from ctbench.labeler import abnormal_phrase, label_sentences, split_sentences
+from ctbench.regions.labeler import abnormal_phrase, label_sentences, split_sentences
 
 # Paper Table 3: (sentence, kept abnormal phrase or "", expected labels with their organs).
 TABLE_3 = [
@@ -142,7 +142,7 @@ def test_a_report_that_is_not_utf8_text_is_one_clear_line(tmp_path):
 
 
 def test_vocabulary_is_shipped_data():
-    from ctbench.labeler import vocabulary
+    from ctbench.regions.labeler import vocabulary
 
     vocab = vocabulary()
     assert len(vocab["lung_only"]) == 27 and len(vocab["heart_only"]) == 9
@@ -165,7 +165,7 @@ def test_real_style_sentences_get_their_ct_rate_labels(corpus):
     gets exactly its CT-RATE labels, but for the listed misses (benchmarks/labeler_real_style.py
     gives the F1 figures)."""
     import pandas as pd
-    from ctbench.labeler import place_labels
+    from ctbench.regions.labeler import place_labels
     from ctbench.vocabulary import ct_rate_labels
 
     table = pd.read_csv(REAL_STYLE / corpus, keep_default_na=False)
@@ -177,7 +177,7 @@ def test_real_style_sentences_get_their_ct_rate_labels(corpus):
 
 
 def test_ct_rate_labels_are_placed_in_their_organs():
-    from ctbench.labeler import place_labels
+    from ctbench.regions.labeler import place_labels
     from ctbench.vocabulary import ct_rate_labels
 
     report = (
@@ -202,7 +202,7 @@ def test_ct_rate_labels_are_placed_in_their_organs():
 
 
 def test_sections_that_do_not_describe_the_images_are_dropped():
-    from ctbench.labeler import label_report
+    from ctbench.regions.labeler import label_report
 
     report = (
         "INDICATION: rule out pneumonia, nodule. Clinical information: emphysema.\n"

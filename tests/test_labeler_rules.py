@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 
-import ctbench.labeler as labeler
+import ctbench.regions.labeler as labeler
 import pytest
 
 LUNGS = {"right_lung", "left_lung"}

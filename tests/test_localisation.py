@@ -1,4 +1,5 @@
-"""Known answers for the localisation family (ctbench.localisation) on 3-D, multi-label maps.
+"""Known answers for the localisation family (ctbench.evaluate.localisation) on 3-D, multi-label
+maps.
 
 A 4 x 4 x 4 grid (64 cells); the mask of most tests is the top half (S < 2, 32 cells), so a
 uniform guess scores 0.5 where a score is a share of the grid.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ctbench import localisation as loc
+from ctbench.evaluate import localisation as loc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 GRID = (4, 4, 4)
@@ -221,8 +222,8 @@ def test_instance_f1_of_a_run_counts_only_pairs_with_instances():
     """explanation_scores.instance_parts on a 1 x 2 x 4 grid: volume 0 has two instances (c0,
     c3) and a map hot on c0 only (TP 1, FN 1); volume 1 one instance (c0) and a map hot on c0
     and c3, two components (TP 1, FP 1); volume 2 has no instance and is not scored."""
-    from ctbench.bootstrap import bootstrap_ratio
-    from ctbench.explanation_scores import instance_parts
+    from ctbench.evaluate.bootstrap import bootstrap_ratio
+    from ctbench.evaluate.explanation_scores import instance_parts
 
     instances = np.zeros((3, 1, 1, 2, 4), np.int16)
     instances[0, 0, 0, 0, 0], instances[0, 0, 0, 1, 3] = 1, 2
@@ -238,7 +239,7 @@ def test_instance_f1_of_a_run_counts_only_pairs_with_instances():
 
 
 def test_instance_cells_give_each_cell_its_largest_instance():
-    from ctbench.metrics import instance_cells, lesion_cells
+    from ctbench.evaluate.metrics import instance_cells, lesion_cells
 
     ids = torch.zeros(2, 4, 4, dtype=torch.uint8)  # a 1 x 2 x 2 grid of 2 x 2 x 2 voxels
     ids[:, :2, :2] = 1  # instance 1 fills cell c0
@@ -273,7 +274,7 @@ def test_the_family_at_once_equals_each_metric_alone():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_the_family_on_the_gpu_equals_the_cpu():
-    from ctbench.explanation_scores import pair_scores
+    from ctbench.evaluate.explanation_scores import pair_scores
 
     rng = np.random.default_rng(8)
     maps = rng.random((2, 5, 4, 6, 6)).astype(np.float32)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from ctbench.losses import classification_loss, mask_loss
-from ctbench.metrics import (
+from ctbench.evaluate.metrics import (
     THRESHOLDS,
     at_thresholds,
     choose_thresholds,
@@ -18,6 +17,7 @@ from ctbench.metrics import (
     per_label_auroc,
     pointing_game,
 )
+from ctbench.train.losses import classification_loss, mask_loss
 
 
 def test_mask_loss_is_mean_softplus_over_forbidden_cells():
@@ -146,7 +146,7 @@ def test_auroc_summary_skips_single_class_labels():
 def test_mask_attention_is_each_cells_contribution_to_its_slice_score():
     """The reference's mask-loss attention: summed over a slice's cells, plus the bias, it is
     that slice's score (no 1/H factor, the paper's reference code)."""
-    from ctbench.losses import slice_contributions
+    from ctbench.train.losses import slice_contributions
 
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", 4, (5, 3, 64, 64)).eval()
@@ -164,7 +164,7 @@ def test_mask_attention_is_each_cells_contribution_to_its_slice_score():
 def test_maxpool_mask_attention_is_every_slices_own_contribution():
     """MaxPool's HiResCAM is zero outside the top slice, so the mask loss would penalise one
     slice; its attention is each slice's own W Z instead, which adds up to every slice score."""
-    from ctbench.losses import mask_attention, slice_contributions
+    from ctbench.train.losses import mask_attention, slice_contributions
 
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet-maxpool", 4, (5, 3, 64, 64)).eval()
@@ -186,7 +186,7 @@ def test_maxpool_mask_attention_is_every_slices_own_contribution():
 
 
 def test_mask_attention_of_axialnet_is_the_scaled_hirescam_map():
-    from ctbench.losses import mask_attention, per_slice_contributions
+    from ctbench.train.losses import mask_attention, per_slice_contributions
 
     torch.manual_seed(0)
     model = ctbench.create_model("axialnet", 3, (4, 3, 64, 64)).eval()
@@ -201,7 +201,7 @@ def attention_outside_share(with_mask_loss: bool, seed: int) -> tuple[float, flo
     """(before, after) five SGD steps: the share of present labels' positive attention that
     lies outside the allowed region. The targets are the model's own starting probabilities,
     so the classification gradient starts at zero and only the mask loss can move attention."""
-    from ctbench.losses import mask_attention
+    from ctbench.train.losses import mask_attention
 
     torch.manual_seed(seed)
     model = ctbench.create_model("axialnet", 3, (9, 3, 64, 64)).train()

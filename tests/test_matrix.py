@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from ctbench.matrix_spec import (
+from ctbench.experiments.matrix_spec import (
     SpecError,
     apply_settings,
     expand_cells,
@@ -18,7 +18,7 @@ from ctbench.matrix_spec import (
     shard_cells,
     shipped_specs,
 )
-from ctbench.run_config import RunConfig
+from ctbench.experiments.run_config import RunConfig
 
 ISSUE_SPEC = """
 [run]
@@ -268,7 +268,7 @@ def test_a_worker_takes_one_device_and_its_share_of_threads(monkeypatch):
     import multiprocessing
 
     import torch
-    from ctbench.matrix import _init_worker
+    from ctbench.experiments.matrix import _init_worker
 
     queue = multiprocessing.get_context("spawn").Queue()
     queue.put("1")
@@ -288,8 +288,8 @@ def test_cell_args_give_one_cell_to_a_job_and_torchrun_is_refused(tmp_path, monk
     under torchrun is refused with that recipe instead of running every cell on every rank."""
     import shlex
 
-    from ctbench.matrix import plan_matrix
-    from ctbench.matrix_spec import apply_settings, expand_cells, load_spec
+    from ctbench.experiments.matrix import plan_matrix
+    from ctbench.experiments.matrix_spec import apply_settings, expand_cells, load_spec
 
     spec = load_spec("paper-table1")
     apply_settings(spec, ["preset=tiny"])

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from ctbench.augment import ALL_AUGMENTATIONS, Augmentation
-from ctbench.cases import InvalidCaseError
 from ctbench.cli import main
-from ctbench.data import VolumeDataset
-from ctbench.io import load_volume
-from ctbench.labeler import label_report
-from ctbench.partition import AllowedRegions, allowed_regions
+from ctbench.core.cases import InvalidCaseError
+from ctbench.data.augment import ALL_AUGMENTATIONS, Augmentation
+from ctbench.data.io import load_volume
+from ctbench.data.loader import VolumeDataset
+from ctbench.data.preprocess import Preprocessing
 from ctbench.plugins.datasets.phantom import PhantomConfig, generate_case
 from ctbench.plugins.segmenters.organs import lung_mask, per_slice_reference
-from ctbench.preprocess import Preprocessing
-from ctbench.segmentation import dice, heuristic_masks
+from ctbench.regions.labeler import label_report
+from ctbench.regions.partition import AllowedRegions, allowed_regions
+from ctbench.regions.segmentation import dice, heuristic_masks
 from ctbench.vocabulary import ORGANS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example"
@@ -128,7 +128,7 @@ def test_phantom_lungs_at_several_shapes_and_spacings(shape):
 
 
 def test_no_lung_is_an_error_not_invented_halves():
-    from ctbench.segmentation import NoLungError
+    from ctbench.regions.segmentation import NoLungError
 
     volume = np.full((12, 64, 64), 40, np.int16)  # soft tissue only: no lung
     volume[:, :, :4] = -1000

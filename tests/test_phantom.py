@@ -7,7 +7,7 @@ import re
 import ctbench
 import numpy as np
 import pytest
-from ctbench.cases import InvalidCaseError
+from ctbench.core.cases import InvalidCaseError
 from ctbench.plugins.datasets.phantom import (
     FINDING_LABELS,
     PhantomConfig,

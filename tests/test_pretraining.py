@@ -6,8 +6,8 @@ import ctbench
 import numpy as np
 import pytest
 import torch
-from ctbench.preprocess import Preprocessing
-from ctbench.pretraining import (
+from ctbench.data.preprocess import Preprocessing
+from ctbench.train.pretraining import (
     NoPretextSourceError,
     PretextSettings,
     backbone_grid,
@@ -111,7 +111,7 @@ def test_pretrain_cli_prints_weights_and_hash(tmp_path, tiny_phantom, monkeypatc
 
 
 def test_a_pool_too_large_for_memory_is_refused_before_loading(tiny_phantom, monkeypatch):
-    import ctbench.pretraining as pretraining
+    import ctbench.train.pretraining as pretraining
 
     monkeypatch.setattr(pretraining, "MAX_EXAMPLE_BYTES", 1000)
     pool = tiny_phantom.pretext_source()

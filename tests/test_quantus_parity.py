@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ctbench import localisation as loc
+from ctbench.evaluate import localisation as loc
 
 quantus = pytest.importorskip("quantus")
 

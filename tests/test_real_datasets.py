@@ -15,8 +15,8 @@ import shutil
 import ctbench
 import numpy as np
 import pytest
-from ctbench.cases import InvalidCaseError
-from ctbench.io import (
+from ctbench.core.cases import InvalidCaseError
+from ctbench.data.io import (
     check_hu,
     check_lungs,
     read_nifti,
@@ -223,7 +223,7 @@ def test_ct_rate_splits_by_patient_and_places_labels_from_reports(tmp_path):
 
 
 def test_patient_split_is_stable_when_patients_are_added():
-    from ctbench.disk_source import split_patients
+    from ctbench.data.disk_source import split_patients
 
     patients = [f"p{i}" for i in range(2000)]
     held = split_patients(patients, 0.15, "ctbench-valid")
@@ -282,8 +282,8 @@ def bad_folder(root, n_good: int = 6):
 
 
 def test_folder_lists_every_bad_input_once(tmp_path):
-    from ctbench.data import VolumeDataset
-    from ctbench.runs import check_cases
+    from ctbench.data.loader import VolumeDataset
+    from ctbench.experiments.runs import check_cases
 
     source = ctbench.create_dataset(
         "folder", data_root=bad_folder(tmp_path / "data"), preset="tiny", cache_dir=tmp_path / "c"
@@ -345,7 +345,7 @@ def test_run_on_a_folder_dataset_skips_and_lists_bad_cases(tmp_path):
 def test_run_options_for_datasets_read_from_disk(tmp_path):
     from click.testing import CliRunner
     from ctbench.cli import main
-    from ctbench.runs import RunConfig
+    from ctbench.experiments.runs import RunConfig
 
     runs = tmp_path / "runs"
     missing = CliRunner().invoke(
@@ -376,7 +376,7 @@ def test_shared_dicom_series_in_the_folder_layout(tmp_path):
     """The real DICOM series of ``shared/data`` as a ``folder`` case: it holds no lung (upper
     abdomen), so it is refused with that reason unless the lung check is off; then it loads as
     the DICOM reader gives it. A truncated slice file is one error naming that file."""
-    from ctbench.io import read_dicom_series
+    from ctbench.data.io import read_dicom_series
 
     series = tmp_path / "data" / "volumes" / "abdomen"
     shutil.copytree(SHARED_DATA / "example_ct_dicom", series)

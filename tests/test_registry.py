@@ -6,8 +6,8 @@ import warnings
 
 import ctbench
 import pytest
-from ctbench.hookspecs import KINDS
-from ctbench.registry import (
+from ctbench.core.hookspecs import KINDS
+from ctbench.core.registry import (
     DuplicatePluginError,
     PluginWarning,
     Registry,

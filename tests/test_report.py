@@ -65,7 +65,7 @@ def test_report_renders_offline_with_tables_and_images(finished_run, tmp_path):
 def test_report_of_a_matrix_has_its_cells_and_tables(finished_run, tmp_path):
     import json
 
-    from ctbench.report import build_report
+    from ctbench.report.html import build_report
 
     matrix = tmp_path / "m"
     for seed in (0, 1):

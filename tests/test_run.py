@@ -94,8 +94,8 @@ def test_run_folder_has_every_output(tiny_run):
 
 def test_metrics_agree_with_the_predictions_and_the_checkpoint(tiny_run, tiny_phantom):
     """AUROC recomputed from predictions.csv, and the best checkpoint reproduces the logits."""
-    from ctbench.checkpoints import model_from_checkpoint
-    from ctbench.data import VolumeDataset, make_loader
+    from ctbench.data.loader import VolumeDataset, make_loader
+    from ctbench.runtime.checkpoints import model_from_checkpoint
 
     metrics = read_json(tiny_run / "metrics.json")
     predictions = pd.read_csv(tiny_run / "predictions.csv")
@@ -152,7 +152,7 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_run, run_env):
     unfinished = subprocess.run(args, env=run_env, capture_output=True, text=True)
     assert unfinished.returncode != 0 and "--resume" in unfinished.stderr
 
-    from ctbench.checkpoints import load_checkpoint
+    from ctbench.runtime.checkpoints import load_checkpoint
 
     before = load_checkpoint(last)["training"]["history"]  # the epochs done before the kill
     resumed = subprocess.run([*args, "--resume"], env=run_env, capture_output=True, text=True)
@@ -184,7 +184,7 @@ def assert_same_numbers(got, want, where: str) -> None:
 
 
 def test_compare_prints_delong_table(tiny_run, tmp_path, run_env):
-    from ctbench.stats import benjamini_hochberg, delong_test
+    from ctbench.evaluate.stats import benjamini_hochberg, delong_test
 
     other = tmp_path / "other"
     other.mkdir()
@@ -263,7 +263,7 @@ def test_mask_loss_run(tmp_path, run_env):
 
 def tiny_config(**options):
     """A one-epoch tiny-preset RunConfig with the given options."""
-    from ctbench.runs import RunConfig
+    from ctbench.experiments.runs import RunConfig
 
     base = {
         "explainers": ("hirescam",),
@@ -283,7 +283,7 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
     explainable, still trains and is scored on AUROC, without OrganIoU."""
     import shutil
 
-    from ctbench.runs import execute_run
+    from ctbench.experiments.runs import execute_run
 
     cache = tmp_path / "cache"
     shutil.copytree(tiny_phantom.folder, cache / tiny_phantom.folder.name)
@@ -305,7 +305,7 @@ def test_bad_case_is_skipped_and_listed_and_unexplainable_model_runs(
 def test_maxpool_mask_loss_refuses_an_unfaithful_mask_explainer(
     tiny_phantom, tmp_path, monkeypatch
 ):
-    from ctbench.runs import execute_run
+    from ctbench.experiments.runs import execute_run
 
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
     config = tiny_config(arch="axialnet-maxpool", mask_explainer="gradcam", mask_loss=True)
@@ -314,7 +314,7 @@ def test_maxpool_mask_loss_refuses_an_unfaithful_mask_explainer(
 
 
 def test_presets_resolve_training_and_weights():
-    from ctbench.runs import RunConfig
+    from ctbench.experiments.runs import RunConfig
 
     base = {
         "explainers": ("hirescam",),

@@ -1,4 +1,4 @@
-"""Sanity checks (ctbench.sanity, ctbench sanity): the measures, the randomisations, the
+"""Sanity checks (ctbench.explain.sanity, ctbench sanity): the measures, the randomisations, the
 permuted-label model, and the verdicts: HiResCAM and Grad-CAM pass on a trained tiny model,
 an explainer that ignores the model fails."""
 
@@ -10,7 +10,7 @@ import ctbench
 import pytest
 import torch
 import torch.nn.functional as F
-from ctbench import sanity
+from ctbench.explain import sanity
 from ctbench.testing import TINY_INPUT_SHAPE
 
 
@@ -67,7 +67,7 @@ class EdgeDetector:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_phantom):
     """A tiny-preset AxialNet run (pretext start, head warm-up), with HiResCAM and Grad-CAM."""
-    from ctbench.runs import RunConfig, execute_run
+    from ctbench.experiments.runs import RunConfig, execute_run
 
     patch = pytest.MonkeyPatch()
     patch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
@@ -81,7 +81,7 @@ def trained_run(tmp_path_factory, tiny_phantom):
 
 
 def test_an_explainer_that_ignores_the_model_fails(trained_run):
-    from ctbench.checkpoints import model_from_checkpoint
+    from ctbench.runtime.checkpoints import model_from_checkpoint
 
     model = model_from_checkpoint(trained_run / "checkpoints" / "best.pt")[0]
     x = torch.randn(4, *TINY_INPUT_SHAPE, generator=torch.Generator().manual_seed(2))

@@ -1,10 +1,10 @@
-"""ctbench.stats: fast DeLong against its brute-force definition, CIs, FDR."""
+"""ctbench.evaluate.stats: fast DeLong against its brute-force definition, CIs, FDR."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from ctbench.stats import (
+from ctbench.evaluate.stats import (
     auroc_ci,
     benjamini_hochberg,
     delong_covariance,

@@ -7,7 +7,7 @@ import stat
 
 import numpy as np
 import pytest
-from ctbench.storage import atomic_open, read_npz, write_json, write_npz
+from ctbench.runtime.storage import atomic_open, read_npz, write_json, write_npz
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ctbench.run_config import RunConfig
-from ctbench.tables import build_table
+from ctbench.experiments.run_config import RunConfig
+from ctbench.report.tables import build_table
 
 MACHINE = {"cpu": "Test CPU 9000", "cores": 8, "gpus": [], "torch_threads": 8}
 

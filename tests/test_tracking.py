@@ -9,7 +9,7 @@ import pytest
 
 def test_a_tiny_run_is_logged_and_read_back(finished_run, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
-    from ctbench.tracking import default_tracking_uri, track_run
+    from ctbench.experiments.tracking import default_tracking_uri, track_run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ctbench
 import pytest
 import torch
-from ctbench.checkpoints import load_checkpoint
-from ctbench.training import Trainer, TrainSettings
+from ctbench.runtime.checkpoints import load_checkpoint
+from ctbench.train.training import Trainer, TrainSettings
 
 SHAPE = (3, 3, 64, 64)
 
@@ -77,7 +77,7 @@ def test_settings_are_checked():
 def real_trainer(folder, source, model_seed: int):
     """AxialNet on 8 training and 4 validation cases of the tiny phantom, 3 epochs of Adam
     with a cosine schedule and augmentation; records the epochs run and every step's loss."""
-    from ctbench.data import VolumeDataset
+    from ctbench.data.loader import VolumeDataset
 
     torch.manual_seed(model_seed)
     labels = list(source.label_names)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ctbench.augment import ALL_AUGMENTATIONS, Augmentation, augment_batch
-from ctbench.cases import Case, InvalidCaseError
-from ctbench.data import VolumeDataset, make_loader, to_model_batch
-from ctbench.preprocess import Preprocessing, fit_to_shape, group_slices, normalise
-from ctbench.volume_cache import VolumeCache, cache_for
+from ctbench.core.cases import Case, InvalidCaseError
+from ctbench.data.augment import ALL_AUGMENTATIONS, Augmentation, augment_batch
+from ctbench.data.loader import VolumeDataset, make_loader, to_model_batch
+from ctbench.data.preprocess import Preprocessing, fit_to_shape, group_slices, normalise
+from ctbench.data.volume_cache import VolumeCache, cache_for
 
 
 @pytest.fixture()
@@ -60,7 +60,7 @@ def test_cache_rounds_float_hu_and_refuses_a_wrong_file(tmp_path):
 def test_raw_samples_finished_on_the_device_equal_per_sample_inputs(cache, tiny_phantom):
     """The run's path (cached int16, augmented and normalised on whole batches) gives the
     model exactly the input of the per-sample path, under every augmentation drawn."""
-    from ctbench.partition import AllowedRegions
+    from ctbench.regions.partition import AllowedRegions
 
     regions = AllowedRegions(
         tiny_phantom.label_names, (9, 2, 2), Preprocessing(volume_shape=(27, 64, 64)),
@@ -89,7 +89,7 @@ def test_raw_samples_finished_on_the_device_equal_per_sample_inputs(cache, tiny_
 
 
 def test_check_cases_builds_both_caches_and_then_decodes_nothing(tmp_path, tiny_phantom):
-    from ctbench.runs import check_cases
+    from ctbench.experiments.runs import check_cases
 
     loads = []
 

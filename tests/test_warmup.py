@@ -5,11 +5,11 @@ from __future__ import annotations
 import ctbench
 import pytest
 import torch
-from ctbench.checkpoints import load_checkpoint
-from ctbench.data import VolumeDataset
-from ctbench.explanations import per_slice_contributions
-from ctbench.training import Trainer, TrainSettings
-from ctbench.warmup import BackboneHead, supports_warm_up
+from ctbench.data.loader import VolumeDataset
+from ctbench.explain.explanations import per_slice_contributions
+from ctbench.runtime.checkpoints import load_checkpoint
+from ctbench.train.training import Trainer, TrainSettings
+from ctbench.train.warmup import BackboneHead, supports_warm_up
 
 SHAPE = (9, 3, 64, 64)
 SPLIT_MODELS = ("axialnet", "axialnet-maxpool", "axialnet-nocustomconv", "bodycam", "bodyconv")
@@ -54,8 +54,8 @@ def test_models_without_a_backbone_do_not_warm_up():
 
 
 def warm_trainer(folder, source, *, mask_loss=False, head_epochs=3, epochs=0):
-    from ctbench.partition import AllowedRegions
-    from ctbench.preprocess import Preprocessing
+    from ctbench.data.preprocess import Preprocessing
+    from ctbench.regions.partition import AllowedRegions
 
     torch.manual_seed(0)
     labels = list(source.label_names)
@@ -112,8 +112,8 @@ def test_warm_up_trains_the_head_and_leaves_the_backbone(tmp_path, tiny_phantom,
 
 def test_valid_loss_of_the_warm_up_is_the_models(tmp_path, tiny_phantom):
     """The validation loss recorded on cached features equals the full model's on volumes."""
-    from ctbench.data import make_loader
-    from ctbench.losses import classification_loss
+    from ctbench.data.loader import make_loader
+    from ctbench.train.losses import classification_loss
 
     trainer = warm_trainer(tmp_path, tiny_phantom, head_epochs=1)
     history = trainer.fit()

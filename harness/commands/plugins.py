@@ -1,40 +1,6 @@
-"""``ctbench plugins``: what is installed, of which kind, from which distribution."""
+"""Deprecated alias: ``ctbench.commands.plugins`` moved to ``ctbench.cli.commands.plugins``
+(docs/package-map.md); the old path goes in 0.3."""
 
-from __future__ import annotations
+from ctbench._moved import alias
 
-import json
-
-import click
-from ctbench.hookspecs import KINDS
-from ctbench.registry import default_registry
-
-
-@click.command()
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print {kind: [{name, provider, description}]}."
-)
-def plugins(as_json: bool) -> None:
-    """List every registered plugin: kind, name, providing distribution and description."""
-    registry = default_registry()
-    listing = {
-        kind: [
-            {"name": e.name, "provider": e.provider, "description": e.description}
-            for e in registry.entries(kind)
-        ]
-        for kind in KINDS
-    }
-    if as_json:
-        click.echo(json.dumps(listing, indent=2))
-        return
-
-    from tabulate import tabulate
-
-    rows = [
-        (kind, item["name"], item["provider"], item["description"])
-        for kind, items in listing.items()
-        for item in items
-    ]
-    if not rows:
-        click.echo("No ctbench plugins are installed.")
-        return
-    click.echo(tabulate(rows, headers=["kind", "name", "provider", "description"]))
+alias(__name__, "ctbench.cli.commands.plugins")

@@ -2,7 +2,7 @@
 
 In the spirit of scikit-learn's ``check_estimator``, each ``check_<kind>(name_or_factory)``
 builds the plugin on a tiny input and asserts every rule of its kind's contract
-(``ctbench.contracts``)::
+(``ctbench.core.contracts``)::
 
     from ctbench.testing import check_architecture, check_explainer
     check_architecture("example-tinynet")

@@ -1,4 +1,4 @@
-"""``check_architecture`` and its rules (``ctbench.contracts.MEMBERS["architectures"]``)."""
+"""``check_architecture`` and its rules (``ctbench.core.contracts.MEMBERS["architectures"]``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from ctbench.api import create_model
-from ctbench.contracts import declared
-from ctbench.explanations import capture_cam_layer
-from ctbench.memory_format import to_channels_last
+from ctbench.core.api import create_model
+from ctbench.core.contracts import declared
+from ctbench.explain.explanations import capture_cam_layer
+from ctbench.runtime.memory_format import to_channels_last
 from ctbench.testing.rules import entry as _entry
 from ctbench.testing.rules import rule_table
 from ctbench.testing.rules import run_checks as _run_checks
@@ -24,7 +24,7 @@ TINY_INPUT_SHAPE = (9, 3, 64, 64)
 @dataclass(frozen=True)
 class ArchitectureCase:
     """What a check needs: how to build the model, the input it is built for, and what its
-    registration declares (``ctbench.contracts``; defaults when checking a bare factory)."""
+    registration declares (``ctbench.core.contracts``; defaults when checking a bare factory)."""
 
     factory: Factory
     n_classes: int = 3

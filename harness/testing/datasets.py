@@ -1,4 +1,4 @@
-"""``check_dataset`` and its rules (``ctbench.cases.CaseSource``, ``ctbench.contracts``).
+"""``check_dataset`` and its rules (``ctbench.core.cases.CaseSource``, ``ctbench.core.contracts``).
 
 The dataset is built as a run builds it (``create_dataset(name, preset=..., **options)``), its
 ``materialise`` called when it has one, and the first case of every split loaded.
@@ -12,8 +12,8 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from ctbench.cases import SPLITS, Case
-from ctbench.contracts import declared
+from ctbench.core.cases import SPLITS, Case
+from ctbench.core.contracts import declared
 from ctbench.testing.rules import entry, rule_table, run_checks
 
 
@@ -53,7 +53,7 @@ def check_members(case: DatasetCase) -> None:
 
 def check_splits(case: DatasetCase) -> None:
     """Every split has cases; no case is in two splits; every case id can name a file."""
-    from ctbench.storage import UnsafeNameError, safe_name
+    from ctbench.runtime.storage import UnsafeNameError, safe_name
 
     seen: dict[str, str] = {}
     for split in SPLITS:
@@ -72,7 +72,7 @@ def check_cases(case: DatasetCase) -> None:
     """``load`` gives a Case: its id, an int16 HU volume ``[S, Y, X]`` that passes the core's
     checks, a positive spacing, bool labels ``[M]``, and a report or its own placement (so
     PARTITION can place its labels)."""
-    from ctbench.cases import validate_volume
+    from ctbench.core.cases import validate_volume
 
     for split, loaded in case.cases.items():
         assert isinstance(loaded, Case), f"{split}: load returned {type(loaded).__name__}"

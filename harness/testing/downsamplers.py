@@ -1,4 +1,4 @@
-"""``check_downsampler`` and its rules (``ctbench.contracts.MEMBERS["downsamplers"]``)."""
+"""``check_downsampler`` and its rules (``ctbench.core.contracts.MEMBERS["downsamplers"]``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from ctbench.contracts import declared
+from ctbench.core.contracts import declared
 from ctbench.testing.rules import registered, rule_table, run_checks
 
 MASK_SHAPE = (24, 32, 32)

@@ -1,4 +1,4 @@
-"""``check_explainer`` and its rules (``ctbench.contracts.MEMBERS["explainers"]``).
+"""``check_explainer`` and its rules (``ctbench.core.contracts.MEMBERS["explainers"]``).
 
 An explainer is checked on :class:`ReferenceSliceNet`, the smallest model of the explainable
 contract whose truth is known: per slice group a convolution and a ReLU (the CAM layer, a
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from ctbench.contracts import declared
+from ctbench.core.contracts import declared
 from ctbench.testing.rules import registered, rule_table, run_checks
 from torch import nn
 

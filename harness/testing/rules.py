@@ -8,7 +8,7 @@ from typing import Any
 
 def entry(kind: str, name: str):
     """The registration of ``name`` (its factory and declared metadata)."""
-    from ctbench.registry import default_registry
+    from ctbench.core.registry import default_registry
 
     return default_registry().get(kind, name)
 
@@ -23,7 +23,7 @@ def registered(
 ) -> tuple[Callable[..., Any], dict[str, Any]]:
     """``(factory, declarations)`` of a registered name (read from its registration) or of a
     bare factory (``declares`` given by the caller, defaults filled)."""
-    from ctbench.contracts import declared
+    from ctbench.core.contracts import declared
 
     if isinstance(name_or_factory, str):
         registration = entry(kind, name_or_factory)

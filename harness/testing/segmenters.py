@@ -1,4 +1,4 @@
-"""``check_segmenter`` and its rules (``ctbench.contracts.MEMBERS["segmenters"]``).
+"""``check_segmenter`` and its rules (``ctbench.core.contracts.MEMBERS["segmenters"]``).
 
 A segmenter is checked on :func:`synthetic_chest`, a small HU volume whose truth is known: air
 around a soft-tissue body, a right lung at low X and a left lung at high X (ctbench's axes), and
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from ctbench.cases import InvalidCaseError
-from ctbench.contracts import declared
+from ctbench.core.cases import InvalidCaseError
+from ctbench.core.contracts import declared
 from ctbench.testing.rules import registered, rule_table, run_checks
 
 SPACING = (5.0, 5.0, 5.0)
@@ -52,7 +52,7 @@ class SegmenterCase:
 
 
 def _masks(case: SegmenterCase, volume: np.ndarray):
-    from ctbench.segmentation import SEGMENTED_ORGANS, OrganMasks
+    from ctbench.regions.segmentation import SEGMENTED_ORGANS, OrganMasks
 
     masks = case.build()(volume, SPACING)
     assert isinstance(masks, OrganMasks), f"returned {type(masks).__name__}, not OrganMasks"
@@ -66,7 +66,7 @@ def _masks(case: SegmenterCase, volume: np.ndarray):
 
 def check_masks(case: SegmenterCase) -> None:
     """Three bool masks of the volume's shape, a QC verdict and a method."""
-    from ctbench.segmentation import QC
+    from ctbench.regions.segmentation import QC
 
     masks = _masks(case, synthetic_chest()["volume"])
     assert isinstance(masks.qc, QC) and isinstance(masks.qc.passed, bool), "qc must be a QC"

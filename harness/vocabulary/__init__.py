@@ -62,7 +62,7 @@ def organ_locations() -> dict[str, tuple[str, ...]]:
 def ct_rate_labels() -> dict[str, dict[str, tuple[str, ...]]]:
     """CT-RATE's 18 labels in its CSV order: ``{label: {"abnormalities": labeler terms that
     state it, "organs": where it may lie, "gate": which phrases count}}``
-    (``ct_rate_labels.csv``; ``ctbench.labeler.place_labels`` explains the gate)."""
+    (``ct_rate_labels.csv``; ``ctbench.regions.labeler.place_labels`` explains the gate)."""
     return {
         row["label"]: {
             "abnormalities": tuple(row["abnormalities"].split("|")),

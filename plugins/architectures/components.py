@@ -26,7 +26,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import torch
-from ctbench.checkpoints import safe_torch_load
+from ctbench.runtime.checkpoints import safe_torch_load
 from torch import nn
 
 AXIALNET_FLOOR = 6
@@ -273,7 +273,7 @@ class SliceBackboneModel(nn.Module):
     ``backbone`` is what a pretrained start loads (ResNet-18); ``backbone_features(x)`` is its
     output and ``from_backbone_features(f)`` the rest of the model, so that
     ``forward(x) == from_backbone_features(backbone_features(x))``. The trainer's head warm-up
-    (``ctbench.training``) computes the backbone's output once and trains the rest on it.
+    (``ctbench.train.training``) computes the backbone's output once and trains the rest on it.
     Subclasses set ``self.trunk`` and ``self.input_shape`` and define ``from_backbone_features``.
     """
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import ctbench
 import numpy as np
-from ctbench.cases import InvalidCaseError
-from ctbench.disk_source import (
+from ctbench.core.cases import InvalidCaseError
+from ctbench.data.disk_source import (
     PRESETS,
     DiskSource,
     Entry,
@@ -47,7 +47,7 @@ from ctbench.disk_source import (
     problem,
     read_csv,
 )
-from ctbench.io import nifti_stem
+from ctbench.data.io import nifti_stem
 from ctbench.vocabulary import ct_rate_labels
 
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z]+)_(\d+)\.nii(\.gz)?$")
@@ -70,7 +70,7 @@ def report_text(row) -> str | None:
 
 def read_volume(path: Path, metadata: dict | None):
     """``(HU volume, spacing, meta)`` of one CT-RATE file, whichever release wrote it."""
-    from ctbench.io import check_hu, read_nifti
+    from ctbench.data.io import check_hu, read_nifti
 
     values, spacing, info = read_nifti(path)
     if metadata:
@@ -202,7 +202,7 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
 def placement(report: str | None, labels) -> dict[str, list[str]]:
     """Each present label where the labeler reads it in the report, else in every organ where
     it may lie."""
-    from ctbench.labeler import place_labels
+    from ctbench.regions.labeler import place_labels
 
     known = ct_rate_labels()
     placed = place_labels(report, known) if report else {}

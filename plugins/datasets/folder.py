@@ -26,8 +26,8 @@ from pathlib import Path
 
 import ctbench
 import numpy as np
-from ctbench.cases import SPLITS
-from ctbench.disk_source import (
+from ctbench.core.cases import SPLITS
+from ctbench.data.disk_source import (
     PRESETS,
     DiskSource,
     Entry,
@@ -55,7 +55,7 @@ def _is_dicom(path: Path) -> bool:
 
 def find_volumes(root: Path) -> dict[str, list[Path]]:
     """``{case id: [paths]}``: NIfTI files by name, DICOM series by their folder's name."""
-    from ctbench.io import nifti_stem
+    from ctbench.data.io import nifti_stem
 
     found: dict[str, list[Path]] = {}
     for path in sorted(root.rglob("*")):
@@ -72,8 +72,8 @@ def find_volumes(root: Path) -> dict[str, list[Path]]:
 
 def read_volume(path: Path):
     """``(HU volume, spacing, meta)`` of a NIfTI file or a DICOM series folder
-    (``ctbench.io.load_volume``: the header's or the slices' scaling applied)."""
-    from ctbench.io import load_volume
+    (``ctbench.data.io.load_volume``: the header's or the slices' scaling applied)."""
+    from ctbench.data.io import load_volume
 
     volume, spacing = load_volume(path)
     return volume, spacing, {"format": "dicom" if path.is_dir() else "nifti"}
@@ -97,7 +97,7 @@ def read_reports(
 ) -> tuple[dict[str, str | None], set[str]]:
     """``{case id: report}`` from ``reports.csv`` and ``reports/<case id>.txt``. A report file
     that cannot be read (not UTF-8, binary) has its problem listed, and its case is skipped."""
-    from ctbench.labeler import read_report
+    from ctbench.regions.labeler import read_report
 
     reports: dict[str, str | None] = {}
     unreadable: set[str] = set()
@@ -139,7 +139,7 @@ def read_label_rows(path: Path, problems: list[dict[str, str]]):
 
 
 def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]], dict]:
-    from ctbench.labeler import label_report, place_labels
+    from ctbench.regions.labeler import label_report, place_labels
 
     labels_path = root / "labels.csv"
     problems: list[dict[str, str]] = []

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import ctbench
 import numpy as np
-from ctbench.cases import InvalidCaseError
-from ctbench.disk_source import (
+from ctbench.core.cases import InvalidCaseError
+from ctbench.data.disk_source import (
     PRESETS,
     DiskSource,
     Entry,
@@ -32,7 +32,7 @@ from ctbench.disk_source import (
     read_csv,
     read_csv_header,
 )
-from ctbench.labeler import ORGAN_PREFIX, vocabulary
+from ctbench.regions.labeler import ORGAN_PREFIX, vocabulary
 from ctbench.vocabulary import ORGANS, organ_locations, output_labels
 
 SPLIT_OF_PREFIX = {"trn": "train", "val": "valid", "tst": "test"}
@@ -47,7 +47,7 @@ def read_npz_volume(
 ) -> tuple[np.ndarray, tuple[float, float, float], dict]:
     """The ``ct`` array of one RAD-ChestCT file at ``spacing_mm``; a truncated or foreign
     file is one error naming it."""
-    from ctbench.io import read_npz
+    from ctbench.data.io import read_npz
 
     volume, _ = read_npz(path)
     if volume.ndim != 3:

@@ -13,7 +13,7 @@ only the model's head, and all requested classes are taken in one vectorised cal
 slice followed by the mean (the AxialNet family), HiResCAM has a closed form,
 ``A_m = sum_f (W_m / H) * Z``: no backward at all, differentiable, chosen automatically.
 Maps of 3-D models are resampled onto the input's slice groups. Output: raw, signed
-``[B, M, H, D1, D2]``; display post-processing is ``ctbench.explanations.relu_minmax``.
+``[B, M, H, D1, D2]``; display post-processing is ``ctbench.explain.explanations.relu_minmax``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import ctbench
 import torch
-from ctbench.explanations import (
+from ctbench.explain.explanations import (
     as_volume_layout,
     capture_cam_layer,
     check_explainable,

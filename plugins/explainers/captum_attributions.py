@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import ctbench
 import torch
 import torch.nn.functional as F
-from ctbench.explanations import as_volume_layout, capture_cam_layer
+from ctbench.explain.explanations import as_volume_layout, capture_cam_layer
 from torch import nn
 
 AIR = -1000.0
@@ -81,7 +81,7 @@ class CaptumExplainer:
         """The model input of an all-air volume (or zeros)."""
         if self.baseline == "zero":
             return torch.zeros_like(x)
-        from ctbench.preprocess import Preprocessing
+        from ctbench.data.preprocess import Preprocessing
 
         pre = preprocessing or Preprocessing()
         low, high = pre.hu_range

@@ -16,7 +16,7 @@
    x = lef - q/2, q = (lef - rig) / 4 (centre-left, where the heart sits).
 8. Quality control: both lungs present, of plausible relative volume, each on its own side;
    on failure the heuristic masks are returned and the reason recorded. A volume with no lung
-   at all is a :class:`ctbench.segmentation.NoLungError` instead: halves of it would be
+   at all is a :class:`ctbench.regions.segmentation.NoLungError` instead: halves of it would be
    invented organs, not a fallback.
 
 Steps 2-3 label every slice at once with an in-plane structuring element and step 4 uses one
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ctbench
 import numpy as np
-from ctbench.segmentation import QC, NoLungError, OrganMasks, heuristic_masks
+from ctbench.regions.segmentation import QC, NoLungError, OrganMasks, heuristic_masks
 from scipy import ndimage
 
 THRESHOLD_HU = -300.0  # step 1 (the paper's reference code)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import ctbench
 import numpy as np
-from ctbench.cases import SPLITS, Case, Finding, InvalidCaseError
-from ctbench.storage import default_cache_dir
+from ctbench.core.cases import SPLITS, Case, Finding, InvalidCaseError
+from ctbench.runtime.storage import default_cache_dir
 
 from .anatomy import add_noise, draw_anatomy, render_anatomy
 from .config import FINDING_LABELS, PRESETS, PhantomConfig
@@ -81,7 +81,7 @@ PRETEXT_SEED = 1000
 
 
 class PhantomSource:
-    """The phantom as a :class:`ctbench.cases.CaseSource`, cached on disk."""
+    """The phantom as a :class:`ctbench.core.cases.CaseSource`, cached on disk."""
 
     name = "phantom"
     label_names = FINDING_LABELS
@@ -138,7 +138,7 @@ class PhantomSource:
         return self.store.load(case_id, plan.label_vector())
 
     def pretext_source(self) -> PhantomSource:
-        """The pool a pretrained start is built from (``ctbench.pretraining``): this preset's
+        """The pool a pretrained start is built from (``ctbench.train.pretraining``): this preset's
         training volumes of :data:`PRETEXT_SEED`, with no confounder and no valid or test split,
         so that no benchmark volume is ever seen by the pretext."""
         if self.config.seed == PRETEXT_SEED:
@@ -157,9 +157,9 @@ class PhantomSource:
     def materialise(self, progress: bool | None = None) -> int:
         """Generate every case not yet cached; returns how many were generated.
 
-        ``progress=None`` shows a bar only on a terminal (``ctbench.progress``).
+        ``progress=None`` shows a bar only on a terminal (``ctbench.runtime.progress``).
         """
-        from ctbench.progress import progress_bar
+        from ctbench.runtime.progress import progress_bar
 
         missing = [cid for split in SPLITS for cid in self._ids[split] if not self.store.has(cid)]
         for cid in progress_bar(missing, enabled=progress, desc="phantom", unit="volume"):
@@ -175,7 +175,7 @@ class PhantomSource:
         raise InvalidCaseError(f"{case_id}: not a case of phantom {self.folder.name}")
 
     def _write_index(self) -> None:
-        from ctbench.storage import write_json, write_text
+        from ctbench.runtime.storage import write_json, write_text
 
         index = self.folder / "index.csv"
         if index.exists():

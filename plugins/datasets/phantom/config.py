@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from ctbench.storage import config_key
+from ctbench.runtime.storage import config_key
 from ctbench.vocabulary import output_labels
 
 GENERATOR_VERSION = 2

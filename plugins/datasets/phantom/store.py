@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ctbench.cases import Case, Finding, InvalidCaseError
-from ctbench.storage import read_json, read_npz, write_json, write_npz
+from ctbench.core.cases import Case, Finding, InvalidCaseError
+from ctbench.runtime.storage import read_json, read_npz, write_json, write_npz
 from ctbench.vocabulary import ORGANS
 
 ORGAN_BITS = {name: 1 << i for i, name in enumerate(ORGANS)}

@@ -10,8 +10,8 @@ initialisation under every preset.
 
 from __future__ import annotations
 
-import ctbench
 import torch
+from ctbench.plugin import hookimpl
 from torch import nn
 
 
@@ -62,7 +62,7 @@ def tiny_slice_net(
     return TinySliceNet(n_classes, input_shape, **options)
 
 
-@ctbench.hookimpl
+@hookimpl
 def register_architectures(register):
     register(
         "example-tinynet",

@@ -2,7 +2,7 @@
 (docs/plugins/datasets.md).
 
 A dataset plugin returns a source with ``name``, ``label_names``, ``volume_shape``,
-``case_ids(split)`` and ``load(case_id) -> ctbench.cases.Case``. Each case here is an elliptic
+``case_ids(split)`` and ``load(case_id) -> ctbench.core.cases.Case``. Each case here is an elliptic
 body (40 HU) in air holding two lungs (-850 HU); a case with a nodule has a 10 mm sphere of
 soft tissue in one lung, a case with an effusion a layer of fluid at the back of the right
 lung. The cases say where each finding lies (``Case.located``), so PARTITION needs no report
@@ -12,9 +12,8 @@ labeler, and ``example-spheres`` also hands over each finding's voxel mask (it r
 
 from __future__ import annotations
 
-import ctbench
 import numpy as np
-from ctbench.cases import Case, Finding
+from ctbench.plugin import Case, Finding, hookimpl
 
 LABELS = ("lung_nodule", "lung_pleural_effusion")
 SPLITS = {"train": 12, "valid": 4, "test": 4}
@@ -78,7 +77,7 @@ class Spheres:
         )
 
 
-@ctbench.hookimpl
+@hookimpl
 def register_datasets(register):
     register(
         "example-spheres",

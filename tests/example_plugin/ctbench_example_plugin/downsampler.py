@@ -8,10 +8,10 @@ next to those (3 x 3 x 3).
 
 from __future__ import annotations
 
-import ctbench
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ctbench.plugin import hookimpl
 
 
 def max_pool_downsampler(**_options):
@@ -25,7 +25,7 @@ def max_pool_downsampler(**_options):
     return downsample
 
 
-@ctbench.hookimpl
+@hookimpl
 def register_downsamplers(register):
     register(
         "example-maxpool",

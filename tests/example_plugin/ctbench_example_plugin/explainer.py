@@ -11,8 +11,8 @@ an explainer that needs gradients turns them on itself.
 
 from __future__ import annotations
 
-import ctbench
 import torch
+from ctbench.plugin import hookimpl
 
 
 class GradientTimesActivation:
@@ -51,7 +51,7 @@ class GradientTimesActivation:
         return self.explain(model, x, classes)[0]
 
 
-@ctbench.hookimpl
+@hookimpl
 def register_explainers(register):
     register(
         "example-gradact",

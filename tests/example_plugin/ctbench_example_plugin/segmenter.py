@@ -1,6 +1,7 @@
 """``example-threshold``: lungs as the air inside the body (docs/plugins/segmenters.md).
 
-``segmenter(volume_hu [S, Y, X], spacing_mm) -> ctbench.segmentation.OrganMasks``: voxels below
+``segmenter(volume_hu [S, Y, X], spacing_mm) -> ctbench.regions.segmentation.OrganMasks``:
+voxels below
 -400 HU that do not touch the volume's border, split at the middle of their extent in X (the
 patient's right lung at low X), and the mediastinum as the rest of the box between them. A
 volume without such air has no lungs: ``NoLungError``, never invented masks.
@@ -8,9 +9,8 @@ volume without such air has no lungs: ``NoLungError``, never invented masks.
 
 from __future__ import annotations
 
-import ctbench
 import numpy as np
-from ctbench.segmentation import QC, NoLungError, OrganMasks
+from ctbench.plugin import QC, NoLungError, OrganMasks, hookimpl
 from scipy import ndimage
 
 
@@ -39,7 +39,7 @@ def threshold_segmenter(**_options):
     return segment
 
 
-@ctbench.hookimpl
+@hookimpl
 def register_segmenters(register):
     register(
         "example-threshold",

@@ -1,6 +1,6 @@
 """The ``ctbench`` command line (README: Running experiments).
 
-Subcommands live in ``ctbench.commands.<name>`` and are imported only when they run (or when
+Subcommands live in ``ctbench.cli.commands.<name>`` and are imported only when they run (or when
 ``--help`` lists their one-line help), so ``ctbench --help`` imports neither torch nor any
 plugin. A new command is one module in ``harness/commands/`` plus one line in ``COMMANDS``.
 """
@@ -14,20 +14,20 @@ import sys
 import click
 
 COMMANDS: dict[str, str] = {
-    "compare": "ctbench.commands.compare:compare",
-    "data": "ctbench.commands.data:data",
-    "explain": "ctbench.commands.explain:explain",
-    "faithfulness": "ctbench.commands.faithfulness:faithfulness",
-    "labels": "ctbench.commands.labels:labels",
-    "matrix": "ctbench.commands.matrix:matrix",
-    "model": "ctbench.commands.model:model",
-    "plugins": "ctbench.commands.plugins:plugins",
-    "pretrain": "ctbench.commands.pretrain:pretrain",
-    "report": "ctbench.commands.report:report",
-    "run": "ctbench.commands.run:run",
-    "sanity": "ctbench.commands.sanity:sanity",
-    "segment": "ctbench.commands.segment:segment",
-    "table": "ctbench.commands.table:table",
+    "compare": "ctbench.cli.commands.compare:compare",
+    "data": "ctbench.cli.commands.data:data",
+    "explain": "ctbench.cli.commands.explain:explain",
+    "faithfulness": "ctbench.cli.commands.faithfulness:faithfulness",
+    "labels": "ctbench.cli.commands.labels:labels",
+    "matrix": "ctbench.cli.commands.matrix:matrix",
+    "model": "ctbench.cli.commands.model:model",
+    "plugins": "ctbench.cli.commands.plugins:plugins",
+    "pretrain": "ctbench.cli.commands.pretrain:pretrain",
+    "report": "ctbench.cli.commands.report:report",
+    "run": "ctbench.cli.commands.run:run",
+    "sanity": "ctbench.cli.commands.sanity:sanity",
+    "segment": "ctbench.cli.commands.segment:segment",
+    "table": "ctbench.cli.commands.table:table",
 }
 """Command name -> ``module:attribute`` of its click command."""
 
@@ -74,8 +74,8 @@ def escape_controls(text: str) -> str:
 def user_error(error: Exception) -> str | None:
     """The one-line message of an error a user meets whatever the command (README:
     Reliability), or None for a real bug, whose traceback must show."""
-    from ctbench.locks import FolderLockedError
-    from ctbench.storage import (
+    from ctbench.runtime.locks import FolderLockedError
+    from ctbench.runtime.storage import (
         DiskFullError,
         FileTooLargeError,
         NotARegularFileError,
@@ -87,7 +87,7 @@ def user_error(error: Exception) -> str | None:
     if isinstance(error, (*known, NotARegularFileError)):
         return str(error)
     cause = full_disk_cause(error)
-    if cause is not None:  # a write outside ctbench.storage (a log line, a library's file)
+    if cause is not None:  # a write outside ctbench.runtime.storage (a log line, a library's file)
         where = f" while writing {cause.filename}" if cause.filename else ""
         return (
             f"the disk is full{where} ({cause.strerror}); free some space and run again "

@@ -1,4 +1,4 @@
-"""Torch datasets and loaders over any :class:`ctbench.cases.CaseSource`.
+"""Torch datasets and loaders over any :class:`ctbench.core.cases.CaseSource`.
 
 :class:`VolumeDataset` validates each case on load, runs the shared preprocessing
 (``preprocess``) and, for training, one random flip/rotation (``augment``) applied identically
@@ -7,7 +7,7 @@ collate batches them (batch size above 1, workers). Augmentation draws come from
 ``(seed, epoch, index)``: the same run gives the same batches whatever the number of workers.
 
 Runs take the fast path (``raw=True``): a sample is the case's cached int16 volume
-(``ctbench.volume_cache``, memory-mapped) and its augmentation record, and
+(``ctbench.data.volume_cache``, memory-mapped) and its augmentation record, and
 :func:`to_model_batch` augments, clamps, scales and groups whole batches on the device, with
 the same numbers bit for bit as the per-sample path (``x``) that tests and tools read.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from ctbench.augment import Augmentation, augment_batch
-from ctbench.cases import Case, CaseSource, InvalidCaseError, validate_volume
-from ctbench.preprocess import Preprocessing, fit_to_shape, model_inputs
+from ctbench.core.cases import Case, CaseSource, InvalidCaseError, validate_volume
+from ctbench.data.augment import Augmentation, augment_batch
+from ctbench.data.preprocess import Preprocessing, fit_to_shape, model_inputs
 from ctbench.vocabulary import ORGANS
 from torch.utils.data import DataLoader, Dataset
 
@@ -38,7 +38,7 @@ class VolumeDataset(Dataset):
 
     With ``raw`` the sample holds ``volume`` (int16 ``[S, Y, X]`` on the model's grid, *not*
     augmented) instead of ``x``; :func:`to_model_batch` finishes the batch on the device.
-    ``volume_cache`` (a :class:`ctbench.volume_cache.VolumeCache`) serves cached cases without
+    ``volume_cache`` (a :class:`ctbench.data.volume_cache.VolumeCache`) serves cached cases without
     decoding them.
     """
 
@@ -67,7 +67,8 @@ class VolumeDataset(Dataset):
         self.epoch = 0
         self.with_organs = with_organs
         self.with_findings = with_findings
-        self.allowed_regions = allowed_regions  # a ctbench.partition.AllowedRegions, or None
+        # a ctbench.regions.partition.AllowedRegions, or None
+        self.allowed_regions = allowed_regions
         _, y, x = self.preprocessing.volume_shape
         if augment and y != x:
             raise ValueError(
@@ -104,7 +105,7 @@ class VolumeDataset(Dataset):
 
         Augmenting after the crop, as the paper's reference code does, keeps every sample on
         the one grid PARTITION segments, so its allowed regions are those of the augmented
-        organ masks exactly (:class:`ctbench.partition.AllowedRegions`).
+        organ masks exactly (:class:`ctbench.regions.partition.AllowedRegions`).
         """
         return augmentation.apply(fit_to_shape(array, self.preprocessing.volume_shape, fill))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from ctbench.storage import read_table
+from ctbench.runtime.storage import read_table
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -29,8 +29,8 @@ details { margin: 0.5em 0 1em; } summary { font-weight: bold; cursor: pointer; }
 
 def build_report(folder: Path, overlays: int = 4) -> str:
     """The page for ``folder``: a run folder, a matrix's --out, or a folder of run folders."""
-    from ctbench.matrix import find_states
-    from ctbench.tables import TABLES, build_table, load_runs, spec_tables
+    from ctbench.experiments.matrix import find_states
+    from ctbench.report.tables import TABLES, build_table, load_runs, spec_tables
 
     folder = Path(folder)
     runs = load_runs(folder)
@@ -63,7 +63,7 @@ def build_report(folder: Path, overlays: int = 4) -> str:
 
 
 def _matrix_section(folder: Path, states: list[dict[str, Any]]) -> str:
-    from ctbench.matrix import cell_rows
+    from ctbench.experiments.matrix import cell_rows
 
     source = states[0].get("spec_source", "")
     rows = pd.DataFrame(cell_rows(folder, states))
@@ -82,8 +82,8 @@ def _runs_table(runs) -> str:
 
 
 def _run_section(run, overlays: int) -> str:
-    from ctbench.figures import plot_auroc_per_label, plot_organiou_per_label
-    from ctbench.results import run_title
+    from ctbench.experiments.results import run_title
+    from ctbench.report.figures import plot_auroc_per_label, plot_organiou_per_label
 
     metrics, options = run.metrics, run.options
     title = run_title(options)

@@ -1,0 +1,5 @@
+"""``python -m ctbench.cli``: the command line."""
+
+from ctbench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The plugin contract: hooks, the registry, the public API, cases and the written contracts."""

@@ -1,0 +1,284 @@
+"""The written contract of each plugin kind: what the core calls, and what a plugin declares.
+
+One place says, for architectures, explainers, segmenters, downsamplers and datasets (the
+docs pages under ``docs/plugins/`` say the same in prose, and ``tests/test_contracts.py`` keeps
+the two and the core equal):
+
+- the **registration metadata** a plugin may declare (``register(name, factory,
+  description=..., **meta)``): each key's type, the value a registration that leaves it out
+  gets, and what it changes in a run. The core reads capabilities from here, never by probing
+  the built object, so a run can choose its recipe (and refuse what a plugin cannot do) before
+  any expensive work;
+- the **members** the core reads on what the factory builds: required ones, and optional ones
+  with what each changes when present;
+- the per-kind :mod:`ctbench.testing` check (``check_architecture``, ``check_explainer``,
+  ``check_segmenter``, ``check_downsampler``, ``check_dataset``) that verifies both.
+
+Registering an unknown metadata key, or a declared capability of the wrong type, is a
+:class:`ctbench.core.registry.PluginWarning` and the registration is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One registration metadata key: its type, its value when left out, what it changes."""
+
+    kind: type | tuple[type, ...]
+    default: Any
+    changes: str
+
+
+METADATA: dict[str, dict[str, Declared]] = {
+    "architectures": {
+        "pretrainable": Declared(
+            bool,
+            False,
+            "the factory takes pretrained= and weights= and loads ResNet-18 weights: a run may "
+            "start it from the pretext, ImageNet or a file; without it the run starts from the "
+            "model's own initialisation and --start/--pretrained/--weights are refused",
+        ),
+        "trunk": Declared(
+            bool,
+            False,
+            "the model splits into backbone, backbone_features(x) and "
+            "from_backbone_features(f): a pretrained run warms the head up on the frozen "
+            "trunk's cached output; without it the run trains end to end and --head-epochs "
+            "is refused",
+        ),
+        "explainable": Declared(
+            bool, False, "documentation only; the model's own explainable attribute decides"
+        ),
+        "mil": Declared(bool, False, "documentation: the model gives slice_scores(x)"),
+        "paper_name": Declared(str, "", "the model's name in the paper's tables"),
+    },
+    "explainers": {
+        "faithful": Declared(
+            bool,
+            False,
+            "its maps sum to the class score less the bias on a linear-head model (HiResCAM): "
+            "a max-over-slices model's mask loss accepts only a faithful --mask-explainer",
+        ),
+        "differentiable": Declared(
+            bool,
+            False,
+            "the factory takes create_graph=True and then keeps the maps differentiable "
+            "with respect to the model's parameters: required of --mask-explainer",
+        ),
+    },
+    "segmenters": {
+        "on_device": Declared(
+            bool, False, "the factory takes device= (a string) and computes there"
+        ),
+        "heuristic": Declared(
+            bool,
+            False,
+            "the masks do not look at the image (halves of the volume): returning them for a "
+            "volume without lungs is allowed",
+        ),
+    },
+    "downsamplers": {
+        "on_device": Declared(
+            bool, False, "the factory takes device= (a string) and computes there"
+        ),
+    },
+    "datasets": {
+        "presets": Declared(tuple, (), "the preset names it accepts (documentation, --help)"),
+        "labels": Declared(tuple, (), "its label names (documentation)"),
+        "organ_masks": Declared(
+            bool,
+            False,
+            "its cases carry organ masks (Case.organs): segmentation Dice and organ-region "
+            "faithfulness are scored",
+        ),
+        "finding_masks": Declared(
+            bool,
+            False,
+            "its cases carry finding masks (Finding.mask): the pointing game and lesion IoU "
+            "are scored on validation and test",
+        ),
+        "reads_folder": Declared(
+            bool, False, "the factory takes data_root= (CLI --data-root), required"
+        ),
+        "pretext": Declared(
+            bool,
+            False,
+            "its source offers pretext_source(): runs may start from ctbench pretrain's weights",
+        ),
+        "confounded_labels": Declared(
+            tuple, (), "labels whose planted cue --confounders moves (the confounders table)"
+        ),
+    },
+}
+"""Every registration metadata key of every kind (``description`` is required of all)."""
+
+
+def metadata_problem(kind: str, meta: dict[str, Any]) -> str:
+    """Why ``meta`` is not a valid declaration for ``kind`` ("" when it is)."""
+    known = METADATA[kind]
+    for key, value in meta.items():
+        if key not in known:
+            return f"unknown metadata {key}=; a {kind[:-1]} declares {', '.join(known)}"
+        if not isinstance(value, known[key].kind):
+            wanted = known[key].kind
+            names = (
+                wanted.__name__
+                if isinstance(wanted, type)
+                else "/".join(t.__name__ for t in wanted)
+            )
+            return f"metadata {key}={value!r} must be a {names}"
+    return ""
+
+
+def declared(kind: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Every metadata key of ``kind`` with its declared value, or its default."""
+    return {key: meta.get(key, spec.default) for key, spec in METADATA[kind].items()}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member the core reads on what a factory builds."""
+
+    required: bool
+    what: str
+
+
+MEMBERS: dict[str, dict[str, Member]] = {
+    "architectures": {
+        "forward": Member(True, "model(x: float [B, H, 3, Y, X]) -> logits float [B, M]"),
+        "explainable": Member(
+            True, "bool: whether explainers and OrganIoU apply (False skips them)"
+        ),
+        "cam_layer": Member(False, "explainable: the nn.Module whose output is the map's Z"),
+        "representation_shape": Member(False, "explainable: (H', D1, D2), the map grid"),
+        "cam_layout": Member(
+            False,
+            "explainable: 'per_slice' (cam_layer gives [B*H, F, D1, D2], the default) or "
+            "'volume' ([B, F, H', D1, D2])",
+        ),
+        "slice_scores": Member(
+            False, "MIL: slice_scores(x) -> [B, M, H], whose mean (or max) is the logits"
+        ),
+        "slice_aggregation": Member(
+            False, "MIL: 'mean' or 'max'; a mean model's map is scaled to per-slice parts"
+        ),
+        "linear_head": Member(
+            False,
+            "linear_head() -> (W [M, F, D1, D2], b [M]) of a per-slice linear head: HiResCAM's "
+            "closed form, and the mask attention of a max model",
+        ),
+        "head_is_affine": Member(False, "documentation: the score is affine in Z"),
+        "backbone": Member(False, "trunk=True: the frozen part (its modules)"),
+        "backbone_features": Member(False, "trunk=True: backbone_features(x) -> f"),
+        "from_backbone_features": Member(
+            False, "trunk=True: from_backbone_features(f) -> logits, equal to model(x)"
+        ),
+    },
+    "explainers": {
+        "explain": Member(
+            True,
+            "explain(model, x, classes=None) -> (maps float [B, K, H', D1, D2] on the model's "
+            "representation grid, K = len(classes) or M; logits float [B, M] of the same "
+            "forward pass). Maps are raw and signed; display post-processing is the core's. "
+            "Evaluation calls it under torch.no_grad() and autocast: an explainer that needs "
+            "gradients enables them itself (torch.enable_grad())",
+        ),
+    },
+    "segmenters": {
+        "__call__": Member(
+            True,
+            "segmenter(volume int16 HU [S, Y, X], spacing mm (S, Y, X)) -> "
+            "ctbench.regions.segmentation.OrganMasks: bool right_lung, left_lung, mediastinum "
+            "of the volume's shape, qc (QC), method (str); no lung at all raises NoLungError",
+        ),
+    },
+    "downsamplers": {
+        "__call__": Member(
+            True,
+            "downsample(mask bool [S, Y, X], representation_shape (H', D1, D2), dilate: bool) "
+            "-> bool [H', D1, D2]: a cell is allowed where the organ is",
+        ),
+    },
+    "datasets": {
+        "name": Member(True, "str: the registered name"),
+        "label_names": Member(True, "tuple[str, ...]: the M output labels, in order"),
+        "volume_shape": Member(True, "(S, Y, X) every volume is padded or cropped to"),
+        "case_ids": Member(True, "case_ids(split) -> list[str] for train, valid, test"),
+        "load": Member(
+            True,
+            "load(case_id) -> ctbench.core.cases.Case (HU int16 [S, Y, X], spacing mm, bool labels "
+            "[M], report, organ and finding masks where declared)",
+        ),
+        "materialise": Member(
+            False,
+            "materialise(progress=None) -> int: generate or fetch every case once before "
+            "training (the phantom generates its cases)",
+        ),
+        "folder": Member(
+            False, "Path: where caches of this dataset live (volumes, PARTITION regions)"
+        ),
+        "config": Member(
+            False,
+            "an object with to_json() -> dict: the dataset's settings, recorded in config.json "
+            "and part of every cache key",
+        ),
+        "record": Member(False, "dict: what indexing found (files, splits), in config.json"),
+        "problems": Member(
+            False,
+            "list of {case_id, error}: what indexing found wrong, listed by data check and by "
+            "every run",
+        ),
+        "pretext_source": Member(
+            False, "pretext=True: pretext_source() -> a source of other cases for the pretext"
+        ),
+        "preprocessing": Member(
+            False, "VolumeDataset only (internal): the preprocessing the core applies"
+        ),
+    },
+}
+"""What the core reads on what each kind's factory builds (``tests/test_contracts.py`` checks
+that the core reads no other optional member)."""
+
+
+def member_names(kind: str, required: bool | None = None) -> list[str]:
+    """The members of ``kind`` (only required or only optional ones when asked)."""
+    return [
+        name
+        for name, member in MEMBERS[kind].items()
+        if required is None or member.required == required
+    ]
+
+
+def contract_text(kind: str) -> str:
+    """The contract of ``kind`` as text: the members the core reads, then the metadata a
+    registration declares. The ``register_<kind>`` hook's docstring, the ``create_*``
+    function's and the docs page's tables all come from here."""
+    lines = ["Members the core reads on what the factory builds (* required):"]
+    for name, member in MEMBERS[kind].items():
+        lines.append(f"  {'*' if member.required else ' '} {name}: {member.what}")
+    lines.append("Registration metadata (register(name, factory, description=..., **meta)):")
+    for key, spec in METADATA[kind].items():
+        lines.append(f"    {key} (default {spec.default!r}): {spec.changes}")
+    return "\n".join(lines)
+
+
+def markdown_tables(kind: str) -> str:
+    """The contract of ``kind`` as the two Markdown tables of its docs page
+    (``python -m ctbench.core.contracts KIND`` prints them; a test keeps the page equal)."""
+    rows = ["| member | required | what the core reads |", "| --- | --- | --- |"]
+    for name, member in MEMBERS[kind].items():
+        rows.append(f"| `{name}` | {'yes' if member.required else 'no'} | {member.what} |")
+    rows += ["", "| metadata | default | what declaring it changes |", "| --- | --- | --- |"]
+    for key, spec in METADATA[kind].items():
+        rows.append(f"| `{key}` | `{spec.default!r}` | {spec.changes} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(markdown_tables(sys.argv[1]))

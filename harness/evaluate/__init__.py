@@ -1,0 +1,2 @@
+"""Scoring: predictions and explanations of a split, metrics, localisation, bootstrap,
+statistics."""

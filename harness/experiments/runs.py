@@ -1,0 +1,676 @@
+"""``ctbench run``: one resolved configuration -> one run folder (README: Running experiments).
+
+Phases, each timed: data (generate or find the dataset), partition (load every case once and
+build its allowed regions when an explainer or the mask loss needs them), train (resumable, see
+``ctbench.train.training``), evaluate (validation and test: predictions, explanations, OrganIoU,
+localisation), score and figures; then the tables and ``metrics.json`` are written.
+The folder holds ``config.json``, ``metrics.json``, ``predictions.csv``, ``per_label.csv``,
+``timing.json``, ``checkpoints/{best,last}.pt`` and ``figures/``. ``metrics.json`` is written
+last: its presence marks a finished run, which is not overwritten unless asked. Cases that fail
+to load are skipped and listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ctbench.experiments.run_config import (  # noqa: F401  (public names, re-exported)
+    DEFAULT_LR,
+    RUN_PRESETS,
+    STARTS,
+    RunConfig,
+    chosen_start,
+)
+
+
+class RunExistsError(RuntimeError):
+    """The run folder holds a finished or unfinished run that was not meant to be reused."""
+
+
+class Timer:
+    """Seconds per named phase, accumulated; each finished phase is one line of ``log`` (so a
+    log file or CI reads one line per phase, not progress-bar redraws)."""
+
+    def __init__(self, log=None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.log = log or (lambda _message: None)
+
+    @contextmanager
+    def phase(self, name: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - began
+            self.seconds[name] = self.seconds.get(name, 0.0) + took
+        self.log(f"{name}: done in {took:.1f} s")
+
+
+def run_state(folder: Path) -> str:
+    """``finished`` (``metrics.json``, written last, is there), ``unfinished`` (anything else
+    is) or ``new`` (no folder, or one that holds nothing but a lock file)."""
+    folder = Path(folder)
+    if (folder / "metrics.json").is_file():
+        return "finished"
+    return "unfinished" if folder.is_dir() and _contents(folder) else "new"
+
+
+def _contents(folder: Path) -> list[Path]:
+    """What a run folder holds, less its lock file."""
+    from ctbench.runtime.locks import is_lock_file
+
+    return [path for path in folder.iterdir() if not is_lock_file(path)]
+
+
+def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
+    """Create the run folder, or reuse it under the rules: finished runs are never overwritten
+    silently, unfinished ones continue only with ``resume`` and the same configuration. The
+    caller holds the folder's lock (``--overwrite`` empties the folder but keeps the lock)."""
+    state = run_state(folder)
+    if state != "new":
+        if overwrite:
+            for path in _contents(folder):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        elif state == "finished":
+            raise RunExistsError(
+                f"{folder}: a finished run is already here; pass --overwrite to replace it"
+            )
+        elif not resume:
+            raise RunExistsError(
+                f"{folder}: an unfinished run is here; pass --resume to continue it "
+                "or --overwrite to start again"
+            )
+        else:
+            saved = _saved_options(folder)
+            if saved != config.to_json():
+                changed = sorted(k for k in saved if saved[k] != config.to_json().get(k))
+                raise RunExistsError(
+                    f"{folder}: --resume with a different configuration ({', '.join(changed)})"
+                )
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _saved_options(folder: Path) -> dict[str, Any]:
+    """The run options an unfinished run recorded; none recorded (it was killed before its
+    config.json) is one clear error rather than a KeyError."""
+    from ctbench.runtime.storage import read_json
+
+    path = folder / "config.json"
+    if not path.is_file():
+        raise RunExistsError(
+            f"{folder}: an unfinished run that recorded no config.json (killed in its first "
+            "seconds); pass --overwrite to start again"
+        )
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("run"), dict):
+        raise RunExistsError(f"{path}: not a ctbench run configuration; pass --overwrite")
+    return record["run"]
+
+
+def config_record(config: RunConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """``config.json``: the resolved run options plus what else shaped the results."""
+    import ctbench
+    import torch
+
+    return {
+        "ctbench_version": ctbench.__version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "seed": config.seed,
+        "run": config.to_json(),
+        **extra,
+    }
+
+
+def execute_run(
+    config: RunConfig,
+    folder: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log=print,
+    wrap_source=None,
+) -> dict[str, Any]:
+    """Train, evaluate, explain and write one run folder; returns ``metrics.json``'s content.
+
+    ``wrap_source(source) -> source`` changes the dataset the run sees (``ctbench sanity``
+    trains its permuted-label model through it)."""
+    from ctbench.experiments.results import write_results
+    from ctbench.runtime.devices import Precision, resolve_device
+    from ctbench.runtime.distributed import initialise
+    from ctbench.runtime.resources import PeakMemory, machine_description
+
+    config = config.resolved()
+    folder = Path(folder)
+    device = resolve_device(config.device)
+    precision = Precision.resolve(config.precision, device)
+    job = initialise(device)  # torchrun's process group, when there is one
+    if not job.is_main:  # one voice and one writer: rank 0
+        progress, log = False, lambda _message: None
+    fresh = run_state(folder) == "new"
+    with removed_if_left_empty(folder, fresh and job.is_main), run_lock(folder, job, log):
+        if job.is_main:
+            prepare_folder(folder, config, resume=resume, overwrite=overwrite)
+        job.barrier()
+        timer = Timer(log)
+        began = time.perf_counter()
+        with PeakMemory(device=device) as memory:
+            run = RunParts(config, folder, timer, progress, log, wrap_source)
+            run.place(device, precision, job)
+            run.load_dataset()
+            run.build_model()
+            run.choose_explainers()
+            run.write_config(machine_description())
+            run.make_splits()
+            skipped = run.check_cases()
+            history = run.train(resume)
+            evaluated = run.evaluate()
+            if not job.is_main:  # rank 0 scores and writes what every rank computed
+                job.barrier()
+                return {}
+            metrics, table = run.score(evaluated)
+            run.write_figures(history, evaluated["test"])
+        timer.seconds["total"] = time.perf_counter() - began
+        metrics |= run.summary(history, evaluated, skipped, memory.record())
+        write_results(folder, metrics, table, evaluated, run.labels)
+        job.barrier()
+        return metrics
+
+
+@contextmanager
+def removed_if_left_empty(folder: Path, fresh: bool):
+    """A run that fails before writing anything (an unknown preset, a missing weights file)
+    leaves no empty folder behind for a later run to trip on; a started one stays resumable."""
+    try:
+        yield
+    except BaseException:
+        if fresh and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
+@contextmanager
+def run_lock(folder: Path, job, log):
+    """Rank 0 holds the run folder's lock (``ctbench.runtime.locks``) for the whole run, so a second
+    ``ctbench run`` or ``--resume`` of the same folder is refused, naming the holder; the
+    temporaries a killed run left behind are removed once the lock is held."""
+    from ctbench.runtime.locks import folder_lock
+    from ctbench.runtime.storage import remove_orphans
+
+    if not job.is_main:
+        yield
+        return
+    with folder_lock(folder, what="run folder", log=log):
+        removed = remove_orphans(folder, every=True, recursive=True)
+        if removed:
+            log(f"removed {len(removed)} temporary file(s) a killed run left behind")
+        yield
+
+
+class RunParts:
+    """The phases of :func:`execute_run`, in order, and what each hands to the next."""
+
+    def __init__(
+        self, config: RunConfig, folder: Path, timer: Timer, progress, log, wrap_source=None
+    ) -> None:
+        self.config, self.folder, self.timer = config, folder, timer
+        self.progress, self.log = progress, log
+        self.wrap_source = wrap_source
+
+    def place(self, device, precision, job) -> None:
+        """Where the run computes (``ctbench.runtime.devices``) and its torchrun job, if any."""
+        from ctbench.runtime.devices import default_workers
+
+        self.device, self.precision, self.job = device, precision, job
+        workers = self.config.workers
+        self.workers = default_workers(device, job.local_world_size) if workers is None else workers
+        if self.config.batch_size < job.world_size:
+            raise ValueError(
+                f"--batch-size {self.config.batch_size} is the global batch: it must be at "
+                f"least the number of processes ({job.world_size})"
+            )
+
+    def load_dataset(self) -> None:
+        """The dataset's source, labels and model input shape (nothing generated yet)."""
+        from ctbench.data.preprocess import Preprocessing
+
+        recipe = self.config.recipe()
+        self.log(f"recipe: {recipe['name']} ({recipe['why']})")
+
+        with self.timer.phase("data"):
+            self.source = dataset_of(self.config)
+            if self.wrap_source is not None:
+                self.source = self.wrap_source(self.source)
+            self.labels = list(self.source.label_names)
+            self.preprocessing = Preprocessing(volume_shape=tuple(self.source.volume_shape))
+            self.input_shape = self.preprocessing.input_shape
+
+    def build_model(self) -> None:
+        """The model from its start (the pretext built first when missing), then the data: a
+        missing weights file fails in seconds, before the dataset is generated."""
+        import ctbench
+        import torch
+        from ctbench.experiments.run_config import capabilities
+
+        config = self.config
+        # only a model that declares pretrainable=True is handed the weight options
+        pretrainable = capabilities(config.arch)["pretrainable"]
+        self.model_options = (
+            {"pretrained": config.pretrained, "weights": config.weights} if pretrainable else {}
+        )
+        self.pretext = None
+        if config.start == "pretext":
+            if config.mask_loss:  # what the mask loss needs of the model, before the pretext
+                probe = ctbench.create_model(config.arch, len(self.labels), self.input_shape)
+                self.check_mask_loss(probe)
+            self.model_options["weights"], self.pretext = pretext_start(
+                config, self.source, self.timer, self.progress, self.log, self.job, self.device
+            )
+        torch.manual_seed(config.seed)
+        model = ctbench.create_model(
+            config.arch, len(self.labels), self.input_shape, **self.model_options
+        )
+        with self.timer.phase("data"):
+            if hasattr(self.source, "materialise"):
+                self.job.main_first(lambda: self.source.materialise(progress=self.progress))
+        if config.channels_last:  # about 12% faster on CPU (oneDNN); same numbers within rounding
+            from ctbench.runtime.memory_format import to_channels_last
+
+            model = to_channels_last(model)
+        model = model.to(self.device)
+        if config.compile:
+            from ctbench.runtime.devices import compile_model
+
+            model = compile_model(model)
+        self.model = model
+
+    def check_mask_loss(self, model) -> None:
+        """What ``--mask-loss`` needs of the model: explainable, and, when it takes the max
+        over slices, a faithful ``--mask-explainer`` (its mask attention is each slice's own
+        ``W Z``, HiResCAM per slice: an explainer not faithful to the model cannot stand for
+        it)."""
+        from ctbench.core.registry import default_registry
+
+        config = self.config
+        if not getattr(model, "explainable", False):
+            raise ValueError(
+                f"{config.arch} is not explainable, so it cannot train with the mask loss"
+            )
+        if getattr(model, "slice_aggregation", None) == "max" and not default_registry().get(
+            "explainers", config.mask_explainer
+        ).meta.get("faithful"):
+            raise ValueError(
+                f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
+                f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "
+                "(not faithful to the model) cannot define it; use a faithful explainer"
+            )
+
+    def choose_explainers(self) -> None:
+        """The explainers to score, after the checks that the mask loss can train this model."""
+        import ctbench
+
+        config, model = self.config, self.model
+        self.explainable = bool(getattr(model, "explainable", False))
+        if config.mask_loss:
+            self.check_mask_loss(model)
+        self.explainers = {name: ctbench.create_explainer(name) for name in config.explainers}
+        if self.explainers and not self.explainable:
+            self.log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")
+            self.explainers = {}
+
+    def write_config(self, machine: dict[str, Any]) -> None:
+        """``config.json``: the options and everything else that shaped the results."""
+        from ctbench.core.cases import source_config
+        from ctbench.runtime.devices import device_record
+        from ctbench.runtime.storage import write_json
+
+        config = self.config
+        self.record = config_record(
+            config,
+            {
+                "model_options": self.model_options,
+                "start": {
+                    "name": config.start,
+                    "means": STARTS[config.start],
+                    "pretext": self.pretext,
+                },
+                "recipe": config.recipe(),
+                "input_shape": list(self.input_shape),
+                "labels": self.labels,
+                "dataset_config": source_config(self.source),
+                # what a dataset read from disk found: its files, how splits were made
+                "dataset_index": getattr(self.source, "record", None),
+                "explainable": self.explainable,
+                "machine": machine,
+                "device": device_record(self.device, self.precision),
+                "distributed": {
+                    "world_size": self.job.world_size,
+                    "backend": "nccl" if self.device.type == "cuda" else "gloo",
+                }
+                if self.job.enabled
+                else None,
+                "workers": self.workers,
+            },
+        )
+        if self.job.is_main:
+            write_json(self.folder / "config.json", self.record)
+
+    def make_splits(self) -> None:
+        """Train, valid and test datasets; allowed regions where explanations or the mask loss
+        need them, lesion masks for scoring where the dataset has them."""
+        from ctbench.core.cases import SPLITS
+        from ctbench.core.registry import default_registry
+        from ctbench.data.loader import VolumeDataset
+
+        config = self.config
+        self.regions = None
+        if self.explainers or config.mask_loss:
+            from ctbench.regions.partition import AllowedRegions
+
+            map_shape = (self.input_shape[0], *tuple(self.model.representation_shape)[1:])
+            self.regions = AllowedRegions(
+                self.labels,
+                map_shape,
+                self.preprocessing,
+                segmenter=config.segmenter,
+                downsampler=config.downsampler,
+                dilate=config.dilate,
+                cache_dir=Path(getattr(self.source, "folder", self.folder)) / "partition",
+                device=self.device,
+            )
+        from ctbench.data.volume_cache import cache_for
+
+        volumes = cache_for(self.source, self.preprocessing.volume_shape, self.folder / "cache")
+        meta = default_registry().get("datasets", config.dataset).meta
+        has_lesions = bool(meta.get("finding_masks"))
+
+        def split(name: str, train: bool) -> VolumeDataset:
+            needs_regions = self.regions is not None and (not train or config.mask_loss)
+            return VolumeDataset(
+                self.source,
+                name,
+                preprocessing=self.preprocessing,
+                augment=train,
+                seed=config.seed,
+                with_findings=has_lesions and not train,
+                allowed_regions=self.regions if needs_regions else None,
+                raw=True,
+                volume_cache=volumes,
+            )
+
+        self.datasets = {name: split(name, name == "train") for name in SPLITS}
+
+    def check_cases(self) -> list[dict[str, str]]:
+        """Every case loaded once (bad ones skipped and listed), then every split checked:
+        an empty one stops the run here, before any training."""
+        with self.timer.phase("partition"):
+            skipped = check_cases(self.datasets, self.progress, self.job)
+        for case in skipped:
+            self.log(f"skipped {case['split']} case {case['case_id']}: {case['error']}")
+        check_splits(self.datasets, self.config.dataset, skipped)
+        return skipped
+
+    def train(self, resume: bool) -> list[dict[str, Any]]:
+        """Fit (resumable), then load the best checkpoint; the epoch records."""
+        import ctbench
+        from ctbench.runtime.checkpoints import load_checkpoint
+        from ctbench.train.training import Trainer, TrainSettings
+
+        config = self.config
+        settings = TrainSettings(
+            optimizer=config.optimizer,
+            lr=config.lr,
+            schedule=config.schedule,
+            epochs=config.epochs,
+            patience=config.patience,
+            batch_size=config.batch_size,
+            mask_loss=config.mask_loss,
+            mask_lambda=config.mask_lambda,
+            seed=config.seed,
+            workers=self.workers,
+            head_epochs=config.head_epochs,
+        )
+        self.trainer = Trainer(
+            self.model,
+            settings,
+            self.datasets["train"],
+            self.datasets["valid"],
+            self.folder / "checkpoints",
+            checkpoint_info={
+                "arch": config.arch,
+                "input_shape": self.input_shape,
+                "label_names": self.labels,
+                "model_options": self.model_options,
+            },
+            explain_for_loss=lambda graph: ctbench.create_explainer(
+                config.mask_explainer, create_graph=graph
+            ),
+            progress=self.progress,
+            log=self.log,
+            device=self.device,
+            precision=self.precision,
+            job=self.job,
+        )
+        with self.timer.phase("train"):
+            history = self.trainer.fit(resume=resume)
+        self.model.load_state_dict(load_checkpoint(self.trainer.best_path)["state_dict"])
+        return history
+
+    def evaluate(self) -> dict[str, Any]:
+        """Predictions and explanations of the validation and test splits."""
+        from ctbench.evaluate.evaluation import predict_and_explain
+
+        evaluated = {}
+        for name in ("valid", "test"):
+            with self.timer.phase(f"evaluate_{name}"):
+                evaluated[name] = predict_and_explain(
+                    self.model,
+                    self.datasets[name],
+                    self.explainers,
+                    batch_size=max(1, self.config.batch_size // self.job.world_size),
+                    progress=self.progress,
+                    device=self.device,
+                    precision=self.precision,
+                    job=self.job,
+                )
+        return evaluated
+
+    def score(self, evaluated: dict[str, Any]):
+        """``(metrics, per-label table)``: AUROC, OrganIoU and localisation."""
+        from ctbench.evaluate.evaluation import score_run
+
+        with self.timer.phase("score"):
+            return score_run(evaluated["valid"], evaluated["test"], self.labels, self.device)
+
+    def write_figures(self, history: list[dict[str, Any]], test) -> None:
+        from ctbench.experiments.results import write_figures
+
+        with self.timer.phase("figures"):
+            write_figures(
+                self.folder / "figures", history, test, self.datasets["test"], self.labels,
+                self.config,
+            )  # fmt: skip
+
+    def summary(self, history, evaluated, skipped, memory) -> dict[str, Any]:
+        """What ``metrics.json`` holds besides the scores: time, cases, memory, training."""
+        return {
+            "timing": self.timer.seconds,
+            "explain_seconds": {
+                name: sum(out.explain_seconds.get(name, 0.0) for out in evaluated.values())
+                for name in self.explainers
+            },
+            "cases": {name: len(dataset.case_ids) for name, dataset in self.datasets.items()},
+            "memory": memory,
+            "training": {
+                "best_epoch": self.trainer.best_epoch,
+                "head_epochs_run": sum(r.get("stage") == "head" for r in history),
+                "epochs_run": sum(r.get("stage") != "head" for r in history),
+                "stopped_early": self.trainer.bad_epochs >= self.config.patience,
+                "history": history,
+            },
+            "skipped_cases": skipped,
+            "config": self.record,
+        }
+
+
+def preset_pretext(
+    source,
+    preset: str,
+    *,
+    cache_dir=None,
+    rebuild: bool = False,
+    progress=None,
+    log=None,
+    device="cpu",
+    **overrides,
+) -> Path:
+    """The pretext weights runs of ``preset`` start from (its ``pretext_epochs``; ``overrides``
+    change other settings), for ``source``'s geometry: built first when missing."""
+    from ctbench.data.preprocess import Preprocessing
+    from ctbench.train.pretraining import PretextSettings, pretext_weights
+
+    epochs = RUN_PRESETS.get(preset, RUN_PRESETS["paper"])["pretext_epochs"]
+    return pretext_weights(
+        source,
+        Preprocessing(volume_shape=tuple(source.volume_shape)),
+        PretextSettings(**{"epochs": epochs, **overrides}),
+        cache_dir=cache_dir,
+        rebuild=rebuild,
+        progress=progress,
+        log=log,
+        device=device,
+    )
+
+
+def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=None, device="cpu"):
+    """``(weights path, its build record)`` of the dataset's pretext start, built once on
+    ``device`` (by rank 0 first under torchrun).
+
+    A model that never loads weights is refused before the build, not after it.
+    """
+    from ctbench.experiments.run_config import capabilities
+    from ctbench.runtime.distributed import Distributed
+
+    job = job or Distributed()
+    if not capabilities(config.arch)["pretrainable"]:  # resolved() refuses it first
+        raise ValueError(f"{config.arch} never loads pretrained weights; use --start random")
+    with timer.phase("pretext"):
+        path = job.main_first(
+            lambda: preset_pretext(source, config.preset, progress=progress, log=log, device=device)
+        )
+    from ctbench.runtime.storage import read_json
+
+    record = read_json(path.with_suffix(".json"))
+    return str(path), {"path": str(path), **record}
+
+
+def trained_run(run_folder: Path, explainers=None, device="cpu"):
+    """``(config, explainer names, trained model on device)`` of a finished run folder, for
+    the commands that study a run's explanations (sanity, faithfulness); ``explainers``
+    defaults to the run's own."""
+    from ctbench.runtime.checkpoints import model_from_checkpoint
+
+    run_folder = Path(run_folder)
+    checkpoint = run_folder / "checkpoints" / "best.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no trained model (is {run_folder} a finished run?)")
+    from ctbench.runtime.storage import read_json
+
+    config = RunConfig.from_json(read_json(run_folder / "config.json")["run"])
+    names = list(explainers or config.explainers)
+    if not names:
+        raise ValueError(f"{run_folder}: the run has no explainer; name one with --explainer")
+    return config, names, model_from_checkpoint(checkpoint)[0].to(device).eval()
+
+
+def dataset_of(config: RunConfig):
+    """The dataset a run configuration names, with its options (folder, cues, extras)."""
+    import ctbench
+
+    options = dict(config.dataset_options)
+    if config.confounders:
+        options["confounders"] = True
+    if config.data_root is not None:
+        options["data_root"] = config.data_root
+    check_dataset_options(config.dataset, options)
+    return ctbench.create_dataset(config.dataset, preset=config.preset, **options)
+
+
+def check_dataset_options(name: str, options: dict) -> None:
+    """One clear error for a folder given to a dataset that reads none, or none given to one
+    that does (the registration's ``reads_folder``)."""
+    from ctbench.core.registry import default_registry
+
+    reads_folder = bool(default_registry().get("datasets", name).meta.get("reads_folder"))
+    if "data_root" in options and not reads_folder:
+        raise ValueError(f"{name} takes no --data-root: it reads no folder")
+    if reads_folder and options.get("data_root") is None:
+        raise ValueError(f"dataset {name!r} reads a folder: give --data-root PATH")
+
+
+def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[str, str]]:
+    """Load every case once: validate it, cache its model-ready volume and build its allowed
+    regions when needed; skip and list the cases that fail, so that a bad file never stops a
+    long run. The dataset's own problems (``source.problems``, found while indexing its
+    files) come first in the list. Cases the caches serve whole (``VolumeDataset.decodes``)
+    are not decoded again. Under torchrun each rank checks a shard and every rank learns the
+    whole list."""
+    from ctbench.core.cases import InvalidCaseError
+    from ctbench.runtime.distributed import Distributed, shard
+    from ctbench.runtime.progress import progress_bar
+
+    job = job or Distributed()
+    skipped = []
+    for name, dataset in datasets.items():
+        cache, regions = dataset.volume_cache, dataset.allowed_regions
+        for index in progress_bar(
+            shard(len(dataset), job), enabled=progress, desc=f"check {name}", unit="case"
+        ):
+            case_id = dataset.case_ids[index]
+            try:
+                if not dataset.decodes(case_id):  # the caches serve it: checked before
+                    continue
+                case = dataset.load_case(index)
+                if cache is not None and not cache.has(case_id):
+                    cache.store(case)
+                if regions is not None:
+                    regions(case)
+            except (InvalidCaseError, OSError, ValueError) as error:
+                skipped.append({"split": name, "case_id": case_id, "error": str(error)})
+    skipped = [case for part in job.all_gather(skipped) for case in part]
+    source = next(iter(datasets.values())).source
+    # what the dataset's index found wrong (a label row with no volume, duplicated names)
+    skipped = [{"split": "-", **problem} for problem in getattr(source, "problems", [])] + skipped
+    for name, dataset in datasets.items():
+        bad = {case["case_id"] for case in skipped if case["split"] == name}
+        dataset.case_ids = [case_id for case_id in dataset.case_ids if case_id not in bad]
+    return skipped
+
+
+class EmptySplitError(ValueError):
+    """A split has no usable case: nothing to train on, select by or report."""
+
+
+def check_splits(datasets: dict, dataset_name: str, skipped: list[dict[str, str]]) -> None:
+    """Every split (train, valid, test) holds at least one usable case; otherwise one error
+    naming the dataset, each empty split and how many of its cases were skipped."""
+    empty = [name for name, dataset in datasets.items() if len(dataset.case_ids) == 0]
+    if not empty:
+        return
+    parts = []
+    for name in empty:
+        lost = sum(case["split"] == name for case in skipped)
+        parts.append(f"{name} ({lost} case(s) skipped)" if lost else f"{name} (no case)")
+    raise EmptySplitError(
+        f"dataset {dataset_name!r}: empty split(s): {', '.join(parts)}; every split needs at "
+        "least one usable case (training, model selection and the test table)"
+    )

@@ -1,0 +1,1 @@
+"""Explanations: capture and resampling of maps, sanity checks, faithfulness."""

@@ -1,0 +1,1 @@
+"""PARTITION: the report labeler, organ segmentation and the allowed regions built from them."""

@@ -1,0 +1,636 @@
+"""The paper's tables rebuilt from run folders alone (README: Matrices and tables).
+
+:func:`load_runs` reads every finished run of a folder (a matrix's cells, or any folder of run
+folders); each ``table_*`` builds one table as a :class:`Table` whose numeric cells are
+:class:`Stat` (mean, sd and n over seeds). Runs that differ only in their seed are one row.
+The paper's own figures stand in a column beside ours where its table has them. Formats: github,
+latex (booktabs), html and csv (full precision: a Stat is three columns).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PAPER_TABLE1 = {  # validation median AUROC, OrganIoU Grad-CAM, HiResCAM (percent)
+    "ctnet": (66.3, None, None),
+    "3dconv": (53.8, 3.3, 4.5),
+    "bodyconv": (50.2, 0.0, 14.6),
+    "bodycam": (62.0, 15.7, 15.7),
+    "axialnet-maxpool": (65.5, 9.3, 10.9),
+    "axialnet-randinit": (63.1, 15.1, 14.1),
+    "axialnet-nocustomconv": (56.5, 10.0, 19.7),
+    "axialnet": (67.5, 18.7, 21.5),
+}
+PAPER_TABLE2 = {
+    False: {"gradcam": 20.1, "hirescam": 20.7},
+    True: {"gradcam": 21.4, "hirescam": 27.6},
+}
+"""Test OrganIoU (percent) of AxialNet without and with the mask loss."""
+PAPER_TABLE5 = {
+    ("area", False): 0.658,
+    ("area", True): 0.662,
+    ("trilinear", False): 0.661,
+    ("trilinear", True): 0.671,
+    ("nearest", False): 0.679,
+    ("nearest", True): 0.654,
+}
+"""Validation median AUROC of AxialNet with the mask loss, by downsampler and dilation."""
+PAPER_TABLE7 = {  # label: (pos %, AUROC class loss, AUROC with mask loss, DeLong p) in percent
+    "lung_nodule": (70.9, 68.77, 67.66, 1.65e-4),
+    "lung_opacity": (47.7, 62.17, 58.16, 2.12e-12),
+    "lung_atelectasis": (28.9, 70.81, 71.09, 0.62),
+    "lung_pleural_effusion": (20.0, 91.29, 90.11, 4.82e-4),
+    "lung_consolidation": (14.4, 73.76, 67.76, 1.98e-15),
+    "lung_mass": (7.9, 69.86, 65.36, 3.42e-6),
+    "heart_pericardial_effusion": (15.7, 67.38, 67.81, 0.62),
+    "heart_cardiomegaly": (9.6, 81.41, 81.36, 0.87),
+    "lung_pneumothorax": (2.9, 81.62, 81.34, 0.80),
+}
+TABLES = ("1", "2", "5", "7", "timing", "confounders", "explainers")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation and count of one number over seeds."""
+
+    mean: float
+    sd: float
+    n: int
+
+    @classmethod
+    def of(cls, values, scale: float = 1.0) -> Stat | None:
+        kept = [float(v) * scale for v in values if v is not None and not _nan(v)]
+        if not kept:
+            return None
+        sd = float(np.std(kept, ddof=1)) if len(kept) > 1 else math.nan
+        return cls(float(np.mean(kept)), sd, len(kept))
+
+    def text(self, digits: int) -> str:
+        mean = f"{self.mean:.{digits}f}"
+        return mean if self.n < 2 else f"{mean} ± {self.sd:.{digits}f}"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+    digits: int = 1
+    notes: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)  # column -> format spec (p: ".2g")
+
+    def frame(self) -> pd.DataFrame:
+        """Full precision: each Stat column becomes ``<col>``, ``<col> sd``, ``<col> n``."""
+        stat_columns = {
+            column
+            for row in self.rows
+            for column, value in zip(self.columns, row, strict=True)
+            if isinstance(value, Stat)
+        }
+        records = []
+        for row in self.rows:
+            record: dict[str, Any] = {}
+            for column, value in zip(self.columns, row, strict=True):
+                if column in stat_columns:
+                    record[column] = None if value is None else value.mean
+                    record[f"{column} sd"] = None if value is None else value.sd
+                    record[f"{column} n"] = None if value is None else value.n
+                else:
+                    record[column] = value
+            records.append(record)
+        return pd.DataFrame(records)
+
+    def render(self, fmt: str) -> str:
+        if fmt == "csv":
+            return self.frame().to_csv(index=False)
+        from tabulate import tabulate
+
+        cells = [
+            [
+                _cell(v, self.digits, self.formats.get(c))
+                for c, v in zip(self.columns, row, strict=True)
+            ]
+            for row in self.rows
+        ]
+        style = {"github": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
+        body = tabulate(cells, headers=self.columns, tablefmt=style, disable_numparse=True)
+        text = [self.title, self.caption, *self.notes]
+        if fmt == "html":
+            head = "".join(f"<p>{html.escape(t)}</p>" for t in text[1:] if t)
+            return f"<h3>{html.escape(self.title)}</h3>{head}{body}"
+        if fmt == "latex":
+            comments = "\n".join(f"% {t}" for t in text if t)
+            return f"{comments}\n{body}"
+        return "\n".join(t for t in text if t) + "\n\n" + body
+
+
+def _cell(value, digits: int, spec: str | None = None) -> str:
+    if value is None or _nan(value):
+        return "-"
+    if spec is not None and isinstance(value, float):
+        return format(value, spec)
+    if isinstance(value, Stat):
+        return value.text(digits)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+@dataclass
+class RunRecord:
+    """One finished run folder: its options (``config.json``'s run), record and metrics."""
+
+    folder: Path
+    options: dict[str, Any]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    def get(self, *keys, default=None):
+        value: Any = self.metrics
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return default
+            value = value[key]
+        return value
+
+
+def run_folders(folder: Path) -> list[Path]:
+    """The finished runs of ``folder``: a matrix's done cells (its matrix*.json), else every
+    sub-folder with ``metrics.json``, else ``folder`` itself when it is a run folder."""
+    from ctbench.experiments.matrix import find_states
+
+    folder = Path(folder)
+    states = find_states(folder)
+    if states:
+        found = [folder / cell["folder"] for state in states for cell in state["cells"]]
+        return [f for f in found if (f / "metrics.json").is_file()]
+    if (folder / "metrics.json").is_file():
+        return [folder]
+    return sorted(p.parent for p in folder.glob("*/metrics.json"))
+
+
+def load_runs(folder: Path) -> list[RunRecord]:
+    """Every finished run under ``folder``; none is a FileNotFoundError saying so."""
+    from ctbench.runtime.storage import read_json
+
+    runs = []
+    for path in run_folders(folder):
+        try:
+            metrics = read_json(path / "metrics.json")
+            config = read_json(path / "config.json")
+            runs.append(RunRecord(path, config["run"], config, metrics))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: unreadable run folder ({error})") from error
+    if not runs:
+        raise FileNotFoundError(f"{folder}: no finished run folder (metrics.json) found")
+    return runs
+
+
+def group_runs(runs: list[RunRecord], ignore=("seed",)) -> list[tuple[dict, list[RunRecord]]]:
+    """Runs grouped by every option but ``ignore`` (seeds -> one row), in first-seen order;
+    each group's key holds only the options that differ between groups."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run.options.items() if k not in ignore}, sort_keys=True)
+        groups.setdefault(key, []).append(run)
+    keys = [json.loads(k) for k in groups]
+    varying = sorted({k for key in keys for k in key if any(o.get(k) != key[k] for o in keys)})
+    return [
+        ({k: key[k] for k in varying}, members)
+        for key, members in zip(keys, groups.values(), strict=True)
+    ]
+
+
+def row_names(groups: list[tuple[dict, list[RunRecord]]], primary: str) -> list[str]:
+    """Each group's ``primary`` option plus the options that tell its rows apart, leaving out
+    those that ``primary`` determines (a preset gives each architecture its own epochs)."""
+    names = []
+    keys = [key for key, _ in groups]
+    firsts = [members[0].options[primary] for _, members in groups]
+    hidden = {primary}
+    for option in {k for key in keys for k in key}:
+        pairs = {(str(p), json.dumps(key.get(option))) for p, key in zip(firsts, keys, strict=True)}
+        if len(pairs) == len({p for p, _ in pairs}):
+            hidden.add(option)
+    for first, key in zip(firsts, keys, strict=True):
+        extra = _describe(key, hidden)
+        names.append(f"{first} ({extra})" if extra else str(first))
+    return names
+
+
+def _describe(key: dict, skip=()) -> str:
+    parts = [f"{k}={_short(v)}" for k, v in key.items() if k not in skip]
+    return ", ".join(parts)
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return "+".join(map(str, value))
+    return str(value)
+
+
+def _stat(members: list[RunRecord], *keys, scale: float = 1.0) -> Stat | None:
+    return Stat.of([m.get(*keys) for m in members], scale)
+
+
+def table_1(runs: list[RunRecord]) -> Table:
+    """Validation median AUROC and OrganIoU per explainer (percent), per architecture."""
+    rows = []
+    order = list(PAPER_TABLE1)
+    grouped = group_runs(runs)
+    grouped.sort(key=lambda g: _order(order, g[1][0].options["arch"]))
+    for name, (_, members) in zip(row_names(grouped, "arch"), grouped, strict=True):
+        paper = PAPER_TABLE1.get(members[0].options["arch"], (None, None, None))
+        rows.append(
+            [
+                name,
+                len(members),
+                _stat(members, "valid_auroc_median", scale=100),
+                paper[0],
+                _stat(members, "valid_organiou", "gradcam", scale=100),
+                paper[1],
+                _stat(members, "valid_organiou", "hirescam", scale=100),
+                paper[2],
+            ]
+        )
+    columns = ["Model", "n", "AUROC", "paper", "OrganIoU Grad", "paper", "OrganIoU HiRes", "paper"]
+    return Table(
+        "Table 1: architecture comparison and ablation (validation set, percent)",
+        _unique(columns),
+        rows,
+        caption="Median AUROC over labels and mean OrganIoU over labels; mean ± sd over seeds "
+        "(n runs). Paper: RAD-ChestCT 2,000 train / 1,000 validation volumes.",
+    )
+
+
+def _unique(columns: list[str]) -> list[str]:
+    """``paper`` columns named after the column they stand beside (CSV needs unique names)."""
+    out = []
+    for column in columns:
+        out.append(f"{out[-1]} (paper)" if column == "paper" else column)
+    return out
+
+
+def _order(order: list[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
+
+
+def table_2(runs: list[RunRecord]) -> Table:
+    """Test OrganIoU of Grad-CAM and HiResCAM, without and with the mask loss (percent)."""
+    _require(runs, "mask_loss", (False, True), "2")
+    rows, hires = [], {}
+    for key, members in sorted(group_runs(runs), key=lambda g: g[1][0].options["mask_loss"]):
+        mask = bool(members[0].options["mask_loss"])
+        paper = PAPER_TABLE2[mask]
+        name = "AxialNet L_class" + (" + λ L_mask" if mask else "")
+        extra = _describe(key, ("mask_loss",))
+        hires[mask] = _stat(members, "organiou", "hirescam", scale=100)
+        rows.append(
+            [
+                f"{members[0].options['arch']}: {name}" + (f" ({extra})" if extra else ""),
+                len(members),
+                _stat(members, "organiou", "gradcam", scale=100),
+                paper["gradcam"],
+                hires[mask],
+                paper["hirescam"],
+            ]
+        )
+    notes = []
+    if hires.get(False) and hires.get(True):
+        change = 100 * (hires[True].mean / hires[False].mean - 1)
+        notes.append(f"HiResCAM OrganIoU change with the mask loss: {change:+.1f}% (paper: +33%)")
+    columns = ["Model", "n", "Grad-CAM", "paper", "HiResCAM", "paper"]
+    return Table(
+        "Table 2: AxialNet test OrganIoU without and with the mask loss (percent)",
+        _unique(columns),
+        rows,
+        caption="Mean OrganIoU over labels on the test set; mean ± sd over seeds (n runs). "
+        "Paper: whole RAD-ChestCT (36,316 volumes).",
+        notes=notes,
+    )
+
+
+def table_5(runs: list[RunRecord]) -> Table:
+    """Validation median AUROC by organ-mask downsampler and dilation."""
+    _require(runs, "mask_loss", (True,), "5")
+    variants = {(r.options["downsampler"], r.options["dilate"]) for r in runs}
+    if len(variants) < 2:
+        raise ValueError("table 5 needs runs of more than one downsampler/dilation variant")
+    rows = []
+    for key, members in group_runs(runs):
+        options = members[0].options
+        extra = _describe(key, ("downsampler", "dilate"))
+        rows.append(
+            [
+                options["downsampler"] + (f" ({extra})" if extra else ""),
+                bool(options["dilate"]),
+                len(members),
+                _stat(members, "valid_auroc_median"),
+                PAPER_TABLE5.get((options["downsampler"], bool(options["dilate"]))),
+            ]
+        )
+    order = [down for down, _ in PAPER_TABLE5]  # the paper's: area, trilinear, nearest
+    rows.sort(key=lambda r: (_order(order, r[0].split(" ")[0]), r[0], r[1]))
+    return Table(
+        "Table 5: AxialNet with the mask loss by PARTITION variant (validation median AUROC)",
+        _unique(["Downsampling", "Dilation", "n", "AUROC", "paper"]),
+        rows,
+        caption="Mean ± sd over seeds (n runs). Paper: RAD-ChestCT 2,000 / 1,000 subset.",
+        digits=3,
+    )
+
+
+def table_7(runs: list[RunRecord]) -> Table:
+    """Per-label test AUROC with 95% CIs, class loss (A) against mask loss (B): DeLong p and
+    Benjamini-Hochberg FDR over labels, on the lowest seed both have."""
+    from ctbench.experiments.comparison import compare_runs
+
+    by_mask: dict[bool, dict[int, RunRecord]] = {False: {}, True: {}}
+    for run in runs:
+        by_mask[bool(run.options["mask_loss"])].setdefault(run.options["seed"], run)
+    seeds = sorted(set(by_mask[False]) & set(by_mask[True]))
+    if not seeds:
+        raise ValueError("table 7 needs a run without and a run with the mask loss, same seed")
+    seed = seeds[0]
+    a, b = by_mask[False][seed], by_mask[True][seed]
+    compared = compare_runs(a.folder, b.folder, "test")
+    rows = []
+    for row in compared.itertuples():
+        paper = PAPER_TABLE7.get(row.label, (None,) * 4)
+        rows.append(
+            [
+                row.label,
+                row.positives_pct,
+                _auc(row.auroc_a, row.ci_a_low, row.ci_a_high),
+                paper[1],
+                _auc(row.auroc_b, row.ci_b_low, row.ci_b_high),
+                paper[2],
+                row.p_value,
+                row.p_fdr,
+                paper[3],
+            ]
+        )
+    columns = ["Abnormality", "Pos %", "AUROC L_class (95% CI)", "paper",
+               "AUROC + L_mask (95% CI)", "paper", "p", "p (FDR)", "p (paper)"]  # fmt: skip
+    return Table(
+        "Table 7: per-label test AUROC, class loss against class + mask loss",
+        _unique(columns),
+        rows,
+        caption=f"Seed {seed}: {a.folder.name} against {b.folder.name}. Paired two-sided DeLong "
+        "tests, Benjamini-Hochberg over labels; paper columns in percent (RAD-ChestCT test).",
+        digits=2,
+        formats={"Pos %": ".1f", "p": ".2g", "p (FDR)": ".2g", "p (paper)": ".2g"},
+    )
+
+
+def _require(runs: list[RunRecord], option: str, values: tuple, table: str) -> None:
+    """Refuse a table whose runs do not have exactly ``values`` of ``option``."""
+    found = {bool(r.options[option]) for r in runs}
+    if found != set(values):
+        raise ValueError(
+            f"table {table} needs runs with {option} = {', '.join(map(str, values))}; "
+            f"these runs have {', '.join(map(str, sorted(found)))}"
+        )
+
+
+def _auc(value, low, high):
+    return None if _nan(value) else f"{100 * value:.1f} ({100 * low:.1f}-{100 * high:.1f})"
+
+
+def table_confounders(runs: list[RunRecord]) -> Table:
+    """Mask loss x confounders: test median AUROC, OrganIoU, AUROC of the confounded labels."""
+    from ctbench.core.registry import default_registry
+
+    _require(runs, "confounders", (False, True), "confounders")
+    datasets = {r.options["dataset"] for r in runs}
+    confounded = sorted(
+        {
+            label
+            for name in datasets
+            for label in default_registry().get("datasets", name).meta.get("confounded_labels", ())
+        }
+    )
+    rows = []
+    grouped = sorted(
+        group_runs(runs),
+        key=lambda g: (g[1][0].options["confounders"], g[1][0].options["mask_loss"]),
+    )
+    for key, members in grouped:
+        options = members[0].options
+        extra = _describe(key, ("mask_loss", "confounders"))
+        rows.append(
+            [
+                "yes" if options["confounders"] else "no",
+                "yes" if options["mask_loss"] else "no",
+                extra or "-",
+                len(members),
+                _stat(members, "auroc_median"),
+                _stat(members, "organiou", "hirescam"),
+                _stat(members, "organiou", "gradcam"),
+                *(_stat(members, "auroc", label) for label in confounded),
+            ]
+        )
+    return Table(
+        "Confounders: planted cues (reversed in test) and the mask loss",
+        [
+            "Confounders",
+            "Mask loss",
+            "Other options",
+            "n",
+            "AUROC median",
+            "OrganIoU HiRes",
+            "OrganIoU Grad",
+            *(f"AUROC {label}" for label in confounded),
+        ],
+        rows,
+        caption="Test set; mean ± sd over seeds (n runs). The confounded labels' cues agree with "
+        "the label in train and validation and disagree in test: a model that reads the cue "
+        "scores below 0.5 there.",
+        digits=3,
+    )
+
+
+def table_timing(runs: list[RunRecord], benchmarks: list[Path] = ()) -> Table:
+    """Seconds per epoch and per volume of each phase, peak memory, per run group; the
+    benchmarks' pytest-benchmark JSON rows after them."""
+    explainers = sorted({e for r in runs for e in r.get("explain_seconds", default={})})
+    rows = []
+    grouped = group_runs(runs)
+    for name, (_, members) in zip(row_names(grouped, "arch"), grouped, strict=True):
+        rows.append(
+            [
+                name,
+                len(members),
+                Stat.of([_per_epoch(m, "head") for m in members]),
+                Stat.of([_per_epoch(m, "full") for m in members]),
+                Stat.of([_per_epoch(m, "full", per_volume=True) for m in members]),
+                Stat.of([_evaluate_per_volume(m) for m in members]),
+                *(Stat.of([_explain_per_volume(m, e) for m in members]) for e in explainers),
+                Stat.of([_partition_per_volume(m) for m in members]),
+                _stat(members, "memory", "peak_rss_mib"),
+                _stat(members, "timing", "total"),
+            ]
+        )
+    columns = ["Run", "n", "head s/epoch", "full s/epoch", "full s/volume", "evaluate s/volume",
+               *(f"{e} s/volume" for e in explainers), "PARTITION s/volume",
+               "peak RSS MiB", "total s"]  # fmt: skip
+    table = Table(
+        "Timing per run group",
+        columns,
+        rows,
+        caption="Machine: " + "; ".join(sorted({_machine(r.config) for r in runs})),
+        digits=3,
+    )
+    for path in benchmarks:
+        table.rows += benchmark_rows(path, len(columns))
+    return table
+
+
+def _per_epoch(run: RunRecord, stage: str, per_volume: bool = False) -> float | None:
+    history = [r for r in run.get("training", "history", default=[]) if r.get("stage") == stage]
+    seconds = [r["seconds"] for r in history if "seconds" in r]
+    if not seconds:
+        return None
+    value = float(np.mean(seconds))
+    return value / _cases(run, "train") if per_volume else value
+
+
+def _cases(run: RunRecord, *splits: str) -> float:
+    count = sum(run.get("cases", s, default=0) or 0 for s in splits)
+    return count if count else math.nan
+
+
+def _evaluate_per_volume(run: RunRecord) -> float | None:
+    timing = run.get("timing", default={})
+    if "evaluate_test" not in timing:
+        return None
+    seconds = timing.get("evaluate_valid", 0.0) + timing["evaluate_test"]
+    seconds -= sum(run.get("explain_seconds", default={}).values())
+    return seconds / _cases(run, "valid", "test")
+
+
+def _explain_per_volume(run: RunRecord, explainer: str) -> float | None:
+    seconds = run.get("explain_seconds", explainer)
+    return None if seconds is None else seconds / _cases(run, "valid", "test")
+
+
+def _partition_per_volume(run: RunRecord) -> float | None:
+    seconds = run.get("timing", "partition")
+    return None if seconds is None else seconds / _cases(run, "train", "valid", "test")
+
+
+def _machine(config: dict[str, Any]) -> str:
+    machine = config.get("machine")
+    if not machine:
+        return "not recorded"
+    gpus = ", ".join(machine.get("gpus") or []) or "no GPU"
+    return f"{machine.get('cpu')}, {machine.get('cores')} cores, {gpus}"
+
+
+def benchmark_rows(path: Path, width: int) -> list[list[Any]]:
+    """One row per pytest-benchmark result (``--benchmark-json``): mean ± sd seconds."""
+    from ctbench.runtime.storage import read_json
+
+    data = read_json(path)
+    machine = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "")
+    rows = []
+    for bench in data.get("benchmarks", []):
+        stats = bench["stats"]
+        row = [f"benchmark {bench['name']}", stats["rounds"]]
+        row += [None] * (width - 4)
+        row += [None, Stat(stats["mean"], stats["stddev"], stats["rounds"])]
+        rows.append(row)
+    if machine and rows:
+        rows[0][0] += f" [{machine}]"
+    return rows
+
+
+EXPLAINER_METRICS = (
+    ("pointing_game", "pointing"),
+    ("mass_inside", "mass inside"),
+    ("average_precision", "AP"),
+    ("auroc", "map AUROC"),
+    ("dice_tuned", "Dice (tuned)"),
+    ("hit_tuned", "hit rate"),
+    ("instance_f1", "instance F1"),
+)
+"""The localisation metrics the explainer table shows (metrics.json has them all)."""
+
+
+def table_explainers(runs: list[RunRecord]) -> Table:
+    """Every explainer and reference map of each run group on the localisation family, against
+    lesion truth where the runs have it, else against the allowed organs (test split)."""
+    rows = []
+    grouped = group_runs(runs)
+    for name, (_, members) in zip(row_names(grouped, "arch"), grouped, strict=True):
+        blocks = [m.metrics.get("explanation_metrics") or {} for m in members]
+        target = "lesion" if all("lesion" in b for b in blocks) else "organ"
+        if not all(target in b for b in blocks):
+            continue
+        for explainer in blocks[0][target]:
+            cells = [
+                Stat.of(  # instance F1 is scored against lesions only
+                    [
+                        b[target][explainer].get(metric, {}).get("mean")
+                        for b in blocks
+                        if explainer in b[target]
+                    ]
+                )
+                for metric, _ in EXPLAINER_METRICS
+            ]
+            rows.append([name, target, explainer, len(members), *cells])
+    if not rows:
+        raise ValueError("no run holds explanation metrics (runs with an explainer write them)")
+    return Table(
+        "Explainers: localisation on the test split",
+        ["Run", "truth", "map", "n", *(label for _, label in EXPLAINER_METRICS)],
+        rows,
+        caption="Means over scored (volume, present label) pairs; mean ± sd over seeds (n "
+        "runs). ideal / organ_uniform / random are the reference maps. Each run's "
+        "metrics.json holds every metric with its bootstrap interval and the paired "
+        "differences between explainers.",
+        digits=3,
+    )
+
+
+def build_table(
+    name: str, folder: Path, benchmarks: list[Path] = (), runs: list[RunRecord] | None = None
+) -> Table:
+    """Table ``name`` (one of :data:`TABLES`) from the finished runs in ``folder`` (``runs``:
+    already loaded with :func:`load_runs`, so that several tables read the folders once)."""
+    builders = {
+        "1": table_1,
+        "2": table_2,
+        "5": table_5,
+        "7": table_7,
+        "timing": lambda found: table_timing(found, benchmarks),
+        "confounders": table_confounders,
+        "explainers": table_explainers,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
+    return builders[name](load_runs(folder) if runs is None else runs)
+
+
+def spec_tables(folder: Path) -> list[str]:
+    """The tables a matrix's spec names (its ``table`` key); none when there is no matrix or
+    its spec names none (the commands decide what that means)."""
+    from ctbench.experiments.matrix import find_states
+
+    names = []
+    for state in find_states(folder):
+        names += [n for n in state["spec"].get("table", []) if n not in names]
+    return names

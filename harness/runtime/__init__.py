@@ -1,0 +1,2 @@
+"""Where and how work runs: devices, torchrun, files (atomic, bounded, locked), progress,
+checkpoints."""

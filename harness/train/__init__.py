@@ -1,0 +1,1 @@
+"""Training: losses (the mask loss), the trainer, the head warm-up and the pretext start."""
