@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctbench.core import paper
 from ctbench.core.registry import default_registry
 
 MAX_INPUT_VALUES = 1 << 30
@@ -20,14 +21,14 @@ def _input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     shape = tuple(input_shape)
     if len(shape) != 4 or not all(isinstance(n, int) and n > 0 for n in shape):
         raise ValueError(
-            f"input_shape must be four positive ints (H, C, Y, X), e.g. (135, 3, 420, 420); "
+            f"input_shape must be four positive ints (H, C, Y, X), e.g. {paper.INPUT_SHAPE}; "
             f"got {input_shape!r}"
         )
     values = shape[0] * shape[1] * shape[2] * shape[3]
     if values > MAX_INPUT_VALUES:
         raise ValueError(
             f"input_shape {shape} holds {values:,} values per volume, more than ctbench builds "
-            f"models for ({MAX_INPUT_VALUES:,}); the paper's is (135, 3, 420, 420)"
+            f"models for ({MAX_INPUT_VALUES:,}); the paper's is {paper.INPUT_SHAPE}"
         )
     return shape  # type: ignore[return-value]
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ctbench.core import paper
 from ctbench.core.cases import SPLITS, Case, Finding, InvalidCaseError, SourceConfig
 
 
@@ -42,7 +43,7 @@ class Geometry:
 PRESETS: dict[str, Geometry] = {
     # the paper's 0.8 mm and 405 x 420 x 420 (324 x 336 x 336 mm); the smaller presets keep
     # about that field of view at coarser spacing, for a CPU
-    "paper": Geometry(0.8, (405, 420, 420)),
+    "paper": Geometry(paper.SPACING_MM, paper.VOLUME_SHAPE),
     "default": Geometry(2.4, (135, 140, 140)),
     "tiny": Geometry(5.0, (27, 64, 64)),
 }

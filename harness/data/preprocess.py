@@ -12,16 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from ctbench.core import paper
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """The configurable numbers of the pipeline; the defaults are the paper's."""
 
-    volume_shape: tuple[int, int, int] = (405, 420, 420)
-    hu_range: tuple[float, float] = (-1000.0, 800.0)
+    volume_shape: tuple[int, int, int] = paper.VOLUME_SHAPE
+    hu_range: tuple[float, float] = paper.HU_RANGE
     centre: float = 0.449
-    slices_per_group: int = 3
+    slices_per_group: int = paper.SLICES_PER_GROUP
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

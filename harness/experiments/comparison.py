@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ctbench.evaluate.stats import auroc_ci, benjamini_hochberg, delong_test
+from ctbench.experiments.run_folder import RunFolder
 from ctbench.runtime.storage import read_table
 
 COLUMNS = ("auroc_a", "ci_a_low", "ci_a_high", "auroc_b", "ci_b_low", "ci_b_high", "z", "p_value")
 
 
 def read_predictions(folder: Path, split: str) -> pd.DataFrame:
-    path = Path(folder) / "predictions.csv"
+    path = RunFolder(folder).predictions
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no predictions (is {folder} a finished run folder?)")
     frame = read_table(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ctbench.experiments.run_folder import RunFolder
 from ctbench.explain import faithfulness as faith
 
 CURVES = ("deletion_morf", "deletion_lerf", "insertion_morf", "insertion_lerf")
@@ -226,7 +227,7 @@ def evaluate_run(
         "seconds": time.perf_counter() - began,
         "skipped": skipped,
     }
-    folder = run_folder / "faithfulness"
+    folder = RunFolder(run_folder).faithfulness
     write_json(folder / f"{regions}-{imputer}.json", report)
     plot_curves(report, folder / f"{regions}-{imputer}.png")
     report["table"] = table_lines(report)

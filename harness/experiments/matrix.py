@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ctbench.experiments.matrix_spec import Cell, MatrixSpec, shard_cells
+from ctbench.experiments.run_folder import RunFolder
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 """``local``: this machine (``--jobs`` processes); ``slurm``: one submitit job per cell;
@@ -350,13 +351,12 @@ def read_states(out: Path) -> list[dict[str, Any]]:
 
 def cell_rows(out: Path, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per recorded cell: status, seconds, its run's median test AUROC, the error."""
-    from ctbench.runtime.storage import read_json
 
     rows = []
     for state in states:
         for cell in state["cells"]:
-            metrics = Path(out) / cell["folder"] / "metrics.json"
-            auroc = read_json(metrics).get("auroc_median") if metrics.is_file() else None
+            run = RunFolder(Path(out) / cell["folder"])
+            auroc = run.read_metrics().get("auroc_median") if run.finished else None
             seconds = cell.get("seconds")
             rows.append(
                 {

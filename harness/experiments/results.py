@@ -58,20 +58,24 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 def write_results(
     folder: Path, metrics: dict, table: pd.DataFrame, evaluated: dict, labels: list[str]
 ) -> None:
-    """Every table and array of the run, then ``metrics.json`` (which marks the run finished)."""
-    write_csv(folder / "predictions.csv", predictions_frame(evaluated, labels))
-    write_csv(folder / "per_label.csv", table)
-    write_json(folder / "timing.json", json_safe(metrics["timing"]))
+    """Every table and array of the run, then ``metrics.json`` (which marks the run finished),
+    with its ``schema_version``."""
+    from ctbench.experiments.run_folder import SCHEMA_VERSION, RunFolder
+
+    run = RunFolder(folder)
+    write_csv(run.predictions, predictions_frame(evaluated, labels))
+    write_csv(run.per_label, table)
+    write_json(run.timing, json_safe(metrics["timing"]))
     test = evaluated["test"]
     if test.slice_scores is not None:
         write_npz(
-            folder / "slice_scores.npz",
+            run.slice_scores,
             case_ids=np.array(test.case_ids),
             labels=np.array(labels),
             scores=test.slice_scores,
             truth=test.truth,
         )
-    write_json(folder / "metrics.json", json_safe(metrics))
+    write_json(run.metrics, json_safe({"schema_version": SCHEMA_VERSION, **metrics}))
 
 
 def run_title(options: dict[str, Any]) -> str:

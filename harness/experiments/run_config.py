@@ -13,9 +13,10 @@ import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
-DEFAULT_LAMBDA = 1.0 / 3.0
-"""The paper's weight of the mask loss (ctbench.train.losses uses it too); torch-free, so that
-``ctbench run --help`` imports no torch."""
+from ctbench.core import paper
+
+DEFAULT_LAMBDA = paper.MASK_LAMBDA
+"""The paper's weight of the mask loss (``ctbench.core.paper``)."""
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     # Training defaults per data preset; every one can be overridden on the command line.
@@ -49,9 +50,9 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         "start": "imagenet",
         "pretext_epochs": 10,
         "head_epochs": 0,
-        "epochs": 100,
-        "scratch_epochs": 100,
-        "batch_size": 1,
+        "epochs": paper.EPOCHS,
+        "scratch_epochs": paper.EPOCHS,
+        "batch_size": paper.BATCH_SIZE,
         "optimizer": "sgd",
         "schedule": "constant",
         "downsampler": "nearest",
@@ -93,7 +94,7 @@ DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """``--device`` and ``--precision`` (``ctbench.runtime.devices`` resolves them), torch-free here."""
 
-DEFAULT_LR = 1e-3
+DEFAULT_LR = paper.LEARNING_RATE
 """The paper's learning rate; the phantom presets use it with Adam too."""
 
 DEFAULT_EXPLAINERS = ("hirescam", "gradcam")
@@ -180,7 +181,9 @@ class RunConfig:
         help="Full epochs (backbone included). Default: the preset's (phantom: 0 after the head "
         "warm-up, 3 from random weights; paper: 100).",
     )
-    patience: int = option(15, minimum=1, help="Epochs without a better validation loss.")
+    patience: int = option(
+        paper.PATIENCE, minimum=1, help="Epochs without a better validation loss."
+    )
     optimizer: str | None = option(
         None,
         choices=("sgd", "adam"),

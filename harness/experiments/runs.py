@@ -26,6 +26,7 @@ from ctbench.experiments.run_config import (  # noqa: F401  (public names, re-ex
     RunConfig,
     chosen_start,
 )
+from ctbench.experiments.run_folder import RunFolder
 
 
 class RunExistsError(RuntimeError):
@@ -52,19 +53,10 @@ class Timer:
 
 
 def run_state(folder: Path) -> str:
-    """``finished`` (``metrics.json``, written last, is there), ``unfinished`` (anything else
-    is) or ``new`` (no folder, or one that holds nothing but a lock file)."""
-    folder = Path(folder)
-    if (folder / "metrics.json").is_file():
-        return "finished"
-    return "unfinished" if folder.is_dir() and _contents(folder) else "new"
+    """``finished``, ``unfinished`` or ``new`` (:meth:`RunFolder.state`)."""
+    from ctbench.experiments.run_folder import RunFolder
 
-
-def _contents(folder: Path) -> list[Path]:
-    """What a run folder holds, less its lock file."""
-    from ctbench.runtime.locks import is_lock_file
-
-    return [path for path in folder.iterdir() if not is_lock_file(path)]
+    return RunFolder(folder).state()
 
 
 def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
@@ -74,7 +66,9 @@ def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: 
     state = run_state(folder)
     if state != "new":
         if overwrite:
-            for path in _contents(folder):
+            from ctbench.experiments.run_folder import RunFolder
+
+            for path in RunFolder(folder).contents():
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
                 else:
@@ -101,18 +95,18 @@ def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: 
 def _saved_options(folder: Path) -> dict[str, Any]:
     """The run options an unfinished run recorded; none recorded (it was killed before its
     config.json) is one clear error rather than a KeyError."""
-    from ctbench.runtime.storage import read_json
+    from ctbench.experiments.run_folder import RunFolder
 
-    path = folder / "config.json"
-    if not path.is_file():
+    run = RunFolder(folder)
+    if not run.config.is_file():
         raise RunExistsError(
             f"{folder}: an unfinished run that recorded no config.json (killed in its first "
             "seconds); pass --overwrite to start again"
         )
-    record = read_json(path)
-    if not isinstance(record, dict) or not isinstance(record.get("run"), dict):
-        raise RunExistsError(f"{path}: not a ctbench run configuration; pass --overwrite")
-    return record["run"]
+    try:
+        return run.read_config()["run"]
+    except ValueError as error:
+        raise RunExistsError(f"{error}; pass --overwrite") from error
 
 
 def config_record(config: RunConfig, extra: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +356,7 @@ class RunParts:
             },
         )
         if self.job.is_main:
-            write_json(self.folder / "config.json", self.record)
+            write_json(RunFolder(self.folder).config, self.record)
 
     def make_splits(self) -> None:
         """Train, valid and test datasets; allowed regions where explanations or the mask loss
@@ -444,7 +438,7 @@ class RunParts:
             settings,
             self.datasets["train"],
             self.datasets["valid"],
-            self.folder / "checkpoints",
+            RunFolder(self.folder).checkpoints,
             checkpoint_info={
                 "arch": config.arch,
                 "input_shape": self.input_shape,
@@ -496,7 +490,7 @@ class RunParts:
 
         with self.timer.phase("figures"):
             write_figures(
-                self.folder / "figures", history, test, self.datasets["test"], self.labels,
+                RunFolder(self.folder).figures, history, test, self.datasets["test"], self.labels,
                 self.config,
             )  # fmt: skip
 
@@ -577,15 +571,14 @@ def trained_run(run_folder: Path, explainers=None, device="cpu"):
     """``(config, explainer names, trained model on device)`` of a finished run folder, for
     the commands that study a run's explanations (sanity, faithfulness); ``explainers``
     defaults to the run's own."""
+    from ctbench.experiments.run_folder import RunFolder
     from ctbench.runtime.checkpoints import model_from_checkpoint
 
-    run_folder = Path(run_folder)
-    checkpoint = run_folder / "checkpoints" / "best.pt"
+    run = RunFolder(run_folder)
+    checkpoint = run.best_checkpoint
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no trained model (is {run_folder} a finished run?)")
-    from ctbench.runtime.storage import read_json
-
-    config = RunConfig.from_json(read_json(run_folder / "config.json")["run"])
+        raise FileNotFoundError(f"{checkpoint}: no trained model (is {run.path} a finished run?)")
+    config = RunConfig.from_json(run.read_config()["run"])
     names = list(explainers or config.explainers)
     if not names:
         raise ValueError(f"{run_folder}: the run has no explainer; name one with --explainer")

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from ctbench.experiments.run_folder import RunFolder
 from ctbench.explain.sanity import (
     MEASURES,
     PermutedLabels,
@@ -64,7 +65,7 @@ def permuted_label_model(config, run_folder: Path, seed: int, progress, log):
             log=log,
             wrap_source=lambda source: PermutedLabels(source, seed),
         )
-    return model_from_checkpoint(folder / "checkpoints" / "best.pt")[0]
+    return model_from_checkpoint(RunFolder(folder).best_checkpoint)[0]
 
 
 def check_run(
@@ -112,7 +113,7 @@ def check_run(
             "passed", True
         )
         report["explainers"][name] = result
-    write_json(run_folder / "sanity.json", report)
+    write_json(RunFolder(run_folder).sanity, report)
     plot_sanity(report, run_folder / "sanity.png")
     report["table"] = table_lines(report)
     return report

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ctbench.runtime.storage import read_json
+from ctbench.experiments.run_folder import RunFolder
 
 TRACKERS = ("mlflow",)
 
@@ -36,8 +36,8 @@ def track_run(folder: str | Path, tracker: str = "mlflow", experiment: str = "ct
     except ImportError as error:
         raise RuntimeError("--track mlflow needs MLflow: pip install 'ctbench[mlflow]'") from error
     folder = Path(folder)
-    metrics = read_json(folder / "metrics.json")
-    config = read_json(folder / "config.json")
+    run_folder = RunFolder(folder)
+    metrics, config = run_folder.read_metrics(), run_folder.read_config()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     artifacts = None
     if not uri:
@@ -65,11 +65,12 @@ def track_run(folder: str | Path, tracker: str = "mlflow", experiment: str = "ct
                     client.log_metric(run_id, f"epoch/{key}", float(value), step=step)
         for key, value in final_metrics(metrics).items():
             client.log_metric(run_id, key, value)
-        for name in ("config.json", "metrics.json", "per_label.csv", "timing.json"):
-            if (folder / name).is_file():
-                client.log_artifact(run_id, str(folder / name))
-        if (folder / "figures").is_dir():
-            client.log_artifacts(run_id, str(folder / "figures"), "figures")
+        files = (run_folder.config, run_folder.metrics, run_folder.per_label, run_folder.timing)
+        for path in files:
+            if path.is_file():
+                client.log_artifact(run_id, str(path))
+        if run_folder.figures.is_dir():
+            client.log_artifacts(run_id, str(run_folder.figures), "figures")
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise

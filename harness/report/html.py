@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from ctbench.experiments.run_folder import RunFolder
 from ctbench.runtime.storage import read_table
 
 STYLE = """
@@ -102,7 +103,7 @@ def _run_section(run, overlays: int) -> str:
         f"<p class='note'>{html.escape(str(run.folder))}</p>",
     ]
     parts.append(_html_table(pd.DataFrame([summary])))
-    per_label_path = run.folder / "per_label.csv"
+    per_label_path = RunFolder(run.folder).per_label
     with tempfile.TemporaryDirectory() as scratch:
         if per_label_path.is_file():
             table = read_table(per_label_path)
@@ -116,7 +117,7 @@ def _run_section(run, overlays: int) -> str:
                     table, explainers, Path(scratch) / "organiou.png", title
                 )
                 parts.append(_image(path, "OrganIoU per label and explainer"))
-    figures = run.folder / "figures"
+    figures = RunFolder(run.folder).figures
     for name, alt in (("loss_curves.png", "loss curves"), ("slice_scores.png", "per-slice scores")):
         if (figures / name).is_file():
             parts.append(f"<h3>{alt.capitalize()}</h3>" + _image(figures / name, alt))

@@ -167,30 +167,15 @@ class RunRecord:
         return value
 
 
-def run_folders(folder: Path) -> list[Path]:
-    """The finished runs of ``folder``: a matrix's done cells (its matrix*.json), else every
-    sub-folder with ``metrics.json``, else ``folder`` itself when it is a run folder."""
-    from ctbench.experiments.matrix import find_states
-
-    folder = Path(folder)
-    states = find_states(folder)
-    if states:
-        found = [folder / cell["folder"] for state in states for cell in state["cells"]]
-        return [f for f in found if (f / "metrics.json").is_file()]
-    if (folder / "metrics.json").is_file():
-        return [folder]
-    return sorted(p.parent for p in folder.glob("*/metrics.json"))
-
-
 def load_runs(folder: Path) -> list[RunRecord]:
     """Every finished run under ``folder``; none is a FileNotFoundError saying so."""
-    from ctbench.runtime.storage import read_json
+    from ctbench.experiments.run_folder import RunFolder, finished_runs
 
     runs = []
-    for path in run_folders(folder):
+    for path in finished_runs(folder):
         try:
-            metrics = read_json(path / "metrics.json")
-            config = read_json(path / "config.json")
+            run = RunFolder(path)
+            metrics, config = run.read_metrics(), run.read_config()
             runs.append(RunRecord(path, config["run"], config, metrics))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: unreadable run folder ({error})") from error

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from ctbench.experiments.run_config import DEFAULT_LAMBDA  # noqa: F401  (defined with the run options)
 from ctbench.explain.explanations import per_slice_contributions
 from torch import nn
 

@@ -23,17 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ctbench.core import paper
 from ctbench.data.loader import VolumeDataset, to_model_batch
 from ctbench.runtime.checkpoints import load_checkpoint, save_checkpoint
 from ctbench.runtime.devices import Precision, to_device
 from ctbench.runtime.distributed import Distributed, GlobalBatchSampler, rank_batches
 from ctbench.runtime.progress import progress_bar
-from ctbench.train.losses import DEFAULT_LAMBDA, classification_loss, mask_attention, mask_loss
+from ctbench.train.losses import classification_loss, mask_attention, mask_loss
 from torch import nn
 from torch.utils.data import DataLoader
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
+
+BEST, LAST = "best.pt", "last.pt"
+"""The checkpoints a training keeps in its folder: the best validation loss, and the last epoch."""
 
 
 @dataclass
@@ -47,15 +51,15 @@ class TrainSettings:
     """
 
     optimizer: str = "sgd"
-    lr: float = 1e-3
+    lr: float = paper.LEARNING_RATE
     schedule: str = "constant"
-    momentum: float = 0.99
+    momentum: float = paper.MOMENTUM
     weight_decay: float = 1e-7
-    epochs: int = 100
-    patience: int = 15
-    batch_size: int = 1
+    epochs: int = paper.EPOCHS
+    patience: int = paper.PATIENCE
+    batch_size: int = paper.BATCH_SIZE
     mask_loss: bool = False
-    mask_lambda: float = DEFAULT_LAMBDA
+    mask_lambda: float = paper.MASK_LAMBDA
     seed: int = 0
     workers: int = 0
     head_epochs: int = 0
@@ -141,11 +145,11 @@ class Trainer:
 
     @property
     def last_path(self) -> Path:
-        return self.folder / "last.pt"
+        return self.folder / LAST
 
     @property
     def best_path(self) -> Path:
-        return self.folder / "best.pt"
+        return self.folder / BEST
 
     def losses(
         self, batch: dict, explainer, model: nn.Module | None = None

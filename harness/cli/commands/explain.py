@@ -97,6 +97,7 @@ def explain(
     import ctbench
     import numpy as np
     import torch
+    from ctbench.core import paper
     from ctbench.core.cases import validate_volume
     from ctbench.data.io import load_volume
     from ctbench.data.loader import prepare_volume
@@ -117,7 +118,7 @@ def explain(
             volume, _ = load_volume(volume_path)
             name = volume_path.name
             label_names = payload["label_names"] if payload else list(output_labels())
-            default_shape = (405, 420, 420)
+            default_shape = paper.VOLUME_SHAPE
         else:
             source = ctbench.create_dataset(dataset_name, preset=preset)
             name = case_id or source.case_ids(split)[index]
