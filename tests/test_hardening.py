@@ -1,4 +1,4 @@
-"""Hostile input, concurrent runs and full disks (README: Reliability; issue 27).
+"""Hostile input, concurrent runs and full disks (docs/reliability.md; issue 27).
 
 Each test names the defect it guards against; every one failed on the main branch before the
 hardening. Unbounded reads are tested with bounded fakes and small limits, never by exhausting

@@ -1,7 +1,7 @@
 """Parity with Quantus (the field's explanation-evaluation library, in the test extra) on a 2-D,
 one-label case where Quantus is right: no ties, non-empty masks. Where the two differ by
 design, the test says so: Quantus counts a maximum tied with a cell outside the mask as a hit;
-ctbench shares ties (README: Explanation metrics).
+ctbench shares ties (docs/explanations.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``ctbench`` command line (README: Running experiments).
+"""The ``ctbench`` command line (docs/running.md).
 
 Subcommands live in ``ctbench.cli.commands.<name>`` and are imported only when they run (or when
 ``--help`` lists their one-line help), so ``ctbench --help`` imports neither torch nor any
@@ -72,8 +72,8 @@ def escape_controls(text: str) -> str:
 
 
 def user_error(error: Exception) -> str | None:
-    """The one-line message of an error a user meets whatever the command (README:
-    Reliability), or None for a real bug, whose traceback must show."""
+    """The one-line message of an error a user meets whatever the command
+    (docs/reliability.md), or None for a real bug, whose traceback must show."""
     from ctbench.runtime.locks import FolderLockedError
     from ctbench.runtime.storage import (
         DiskFullError,

@@ -1,4 +1,4 @@
-"""The public lookup API (README: Writing a plugin): build any registered plugin by name.
+"""The public lookup API (docs/plugins/README.md): build any registered plugin by name.
 
 Each function looks the name up in :func:`ctbench.core.registry.default_registry`; an unknown name
 raises :class:`ctbench.core.registry.UnknownPluginError` listing the known names.

@@ -1,7 +1,7 @@
 """What every dataset plugin hands to the harness: cases and the collection that serves them.
 
 A :class:`Case` is one CT volume in Hounsfield units, axes ``[S, Y, X]`` =
-[superior->inferior, anterior->posterior, patient right->patient left] (README: Models, Contracts),
+[superior->inferior, anterior->posterior, patient right->patient left] (docs/models.md),
 with its labels and, where the dataset knows them, its report, organ masks and finding masks.
 A dataset plugin returns a :class:`CaseSource`; the harness does the rest (preprocessing,
 augmentation, batching).

@@ -260,7 +260,7 @@ def contract_text(kind: str) -> str:
     lines = ["Members the core reads on what the factory builds (* required):"]
     for name, member in MEMBERS[kind].items():
         lines.append(f"  {'*' if member.required else ' '} {name}: {member.what}")
-    lines.append("Registration metadata (register(name, factory, description=..., **meta)):")
+    lines.append("Registration metadata (keyword arguments of register(name, factory, ...)):")
     for key, spec in METADATA[kind].items():
         lines.append(f"    {key} (default {spec.default!r}): {spec.changes}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Hook specifications of the ctbench plugin system (README: Writing a plugin).
+"""Hook specifications of the ctbench plugin system (docs/plugins/README.md).
 
 Every architecture, explainer, segmenter, downsampler and dataset reaches ctbench through one
 of these hooks, built-in and third-party alike. Each hook receives a ``register`` callable::

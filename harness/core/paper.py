@@ -1,4 +1,4 @@
-"""The paper's numbers, in one torch-free place (Draelos & Carin; README: Models).
+"""The paper's numbers, in one torch-free place (Draelos & Carin; docs/models.md).
 
 Every module that defaults to the paper's setting reads it from here: the data geometry, the
 model input, the mask loss weight and the training recipe of the ``paper`` preset.

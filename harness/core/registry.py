@@ -1,4 +1,4 @@
-"""Plugin registries (README: Writing a plugin).
+"""Plugin registries (docs/plugins/README.md).
 
 A :class:`Registry` owns one fresh pluggy manager. It loads the plugin modules named by the
 ``ctbench`` entry points, calls each plugin's ``register_*`` hooks with a ``register``

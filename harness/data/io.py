@@ -1,7 +1,7 @@
 """Reading CT volumes from the field's formats into ctbench's axes and Hounsfield units.
 
 Every reader returns the volume with its spacing, ``volume[S, Y, X]`` ordered
-[superior->inferior, anterior->posterior, patient right->patient left] (README: Models,
+[superior->inferior, anterior->posterior, patient right->patient left] (docs/models.md,
 Contracts), so that "right lung" means the patient's right lung whatever the file's own
 orientation. A file that cannot be read is one :class:`ctbench.core.cases.InvalidCaseError` naming
 it and the problem.

@@ -5,7 +5,7 @@ what the metrics need: logits, per-slice scores (MIL models), each explainer's R
 min-max-normalised map per (case, label), PARTITION's allowed regions and, where the dataset
 has lesion masks, the lesion IoU at every threshold. :func:`score_run` turns the validation and
 test outputs into ``metrics.json`` and the per-label table: thresholds are chosen on validation
-and reused on test (README: Running experiments, Evaluation).
+and reused on test (docs/running.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``DIR/matrix.json`` (``matrix-shard-I-of-N.json`` for one shard) records the spec, every cell's
 options, folder, status and timings; it is rewritten atomically after every cell, so a killed
-matrix keeps what finished. Rules (README: Matrices and tables): a finished cell (its folder has
+matrix keeps what finished. Rules (docs/matrices.md): a finished cell (its folder has
 ``metrics.json``) is skipped, an unfinished one is resumed; a failing cell records its error and
 log (``DIR/logs/<folder>.log``) and the others go on; a spec that changed since the last run of
 the same DIR says which cells it adds and drops, and drops none without ``replace``.

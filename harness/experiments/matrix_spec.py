@@ -1,6 +1,6 @@
 """Matrix specs: a TOML file of base ``ctbench run`` options and axes to cross -> cells.
 
-A spec (README: Matrices and tables)::
+A spec (docs/matrices.md)::
 
     [run]                  # base options: ctbench run's long options, dashes as underscores
     preset = "tiny"

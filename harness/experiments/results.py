@@ -1,4 +1,4 @@
-"""Writing a run's results: tables, arrays and figures listed in the README (Running experiments).
+"""Writing a run's results: tables, arrays and figures listed in docs/run-folder.md.
 
 ``predictions.csv`` is long (one row per split, case and label: truth, logit, probability), so
 that two runs pair up on ``(split, case_id, label)``. ``per_label.csv`` is the paper-style

@@ -1,4 +1,4 @@
-"""``ctbench run``: one resolved configuration -> one run folder (README: Running experiments).
+"""``ctbench run``: one resolved configuration -> one run folder (docs/running.md).
 
 Phases, each timed: data (generate or find the dataset), partition (load every case once and
 build its allowed regions when an explainer or the mask loss needs them), train (resumable, see

@@ -1,7 +1,7 @@
 """Explanation maps: capturing the CAM layer, resampling, and display post-processing.
 
 Explainers (``plugins/explainers``) return raw, signed maps ``[B, M, H, D1, D2]`` on the
-slice-group grid of the input (README: Models, Contracts). Everything that is for people rather than
+slice-group grid of the input (docs/models.md). Everything that is for people rather than
 for metrics lives here and is kept separate from the raw maps: ReLU + min-max per
 (scan, label) over the whole volume [paper 3.3; the paper's reference code], and trilinear
 upsampling to the CT grid for overlays.

@@ -1,4 +1,4 @@
-"""Organ masks for PARTITION (README: PARTITION; paper appendix 7.2.2).
+"""Organ masks for PARTITION (docs/partition.md; paper appendix 7.2.2).
 
 A segmenter maps ``(volume_hu [S, Y, X], spacing_mm)`` to :class:`OrganMasks`: boolean
 ``right_lung``, ``left_lung`` and ``mediastinum`` (heart and great vessels included) of the

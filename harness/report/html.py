@@ -1,4 +1,4 @@
-"""``ctbench report``: one self-contained HTML page for a run or a matrix (README: Reports).
+"""``ctbench report``: one self-contained HTML page for a run or a matrix (docs/matrices.md).
 
 Tables, AUROC per label with CI bars, OrganIoU per label and explainer, loss curves, per-slice
 score plots and overlays; every image is embedded as a data URI and the page has no script and

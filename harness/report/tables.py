@@ -1,4 +1,4 @@
-"""The paper's tables rebuilt from run folders alone (README: Matrices and tables).
+"""The paper's tables rebuilt from run folders alone (docs/matrices.md).
 
 :func:`load_runs` reads every finished run of a folder (a matrix's cells, or any folder of run
 folders); each ``table_*`` builds one table as a :class:`Table` whose numeric cells are

@@ -1,4 +1,4 @@
-"""One writer per folder: the lock a run folder or a matrix's state takes (README: Reliability).
+"""One writer per folder: the lock a run folder or a matrix's state takes (docs/reliability.md).
 
 ``with folder_lock(folder):`` holds an exclusive ``fcntl.flock`` on ``folder/.ctbench.lock``
 (``.NAME.lock`` for a named lock, such as one matrix shard's state file), and writes into it who

@@ -35,7 +35,7 @@ READ_LIMITS: dict[str, int] = {
     "table": 1024 * MIB,  # a CSV (labels, reports, metadata of 50,000 volumes)
     "json": 256 * MIB,  # ctbench's own JSON records (config, metrics, matrix state)
 }
-"""The most bytes ctbench reads from one user file of each kind (README: Reliability)."""
+"""The most bytes ctbench reads from one user file of each kind (docs/reliability.md)."""
 
 
 class FileTooLargeError(ValueError):

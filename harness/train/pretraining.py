@@ -1,4 +1,4 @@
-"""A pretrained start that ctbench makes from data itself (README: Pretrained starts).
+"""A pretrained start that ctbench makes from data itself (docs/pretrained-starts.md).
 
 The paper's AxialNet starts from ImageNet; offline phantom runs cannot download it, and from
 random weights ResNet-18 learns little in a CPU's budget (docs/learning-investigation.md). The

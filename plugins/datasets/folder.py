@@ -1,6 +1,6 @@
 """The ``folder`` dataset: your own chest CT, as NIfTI files or DICOM series in one folder.
 
-Layout (README: Your own data)::
+Layout (docs/your-data.md)::
 
     data_root/
       volumes/ (or anywhere below data_root)
@@ -152,7 +152,7 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
     else:
         raise FileNotFoundError(
             f"{root}: needs labels.csv, reports (reports.csv or reports/<case id>.txt) or both "
-            "(README: Your own data)"
+            "(docs/your-data.md)"
         )
     table = ct_rate_labels() if vocabulary == "ct-rate" else None
     default = {k: v["organs"] for k, v in table.items()} if table else label_organs()

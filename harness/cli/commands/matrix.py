@@ -73,7 +73,7 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     default=None,
     metavar="I",
     help="Print cell I's `ctbench run` arguments (with --out) and exit: one cell per Slurm "
-    "array task, run by torchrun (README: GPUs and torchrun).",
+    "array task, run by torchrun (docs/scaling.md).",
 )
 @click.option(
     "--replace", is_flag=True, help="Accept a changed spec that drops cells recorded in --out."
