@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ctbench.core import paper
+from ctbench.core.contracts import with_contract
 from ctbench.core.registry import default_registry
 
 MAX_INPUT_VALUES = 1 << 30
@@ -98,19 +99,11 @@ def list_plugins() -> dict[str, list[str]]:
     return default_registry().list_plugins()
 
 
-def _with_contracts() -> None:
-    """Each ``create_*`` function's docstring ends with its kind's written contract
-    (``ctbench.core.contracts``), the text the hooks and docs/plugins/ give too."""
-    from ctbench.core.contracts import contract_text
-
-    for function, kind in (
-        (create_model, "architectures"),
-        (create_explainer, "explainers"),
-        (create_segmenter, "segmenters"),
-        (create_downsampler, "downsamplers"),
-        (create_dataset, "datasets"),
-    ):
-        function.__doc__ = f"{function.__doc__}\n\n{contract_text(kind)}\n"
-
-
-_with_contracts()
+for _function, _kind in (  # each docstring ends with its kind's contract, as the hooks' do
+    (create_model, "architectures"),
+    (create_explainer, "explainers"),
+    (create_segmenter, "segmenters"),
+    (create_downsampler, "downsamplers"),
+    (create_dataset, "datasets"),
+):
+    with_contract(_function, _kind)

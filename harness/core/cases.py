@@ -143,11 +143,9 @@ def validate_volume(volume: np.ndarray, case_id: str, hu_bounds=(-2048.0, 4096.0
 
 
 def _with_contract() -> None:
-    """CaseSource's docstring ends with the datasets' written contract (``ctbench.core.contracts``):
-    its optional members and what each changes."""
-    from ctbench.core.contracts import contract_text
+    from ctbench.core.contracts import with_contract
 
-    CaseSource.__doc__ = f"{CaseSource.__doc__}\n\n{contract_text('datasets')}\n"
+    with_contract(CaseSource, "datasets")  # its optional members and what each changes
 
 
 _with_contract()

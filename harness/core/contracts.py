@@ -139,6 +139,13 @@ def declared(kind: str, meta: dict[str, Any]) -> dict[str, Any]:
     return {key: meta.get(key, spec.default) for key, spec in METADATA[kind].items()}
 
 
+def declared_of(kind: str, name: str) -> dict[str, Any]:
+    """What the plugin registered as ``name`` declares (:func:`declared` of its metadata)."""
+    from ctbench.core.registry import default_registry
+
+    return declared(kind, dict(default_registry().get(kind, name).meta))
+
+
 @dataclass(frozen=True)
 class Member:
     """A member the core reads on what a factory builds."""
@@ -264,6 +271,12 @@ def contract_text(kind: str) -> str:
     for key, spec in METADATA[kind].items():
         lines.append(f"    {key} (default {spec.default!r}): {spec.changes}")
     return "\n".join(lines)
+
+
+def with_contract(obj: Any, kind: str) -> None:
+    """End ``obj``'s docstring (a hook, a ``create_*`` function, ``CaseSource``) with the
+    contract of ``kind``, so that ``help()`` says what the core calls and reads."""
+    obj.__doc__ = f"{obj.__doc__}\n\n{contract_text(kind)}\n"
 
 
 def markdown_tables(kind: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import pluggy
+from ctbench.core.contracts import with_contract
 
 PROJECT_NAME = "ctbench"
 """Pluggy project name and entry-point group."""
@@ -66,14 +67,6 @@ def register_datasets(register: Register) -> None:
     """Register dataset factories ``factory(preset=..., **options) -> CaseSource``."""
 
 
-def _with_contract(hook, kind: str) -> None:
-    """Append the kind's written contract (``ctbench.core.contracts``) to the hook's docstring, so
-    that ``help()`` on a hook says exactly what the core calls and reads."""
-    from ctbench.core.contracts import contract_text
-
-    hook.__doc__ = f"{hook.__doc__}\n\n{contract_text(kind)}\n"
-
-
 KINDS: tuple[str, ...] = (
     "architectures",
     "explainers",
@@ -84,4 +77,4 @@ KINDS: tuple[str, ...] = (
 """Plugin kinds; the hook for kind ``k`` is ``register_k``."""
 
 for _kind in KINDS:
-    _with_contract(globals()[f"register_{_kind}"], _kind)
+    with_contract(globals()[f"register_{_kind}"], _kind)

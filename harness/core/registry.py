@@ -152,11 +152,7 @@ class Registry:
         def register(
             name: str, factory: Callable[..., Any], *, description: str = "", **meta: Any
         ) -> None:
-            problem = _registration_problem(name, factory, description) or metadata_problem(
-                kind, meta
-            )
-            if problem and not problem.startswith(f"{name!r}") and isinstance(name, str):
-                problem = f"{name!r}: {problem}"
+            problem = _registration_problem(kind, name, factory, description, meta)
             if problem:
                 _warn(f"ctbench plugin {provider!r} registered a bad {SINGULAR[kind]}: {problem}")
                 return
@@ -219,14 +215,17 @@ class Registry:
         return f"{message} Did you mean {closest[0]!r}? Known {kind}: {', '.join(known)}."
 
 
-def _registration_problem(name: object, factory: object, description: object) -> str:
+def _registration_problem(
+    kind: str, name: object, factory: object, description: object, meta: dict[str, Any]
+) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         return f"name {name!r} must match {NAME_PATTERN.pattern} (lower case, digits, '.', '-')"
     if not callable(factory):
         return f"{name!r}: factory {factory!r} is not callable"
     if not isinstance(description, str) or not description.strip():
         return f"{name!r}: a non-empty description= is required"
-    return ""
+    problem = metadata_problem(kind, meta)
+    return f"{name!r}: {problem}" if problem else ""
 
 
 def _register_module(manager: pluggy.PluginManager, module: object, plugin_name: str) -> bool:

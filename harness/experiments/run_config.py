@@ -239,17 +239,15 @@ class RunConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be 0 to {MAX_SEED}, got {self.seed}")
+        from ctbench.core.contracts import declared_of
+
         check_preset(self.dataset, self.preset)
         defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
         declared = capabilities(self.arch)
         start = chosen_start(self.start, self.pretrained, bool(self.weights))
         if start is None:
-            from ctbench.core.registry import default_registry
-
             start = defaults["start"]
-            if start == "pretext" and not default_registry().get("datasets", self.dataset).meta.get(
-                "pretext"
-            ):
+            if start == "pretext" and not declared_of("datasets", self.dataset)["pretext"]:
                 start = "imagenet"  # only a dataset that builds a pretext pool can start from it
             if not declared["pretrainable"]:
                 start = "random"
@@ -261,17 +259,12 @@ class RunConfig:
                 f"{STARTED_FROM[start]}; leave the start to the model (no --start, "
                 "--pretrained or --weights) or use --start random"
             )
-        if self.mask_loss:
-            from ctbench.core.contracts import declared as declared_by
-            from ctbench.core.registry import default_registry
-
-            explainer = default_registry().get("explainers", self.mask_explainer)
-            if not declared_by("explainers", dict(explainer.meta))["differentiable"]:
-                raise ValueError(
-                    f"--mask-explainer {self.mask_explainer} does not declare "
-                    "differentiable=True (its maps cannot be trained through); choose one "
-                    "that does, such as hirescam"
-                )
+        if self.mask_loss and not declared_of("explainers", self.mask_explainer)["differentiable"]:
+            raise ValueError(
+                f"--mask-explainer {self.mask_explainer} does not declare "
+                "differentiable=True (its maps cannot be trained through); choose one "
+                "that does, such as hirescam"
+            )
         if self.head_epochs and not declared["trunk"]:
             raise ValueError(
                 f"--head-epochs {self.head_epochs}: {self.arch} declares no trunk split "
@@ -369,9 +362,9 @@ class RunConfig:
 def check_preset(dataset: str, preset: str) -> None:
     """One error, before any work, for a preset the dataset does not declare (its
     registration's ``presets``); a dataset that declares none takes any name."""
-    from ctbench.core.registry import default_registry
+    from ctbench.core.contracts import declared_of
 
-    presets = tuple(default_registry().get("datasets", dataset).meta.get("presets", ()))
+    presets = declared_of("datasets", dataset)["presets"]
     if presets and preset not in presets:
         raise ValueError(
             f"unknown preset {preset!r} for dataset {dataset!r}; its presets: {', '.join(presets)}"
@@ -381,10 +374,9 @@ def check_preset(dataset: str, preset: str) -> None:
 def capabilities(arch: str) -> dict[str, Any]:
     """What architecture ``arch`` declares in its registration, defaults filled
     (``ctbench.core.contracts.METADATA["architectures"]``: ``pretrainable``, ``trunk``, ...)."""
-    from ctbench.core.contracts import declared
-    from ctbench.core.registry import default_registry
+    from ctbench.core.contracts import declared_of
 
-    return declared("architectures", dict(default_registry().get("architectures", arch).meta))
+    return declared_of("architectures", arch)
 
 
 def cli_fields() -> list[tuple[Field, Any]]:

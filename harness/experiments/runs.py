@@ -292,16 +292,15 @@ class RunParts:
         over slices, a faithful ``--mask-explainer`` (its mask attention is each slice's own
         ``W Z``, HiResCAM per slice: an explainer not faithful to the model cannot stand for
         it)."""
-        from ctbench.core.registry import default_registry
+        from ctbench.core.contracts import declared_of
 
         config = self.config
         if not getattr(model, "explainable", False):
             raise ValueError(
                 f"{config.arch} is not explainable, so it cannot train with the mask loss"
             )
-        if getattr(model, "slice_aggregation", None) == "max" and not default_registry().get(
-            "explainers", config.mask_explainer
-        ).meta.get("faithful"):
+        faithful = declared_of("explainers", config.mask_explainer)["faithful"]
+        if getattr(model, "slice_aggregation", None) == "max" and not faithful:
             raise ValueError(
                 f"{config.arch} takes the max over slices: its mask loss uses each slice's own "
                 f"W Z (HiResCAM per slice), so --mask-explainer {config.mask_explainer} "

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 from ctbench.core.api import create_model
-from ctbench.core.contracts import declared
+from ctbench.core.contracts import declared, declared_of
 from ctbench.explain.explanations import capture_cam_layer
 from ctbench.runtime.memory_format import to_channels_last
-from ctbench.testing.rules import entry as _entry
 from ctbench.testing.rules import rule_table
 from ctbench.testing.rules import run_checks as _run_checks
 from torch import nn
@@ -232,7 +231,7 @@ def architecture_case(
     declares = declared("architectures", {})
     if isinstance(name_or_factory, str):
         name = name_or_factory
-        declares = declared("architectures", dict(_entry("architectures", name).meta))
+        declares = declared_of("architectures", name)
 
         def factory(n: int, shape: tuple[int, int, int, int], **options) -> nn.Module:
             return create_model(name, n, shape, **options)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from ctbench.core.cases import SPLITS, Case
 from ctbench.core.contracts import declared
-from ctbench.testing.rules import entry, rule_table, run_checks
+from ctbench.testing.rules import registered, rule_table, run_checks
 
 
 @dataclass
@@ -150,17 +150,8 @@ def dataset_case(
 ) -> DatasetCase:
     """A registered name (built through its registration; ``options`` such as ``data_root``
     go to its factory) or a factory (``declares=`` gives its declarations)."""
-    if isinstance(name_or_factory, str):
-        registered = entry("datasets", name_or_factory)
-        return DatasetCase(
-            registered.factory,
-            {"preset": preset, **options},
-            declared("datasets", dict(registered.meta)),
-        )
-    declares = options.pop("declares", {})
-    return DatasetCase(
-        name_or_factory, {"preset": preset, **options}, declared("datasets", declares)
-    )
+    factory, declares = registered("datasets", name_or_factory, options.pop("declares", {}))
+    return DatasetCase(factory, {"preset": preset, **options}, declares)
 
 
 def check_dataset(name_or_factory: str | Callable[..., Any], **options: Any) -> None:

@@ -1,16 +1,9 @@
-"""What every kind's checks share: the registry lookup and the rule runner."""
+"""What every kind's checks share: the plugin and its declarations, the rule table and runner."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-
-
-def entry(kind: str, name: str):
-    """The registration of ``name`` (its factory and declared metadata)."""
-    from ctbench.core.registry import default_registry
-
-    return default_registry().get(kind, name)
 
 
 def rule_table(*checks: Callable[[Any], None]) -> dict[str, Callable[[Any], None]]:
@@ -23,11 +16,12 @@ def registered(
 ) -> tuple[Callable[..., Any], dict[str, Any]]:
     """``(factory, declarations)`` of a registered name (read from its registration) or of a
     bare factory (``declares`` given by the caller, defaults filled)."""
-    from ctbench.core.contracts import declared
+    from ctbench.core.contracts import declared, declared_of
+    from ctbench.core.registry import default_registry
 
     if isinstance(name_or_factory, str):
-        registration = entry(kind, name_or_factory)
-        return registration.factory, declared(kind, dict(registration.meta))
+        factory = default_registry().get(kind, name_or_factory).factory
+        return factory, declared_of(kind, name_or_factory)
     return name_or_factory, declared(kind, declares)
 
 
