@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
@@ -80,19 +81,16 @@ def user_error(error: Exception) -> str | None:
         FileTooLargeError,
         NotARegularFileError,
         UnsafeNameError,
+        disk_full_error,
         full_disk_cause,
     )
 
-    known = (FolderLockedError, FileTooLargeError, UnsafeNameError, DiskFullError)
-    if isinstance(error, (*known, NotARegularFileError)):
+    said = (FolderLockedError, FileTooLargeError, UnsafeNameError, DiskFullError)
+    if isinstance(error, (*said, NotARegularFileError)):  # their message is the one line
         return str(error)
     cause = full_disk_cause(error)
     if cause is not None:  # a write outside ctbench.runtime.storage (a log line, a library's file)
-        where = f" while writing {cause.filename}" if cause.filename else ""
-        return (
-            f"the disk is full{where} ({cause.strerror}); free some space and run again "
-            "(finished results are kept; --resume continues a run)"
-        )
+        return str(disk_full_error(cause, Path(cause.filename) if cause.filename else None))
     if isinstance(error, PermissionError | IsADirectoryError | NotADirectoryError) or (
         isinstance(error, OSError) and error.errno == errno.EROFS
     ):

@@ -197,22 +197,23 @@ def full_disk_cause(error: BaseException) -> OSError | None:
     return None
 
 
-def disk_full_error(error: BaseException, path: Path) -> DiskFullError | None:
-    """A :class:`DiskFullError` for ``path`` when ``error`` (or what caused it) says the disk
-    is full, or is a RuntimeError of a write on a disk with next to no space left; None
+def disk_full_error(error: BaseException, path: Path | None) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` (the file being written, when known) and its
+    folder's free space when ``error`` (or what caused it) says the disk is full; None
     otherwise."""
     if isinstance(error, DiskFullError):
         return error
-    if full_disk_cause(error) is None and not (
-        isinstance(error, RuntimeError) and _nearly_full(path.parent)
-    ):
+    if full_disk_cause(error) is None:
         return None
-    free = _free_bytes(path.parent)
-    where = f"{free / MIB:.1f} MiB free" if free is not None else "free space unknown"
+    where = "the disk is full"
+    if path is not None:
+        free = _free_bytes(path.parent)
+        space = f"{free / MIB:.1f} MiB free" if free is not None else "free space unknown"
+        where = f"{path}: {where} ({space} in {path.parent})"
     return DiskFullError(
         errno.ENOSPC,
-        f"{path}: the disk is full ({where} in {path.parent}); free some space and run again "
-        "(finished results are kept; --resume continues a run)",
+        f"{where}; free some space and run again (finished results are kept; --resume "
+        "continues a run)",
     )
 
 
@@ -221,11 +222,6 @@ def _free_bytes(folder: Path) -> int | None:
         return shutil.disk_usage(folder).free
     except OSError:
         return None
-
-
-def _nearly_full(folder: Path) -> bool:
-    free = _free_bytes(folder)
-    return free is not None and free < 16 * MIB
 
 
 @contextmanager
