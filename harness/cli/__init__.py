@@ -85,8 +85,14 @@ def user_error(error: Exception) -> str | None:
         full_disk_cause,
     )
 
-    said = (FolderLockedError, FileTooLargeError, UnsafeNameError, DiskFullError)
-    if isinstance(error, (*said, NotARegularFileError)):  # their message is the one line
+    said = (
+        FolderLockedError,
+        FileTooLargeError,
+        UnsafeNameError,
+        DiskFullError,
+        NotARegularFileError,
+    )
+    if isinstance(error, said):  # their message is the one line
         return str(error)
     cause = full_disk_cause(error)
     if cause is not None:  # a write outside ctbench.runtime.storage (a log line, a library's file)

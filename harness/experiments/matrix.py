@@ -53,12 +53,22 @@ def plan_matrix(
     return MatrixPlan(spec, shard_cells(cells, shard), Path(out), shard)
 
 
-def spec_changes(plan: MatrixPlan) -> tuple[list[str], list[str]]:
-    """``(added, dropped)`` cell folders against the state file's last run (both empty when
-    there is none)."""
+def previous_records(plan: MatrixPlan) -> dict[str, dict[str, Any]]:
+    """The state file's record of each cell folder from the last run here, in its order
+    (none when there is no state)."""
+    if not plan.state_path.is_file():
+        return {}
+    return {cell["folder"]: cell for cell in read_state(plan.state_path)["cells"]}
+
+
+def spec_changes(
+    plan: MatrixPlan, before: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[str], list[str]]:
+    """``(added, dropped)`` cell folders against the last run's records (``before``, read
+    from the state file when not given; both empty when there is none)."""
     if not plan.state_path.is_file():
         return [], []
-    before = [c["folder"] for c in read_state(plan.state_path)["cells"]]
+    before = previous_records(plan) if before is None else before
     now = [c.folder for c in plan.cells]
     return [f for f in now if f not in before], [f for f in before if f not in now]
 
@@ -87,9 +97,9 @@ def run_matrix(
 ) -> dict[str, Any]:
     """Run every unfinished cell of ``plan``; returns the state (also in the state file).
 
-    The state file's lock (``ctbench.runtime.locks``) is held throughout: a second ``ctbench
-    matrix``
-    on the same folder (and shard) is refused, naming the holder; shards lock their own."""
+    The state file's lock (``ctbench.runtime.locks``) is held throughout: a second
+    ``ctbench matrix`` on the same folder (and shard) is refused, naming the holder; shards
+    lock their own."""
     from ctbench.runtime.locks import folder_lock
 
     with folder_lock(plan.out, name=plan.state_path.stem, what="matrix", log=log):
@@ -100,17 +110,11 @@ RECORDED = ("started", "seconds", "run_seconds", "overhead_seconds", "log", "err
 """What a cell's record keeps from the run of the matrix that finished it."""
 
 
-def _previous_records(plan: MatrixPlan) -> dict[str, dict[str, Any]]:
-    """The last state file's record of each cell folder (none when there is no state)."""
-    if not plan.state_path.is_file():
-        return {}
-    return {cell["folder"]: cell for cell in read_state(plan.state_path)["cells"]}
-
-
 def _run_locked(plan, jobs, devices, launcher, replace, track, log) -> dict[str, Any]:
     if devices:  # one cell per device at a time: the devices decide how many run at once
         jobs = len(devices)
-    added, dropped = spec_changes(plan)
+    before = previous_records(plan)  # read once: what changed, and the skipped cells' times
+    added, dropped = spec_changes(plan, before)
     if dropped and not replace:
         raise SpecChangedError(
             f"{plan.state_path}: the spec changed since the last run here: it drops "
@@ -133,7 +137,6 @@ def _run_locked(plan, jobs, devices, launcher, replace, track, log) -> dict[str,
         ],
     }
     pending = []
-    before = _previous_records(plan)
     for record, cell in zip(state["cells"], plan.cells, strict=True):
         if record["action"] == "skip":  # finished earlier: keep when and how long it took
             record["status"] = "skipped"

@@ -54,8 +54,6 @@ class Timer:
 
 def run_state(folder: Path) -> str:
     """``finished``, ``unfinished`` or ``new`` (:meth:`RunFolder.state`)."""
-    from ctbench.experiments.run_folder import RunFolder
-
     return RunFolder(folder).state()
 
 
@@ -66,8 +64,6 @@ def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: 
     state = run_state(folder)
     if state != "new":
         if overwrite:
-            from ctbench.experiments.run_folder import RunFolder
-
             for path in RunFolder(folder).contents():
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
@@ -95,8 +91,6 @@ def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: 
 def _saved_options(folder: Path) -> dict[str, Any]:
     """The run options an unfinished run recorded; none recorded (it was killed before its
     config.json) is one clear error rather than a KeyError."""
-    from ctbench.experiments.run_folder import RunFolder
-
     run = RunFolder(folder)
     if not run.config.is_file():
         raise RunExistsError(
@@ -217,6 +211,8 @@ class RunParts:
         self, config: RunConfig, folder: Path, timer: Timer, progress, log, wrap_source=None
     ) -> None:
         self.config, self.folder, self.timer = config, folder, timer
+        self.files = RunFolder(folder)  # where each of the run's files goes
+        self.recipe = config.recipe()
         self.progress, self.log = progress, log
         self.wrap_source = wrap_source
 
@@ -237,8 +233,7 @@ class RunParts:
         """The dataset's source, labels and model input shape (nothing generated yet)."""
         from ctbench.data.preprocess import Preprocessing
 
-        recipe = self.config.recipe()
-        self.log(f"recipe: {recipe['name']} ({recipe['why']})")
+        self.log(f"recipe: {self.recipe['name']} ({self.recipe['why']})")
 
         with self.timer.phase("data"):
             self.source = dataset_of(self.config)
@@ -336,7 +331,7 @@ class RunParts:
                     "means": STARTS[config.start],
                     "pretext": self.pretext,
                 },
-                "recipe": config.recipe(),
+                "recipe": self.recipe,
                 "input_shape": list(self.input_shape),
                 "labels": self.labels,
                 "dataset_config": source_config(self.source),
@@ -355,7 +350,7 @@ class RunParts:
             },
         )
         if self.job.is_main:
-            write_json(RunFolder(self.folder).config, self.record)
+            write_json(self.files.config, self.record)
 
     def make_splits(self) -> None:
         """Train, valid and test datasets; allowed regions where explanations or the mask loss
@@ -437,7 +432,7 @@ class RunParts:
             settings,
             self.datasets["train"],
             self.datasets["valid"],
-            RunFolder(self.folder).checkpoints,
+            self.files.checkpoints,
             checkpoint_info={
                 "arch": config.arch,
                 "input_shape": self.input_shape,
@@ -489,7 +484,7 @@ class RunParts:
 
         with self.timer.phase("figures"):
             write_figures(
-                RunFolder(self.folder).figures, history, test, self.datasets["test"], self.labels,
+                self.files.figures, history, test, self.datasets["test"], self.labels,
                 self.config,
             )  # fmt: skip
 
@@ -570,7 +565,6 @@ def trained_run(run_folder: Path, explainers=None, device="cpu"):
     """``(config, explainer names, trained model on device)`` of a finished run folder, for
     the commands that study a run's explanations (sanity, faithfulness); ``explainers``
     defaults to the run's own."""
-    from ctbench.experiments.run_folder import RunFolder
     from ctbench.runtime.checkpoints import model_from_checkpoint
 
     run = RunFolder(run_folder)
