@@ -1,8 +1,8 @@
 """What the localisation family costs: every metric
-(``ctbench.evaluate.explanation_scores.pair_scores``:
-the threshold-free family, then IoU, Dice and the hit at tuned and Otsu thresholds) for the
-80 labels of one default-preset volume, on the CAM grid (16 x 4 x 4) and on the CT grid
-(48 x 128 x 128), medians of 5 rounds in one process, against one forward pass of AxialNet.
+(``ctbench.evaluate.explanation_scores.pair_scores``: the threshold-free family, then IoU, Dice
+and the hit at tuned and Otsu thresholds) for the 80 labels of one default-preset volume, on the
+CAM grid (16 x 4 x 4) and on the CT grid (48 x 128 x 128), medians of 5 rounds in one process,
+against one forward pass of AxialNet.
 
     python -m benchmarks.localisation_cost
 """

@@ -18,10 +18,9 @@ The references bound what a map can score: ``ideal`` is the truth itself, ``orga
 uniform over the label's allowed organs (for organ truth it equals the ideal), ``random`` is
 seeded uniform noise. Each summary is the mean over scored (volume, present label) pairs with a
 1,000-replicate bootstrap interval over volumes (``ctbench.evaluate.bootstrap``); each pair of
-explainers
-gets the paired difference of every metric. IoU, Dice and the hit rate cut the normalised map at
-each label's threshold chosen on validation (best mean Dice, ties to the smallest) and at Otsu's
-threshold of each map.
+explainers gets the paired difference of every metric. IoU, Dice and the hit rate cut the
+normalised map at each label's threshold chosen on validation (best mean Dice, ties to the
+smallest) and at Otsu's threshold of each map.
 """
 
 from __future__ import annotations

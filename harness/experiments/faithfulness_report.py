@@ -1,6 +1,6 @@
 """``ctbench faithfulness``'s work on a run folder: deletion and insertion curves and the
-region-level faithfulness correlation (``ctbench.explain.faithfulness``) of the run's explainers and
-of the reference maps, on the present labels of some volumes of a split, with bootstrap
+region-level faithfulness correlation (``ctbench.explain.faithfulness``) of the run's explainers
+and of the reference maps, on the present labels of some volumes of a split, with bootstrap
 intervals over volumes and paired differences; written to ``RUN/faithfulness/``."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``ctbench sanity``'s work on a run folder: the randomisation tests of
-``ctbench.explain.sanity`` on
-the run's trained model and explainers, the permuted-label model trained by the run's own
-recipe, and ``sanity.json`` / ``sanity.png`` written into the run folder."""
+``ctbench.explain.sanity`` on the run's trained model and explainers, the permuted-label model
+trained by the run's own recipe, and ``sanity.json`` / ``sanity.png`` written into the run
+folder."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """``example-threshold``: lungs as the air inside the body (docs/plugins/segmenters.md).
 
 ``segmenter(volume_hu [S, Y, X], spacing_mm) -> ctbench.regions.segmentation.OrganMasks``:
-voxels below
--400 HU that do not touch the volume's border, split at the middle of their extent in X (the
-patient's right lung at low X), and the mediastinum as the rest of the box between them. A
-volume without such air has no lungs: ``NoLungError``, never invented masks.
+voxels below -400 HU that do not touch the volume's border, split at the middle of their extent
+in X (the patient's right lung at low X), and the mediastinum as the rest of the box between
+them. A volume without such air has no lungs: ``NoLungError``, never invented masks.
 """
 
 from __future__ import annotations
