@@ -22,6 +22,7 @@ a dataset preset's spacing.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,7 @@ hostile or corrupt file of a few bytes cannot ask for terabytes."""
 
 def check_voxels(shape: tuple[int, ...], path: Path | str) -> None:
     """One InvalidCaseError when a file's header claims an array larger than MAX_VOXELS."""
-    count = 1
-    for n in shape:
-        count *= int(n)
+    count = math.prod(int(n) for n in shape)
     if count > MAX_VOXELS:
         raise InvalidCaseError(
             f"{path}: its header claims {'x'.join(map(str, shape))} = {count:,} voxels, more "
@@ -317,8 +316,14 @@ def check_spacing(
             f"{source}: voxel spacing {tuple(spacing)} mm is not a CT's (each side must be "
             f"above 0 and at most {MAX_SPACING_MM:g} mm); a corrupt header?"
         )
-    size = [max(1, round(n * s / t)) for n, s, t in zip(shape, values, target, strict=True)]
-    check_voxels(tuple(size), f"{source} (resampled to {tuple(target)} mm)")
+    check_voxels(
+        resampled_shape(shape, values, target), f"{source} (resampled to {tuple(target)} mm)"
+    )
+
+
+def resampled_shape(shape, spacing, target) -> tuple[int, ...]:
+    """The shape of a volume of ``shape`` at ``spacing`` mm once resampled to ``target`` mm."""
+    return tuple(max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target, strict=True))
 
 
 def resample(
@@ -333,9 +338,7 @@ def resample(
     cores) or ``scipy`` (``ndimage.zoom``, order 1). Returns float32. An implausible spacing or
     a result above MAX_VOXELS is refused first (:func:`check_spacing`)."""
     check_spacing(spacing, volume.shape, target, "volume")
-    size = tuple(
-        max(1, round(n * s / t)) for n, s, t in zip(volume.shape, spacing, target, strict=True)
-    )
+    size = resampled_shape(volume.shape, spacing, target)
     if size == volume.shape:
         return volume.astype(np.float32, copy=False)
     if method == "scipy":

@@ -23,6 +23,7 @@ third-party ones too) and a cell's folder is the one ``ctbench run`` gives the s
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -88,7 +89,7 @@ def load_spec(name_or_path: str | Path) -> MatrixSpec:
     if "\x00" in str(name_or_path):
         raise SpecError(f"{printable(str(name_or_path))}: not a file name (it holds a NUL byte)")
     path = Path(name_or_path)
-    if path.is_file() or (path.exists() and not path.is_dir()):
+    if path.exists() and not path.is_dir():  # a file, or a pipe or device (read bounded)
         try:
             return parse_spec(read_text(path, "spec"), str(path))
         except OSError as error:
@@ -172,10 +173,7 @@ more is refused before anything is expanded (a typo in an axis can ask for milli
 def count_cells(spec: MatrixSpec) -> int:
     """An upper bound of the spec's cells (the axes' product plus the includes), computed
     without expanding anything."""
-    total = 1
-    for values in spec.axes.values():
-        total *= len(values)
-    return total + len(spec.include)
+    return math.prod(len(values) for values in spec.axes.values()) + len(spec.include)
 
 
 def check_size(spec: MatrixSpec, max_cells: int = DEFAULT_MAX_CELLS) -> int:

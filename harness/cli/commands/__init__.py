@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from ctbench.core.registry import SINGULAR, PluginError, default_registry
+from ctbench.experiments.run_config import MAX_SEED
 
 
 class PluginName(click.ParamType):
@@ -39,8 +40,8 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-SEED = click.IntRange(0, 2**32 - 1)
-"""Every ``--seed``: numpy's and torch's generators take 0 .. 2**32 - 1 (run_config.MAX_SEED)."""
+SEED = click.IntRange(0, MAX_SEED)
+"""Every ``--seed``: numpy's and torch's generators take 0 .. 2**32 - 1."""
 
 
 class InputShape(click.ParamType):
