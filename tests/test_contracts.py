@@ -328,9 +328,10 @@ def test_each_example_runs_through_ctbench_run(example_env, tmp_path, plugin):
     if plugin[0] == "--explainer":
         assert set(metrics["organiou"]) == {"example-gradact"}
     if plugin[1] == "example-spheres":  # finding masks: the localisation family is scored
-        assert metrics["localisation"]["hirescam"]["pointing_game"] is not None
+        lesion = metrics["explanation_metrics"]["lesion"]["hirescam"]
+        assert lesion["pointing_game"]["mean"] is not None
     if plugin[1] == "example-spheres-nomasks":
-        assert not metrics.get("localisation")
+        assert "lesion" not in metrics.get("explanation_metrics", {})
     if plugin[0] in ("--segmenter", "--downsampler"):
         assert config["run"][plugin[0][2:]] == plugin[1]
 

@@ -185,14 +185,12 @@ def test_pointing_game_and_lesion_iou_on_the_ct_grid(scored):
     # (y3: 1, .925, .775, .7); its lesion (y, x in {2, 3}) has (y3, x2), (y3, x3) of them
     # -> 2 / (6 + 4 - 2). The pointing game: t0's top cell c0 is its lesion cell (hit), t1's top
     # cell c2 is not c3 (miss). t2's label a is absent: its lesion does not count.
-    assert metrics["localisation"]["fixed"] == {
-        "pointing_game": 0.5,
-        "lesion_iou": pytest.approx((0.8 + 0.25) / 2),
-        "pairs": 2,
-    }
-    per_label = metrics["localisation_per_label"]["fixed"]
-    assert per_label["a"] == {"pointing_game": 0.5, "lesion_iou": pytest.approx(0.525)}
-    assert per_label["b"] == {"pointing_game": None, "lesion_iou": None}  # b has no lesion
+    lesion = metrics["explanation_metrics"]["lesion"]["fixed"]
+    assert lesion["pointing_game"]["mean"] == 0.5
+    assert lesion["iou_ct"]["mean"] == pytest.approx((0.8 + 0.25) / 2)
+    assert lesion["iou_ct"]["pairs"] == 2 and lesion["pointing_game"]["pairs"] == 2
+    # the family is held once: no block repeats it (schema 2)
+    assert "localisation" not in metrics and "localisation_per_label" not in metrics
 
 
 def test_per_label_csv_and_predictions_carry_the_same_numbers(scored):
@@ -204,9 +202,9 @@ def test_per_label_csv_and_predictions_carry_the_same_numbers(scored):
     assert table["auroc_ci_low"].tolist() == [1.0, 0.0]
     assert table["organiou_fixed"].tolist() == [0.75, 0.5]
     assert table["threshold_fixed"].tolist() == [0.52, 0.004]
-    assert table.loc["a", "pointing_game_fixed"] == 0.5
-    assert table.loc["a", "lesion_iou_fixed"] == pytest.approx(0.525)
-    assert np.isnan(table.loc["b", "lesion_iou_fixed"])
+    assert table.loc["a", "lesion_pointing_game_fixed"] == 0.5
+    assert table.loc["a", "lesion_iou_ct_fixed"] == pytest.approx(0.525)
+    assert np.isnan(table.loc["b", "lesion_iou_ct_fixed"])  # b has no lesion
     predictions = pd.read_csv(folder / "predictions.csv")
     test = predictions[predictions["split"] == "test"]
     assert test[test["label"] == "a"]["logit"].tolist() == [50.0, 45.0, 38.0]

@@ -82,7 +82,7 @@ def test_run_folder_has_every_output(tiny_run):
     for key in ("auroc", "auroc_median", "auroc_iqr", "organiou", "organiou_per_label"):
         assert key in metrics, key
     assert set(metrics["organiou"]) == {"hirescam", "gradcam"}
-    assert set(metrics["localisation"]["hirescam"]) >= {"pointing_game", "lesion_iou"}
+    assert set(metrics["explanation_metrics"]["lesion"]["hirescam"]) >= {"pointing_game", "iou_ct"}
     assert set(metrics["timing"]) >= {"data", "partition", "train", "evaluate_test", "total"}
     assert metrics["config"] == config
     assert metrics["training"]["epochs_run"] == 2
@@ -164,7 +164,7 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_run, run_env):
     # resumed, not restarted: the epochs before the kill were not run again (a rerun would
     # have measured new times); the in-process test in test_training.py checks the state
     assert got["training"]["history"][: len(before)] == before
-    for key in ("auroc", "organiou", "organiou_per_label", "localisation"):
+    for key in ("auroc", "organiou", "organiou_per_label", "explanation_metrics"):
         assert_same_numbers(got[key], want[key], key)
     for a, b in zip(got["training"]["history"], want["training"]["history"], strict=True):
         for key in ("train_loss", "valid_loss"):

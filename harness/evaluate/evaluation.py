@@ -29,7 +29,6 @@ from ctbench.evaluate.metrics import (
     median_iqr,
     organ_iou_curves,
     per_label_auroc,
-    pointing_game,
 )
 from ctbench.evaluate.stats import auroc_ci
 from ctbench.explain.explanations import relu_minmax
@@ -262,8 +261,6 @@ def score_run(
         metrics.update(block)
         for column, values in columns.items():
             table[column] = values
-    if test.lesion_iou and valid.lesion_iou:
-        metrics.update(_localisation(valid, test, labels, table))
     return metrics, table
 
 
@@ -290,28 +287,4 @@ def _organ_iou(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
         out["organiou_thresholds"][name] = dict(zip(labels, chosen.tolist(), strict=True))
         table[f"organiou_{name}"] = per_label
         table[f"threshold_{name}"] = chosen
-    return out
-
-
-def _localisation(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
-    out: dict[str, dict] = {"localisation": {}, "localisation_per_label": {}}
-    for name in test.lesion_iou:
-        chosen = choose_thresholds(valid.lesion_iou[name], valid.truth)
-        lesion = at_thresholds(test.lesion_iou[name], chosen)  # NaN where no lesion
-        pointing = pointing_game(test.attention[name], test.lesion_grid)
-        pointing = np.where(test.truth, pointing, np.nan)
-        lesion = np.where(test.truth, lesion, np.nan)
-        out["localisation"][name] = {
-            "pointing_game": finite_mean(pointing),
-            "lesion_iou": finite_mean(lesion),
-            "pairs": int(np.isfinite(lesion).sum()),
-        }
-        out["localisation_per_label"][name] = {
-            label: {"pointing_game": p, "lesion_iou": q}
-            for label, p, q in zip(
-                labels, column_means(pointing), column_means(lesion), strict=True
-            )
-        }
-        table[f"pointing_game_{name}"] = column_means(pointing)
-        table[f"lesion_iou_{name}"] = column_means(lesion)
     return out

@@ -12,7 +12,9 @@ Every metric scores the displayed maps (ReLU'd, min-max per pair) except the sig
 inside, which scores the raw map scaled to [-1, 1] (negative evidence inside the mask counts
 against). On lesion truth, instance F1 matches the connected components of each map cut at the
 tuned threshold with the lesion instances on the map's grid (``metrics.instance_cells``); its
-summary is a ratio of sums over pairs (2 TP over 2 TP + FP + FN), bootstrapped as one.
+summary is a ratio of sums over pairs (2 TP over 2 TP + FP + FN), bootstrapped as one. Lesion
+truth also gets ``iou_ct``: the IoU on the CT grid itself (the map upsampled to the volume),
+at each label's threshold of best validation IoU (:func:`ct_grid_iou`).
 
 The references bound what a map can score: ``ideal`` is the truth itself, ``organ_uniform`` is
 uniform over the label's allowed organs (for organ truth it equals the ideal), ``random`` is
@@ -37,7 +39,7 @@ from ctbench.evaluate.bootstrap import (
     paired_difference,
     paired_ratio_difference,
 )
-from ctbench.evaluate.metrics import THRESHOLDS, choose_thresholds, column_means
+from ctbench.evaluate.metrics import THRESHOLDS, at_thresholds, choose_thresholds, column_means
 
 
 def reference_maps(truth: np.ndarray, organs: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -93,6 +95,14 @@ def instance_parts(
     return top, bottom
 
 
+def ct_grid_iou(valid, test, name: str) -> np.ndarray:
+    """``[N, M]``: lesion IoU on the CT grid (the map upsampled trilinearly to the volume, as
+    the overlays show it) at each label's threshold of best validation IoU; NaN where the label
+    is absent or has no lesion. The family's other metrics score the map's own grid."""
+    chosen = choose_thresholds(valid.lesion_iou[name], valid.truth)
+    return np.where(test.truth, at_thresholds(test.lesion_iou[name], chosen), np.nan)
+
+
 def score_explanations(valid, test, seed: int = 0, device="cpu") -> tuple[dict[str, Any], dict]:
     """``(metrics.json block, per-label columns)`` for the explainers of ``valid``/``test``
     (``ctbench.evaluate.evaluation.SplitOutputs``); the metrics run on ``device``."""
@@ -128,6 +138,8 @@ def score_explanations(valid, test, seed: int = 0, device="cpu") -> tuple[dict[s
                 )
             if instances is not None:
                 ratios[name] = {"instance_f1": instance_parts(test_maps, instances, chosen)}
+            if target == "lesion" and name in test.lesion_iou and name in valid.lesion_iou:
+                scores[name]["iou_ct"] = ct_grid_iou(valid, test, name)
         summary[target] = {
             name: {metric: bootstrap_mean(v, seed=seed).to_json() for metric, v in per.items()}
             | {

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-"""The version of metrics.json's layout; a run folder from before versions had none (0)."""
+SCHEMA_VERSION = 2
+"""The version of metrics.json's layout; a run folder from before versions had none (0).
+Version 2 dropped the ``localisation`` blocks that repeated ``explanation_metrics``."""
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -157,3 +158,25 @@ def finished_runs(folder: Path) -> list[Path]:
     if RunFolder(folder).finished:
         return [folder]
     return sorted(p.parent for p in folder.glob(f"*/{METRICS}"))
+
+
+HEADLINE_LOCALISATION = ("pointing_game", "iou_ct")
+"""The localisation numbers a run's summary, report and tracking show, on lesion truth."""
+
+
+def localisation_means(
+    metrics: dict[str, Any], metric_names: tuple[str, ...] = HEADLINE_LOCALISATION
+) -> dict[str, dict[str, float | None]]:
+    """``{explainer: {metric: mean}}`` on lesion truth from ``metrics.json``'s
+    ``explanation_metrics`` (empty for a run without lesion masks); the reference maps are
+    left out."""
+    block = (metrics.get("explanation_metrics") or {}).get("lesion") or {}
+    return {
+        name: {metric: (scores.get(metric) or {}).get("mean") for metric in metric_names}
+        for name, scores in block.items()
+        if name not in REFERENCE_MAPS
+    }
+
+
+REFERENCE_MAPS = ("ideal", "organ_uniform", "random")
+"""The reference maps ``explanation_metrics`` scores beside the explainers."""

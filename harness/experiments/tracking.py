@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ctbench.experiments.run_folder import RunFolder
+from ctbench.experiments.run_folder import RunFolder, localisation_means
 
 TRACKERS = ("mlflow",)
 
@@ -99,7 +99,7 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     }
     out |= {f"auroc/{k}": v for k, v in (metrics.get("auroc") or {}).items()}
     out |= {f"organiou/{k}": v for k, v in (metrics.get("organiou") or {}).items()}
-    for name, values in (metrics.get("localisation") or {}).items():
+    for name, values in localisation_means(metrics).items():
         out |= {f"{key}/{name}": v for key, v in values.items()}
     out |= {f"seconds/{k}": v for k, v in (metrics.get("timing") or {}).items()}
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and v == v}

@@ -84,6 +84,7 @@ def _runs_table(runs) -> str:
 
 def _run_section(run, overlays: int) -> str:
     from ctbench.experiments.results import run_title
+    from ctbench.experiments.run_folder import localisation_means
     from ctbench.report.figures import plot_auroc_per_label, plot_organiou_per_label
 
     metrics, options = run.metrics, run.options
@@ -93,8 +94,7 @@ def _run_section(run, overlays: int) -> str:
         "test AUROC IQR": metrics.get("auroc_iqr"),
         **{f"OrganIoU {k}": v for k, v in (metrics.get("organiou") or {}).items()},
         **{
-            f"pointing game {k}": v.get("pointing_game")
-            for k, v in (metrics.get("localisation") or {}).items()
+            f"pointing game {k}": v["pointing_game"] for k, v in localisation_means(metrics).items()
         },
         "total seconds": (metrics.get("timing") or {}).get("total"),
     }

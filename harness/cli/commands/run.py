@@ -146,16 +146,18 @@ def config_from_options(options: dict):
 
 def summary(metrics: dict) -> str:
     """A few lines for the terminal: AUROC, OrganIoU, localisation, time."""
+    from ctbench.experiments.run_folder import localisation_means
+
     lines = [
         f"test AUROC median {_number(metrics['auroc_median'])} "
         f"(IQR {_number(metrics['auroc_iqr'])}) over {len(metrics['auroc'])} labels"
     ]
     for explainer, value in metrics.get("organiou", {}).items():
         lines.append(f"OrganIoU {explainer}: {_number(value)}")
-    for explainer, values in metrics.get("localisation", {}).items():
+    for explainer, values in localisation_means(metrics).items():
         lines.append(
             f"localisation {explainer}: pointing game {_number(values['pointing_game'])}, "
-            f"lesion IoU {_number(values['lesion_iou'])}"
+            f"lesion IoU {_number(values['iou_ct'])}"
         )
     start = metrics.get("config", {}).get("start", {}).get("name")
     if start:
