@@ -87,7 +87,7 @@ def main() -> None:
     torch.set_num_threads(2)
     source = ctbench.create_dataset("phantom", preset="default")
     source.materialise(progress=False)
-    pretext = str(preset_pretext(source, "default", log=print))
+    pretext = str(preset_pretext(source, "phantom", "default", log=print))
     curves = {}
     for start, weights in (("pretext", pretext), ("random", None)):
         torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""`ctbench data phantom` and `ctbench data show` from the command line."""
+"""`ctbench data generate` and `ctbench data show` from the command line."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from click.testing import CliRunner
 from ctbench.cli import main
 
 
-def test_data_phantom_materialises_the_preset(tmp_path):
+def test_data_generate_materialises_the_default_datasets_preset(tmp_path):
     result = CliRunner().invoke(
-        main, ["data", "phantom", "--preset", "tiny", "--out", str(tmp_path)]
+        main, ["data", "generate", "--preset", "tiny", "--out", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
     folder = next(tmp_path.glob("phantom-tiny-*"))
@@ -16,9 +16,19 @@ def test_data_phantom_materialises_the_preset(tmp_path):
     assert len((folder / "index.csv").read_text().splitlines()) == 49
     assert "48 cases (48 generated now)" in result.output
     again = CliRunner().invoke(
-        main, ["data", "phantom", "--preset", "tiny", "--out", str(tmp_path)]
+        main, ["data", "generate", "phantom", "--preset", "tiny", "--out", str(tmp_path)]
     )
     assert "(0 generated now)" in again.output
+    # the old spelling works for one release, with a deprecation notice
+    old = CliRunner().invoke(main, ["data", "phantom", "--preset", "tiny", "--out", str(tmp_path)])
+    assert old.exit_code == 0 and "(0 generated now)" in old.output
+    assert "deprecated" in old.output.lower()
+
+
+def test_data_generate_refuses_a_dataset_read_from_disk(tmp_path):
+    result = CliRunner().invoke(main, ["data", "generate", "folder", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "folder is read from a folder, not generated: nothing to do" in result.output
 
 
 def test_data_show_writes_a_png(tmp_path, monkeypatch):

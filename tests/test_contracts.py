@@ -226,11 +226,11 @@ def test_a_registration_with_unknown_or_mistyped_metadata_is_refused():
 
 @pytest.mark.parametrize("preset", ["tiny", "default", "paper"])
 def test_a_model_without_declarations_trains_end_to_end_under_every_preset(example_plugin, preset):
-    from ctbench.experiments.run_config import RUN_PRESETS, RunConfig
+    from ctbench.experiments.run_config import RunConfig, preset_defaults
 
     config = RunConfig(arch="example-tinynet", preset=preset).resolved()
     assert (config.start, config.pretrained, config.head_epochs) == ("random", False, 0)
-    assert config.epochs == RUN_PRESETS[preset]["scratch_epochs"]
+    assert config.epochs == preset_defaults("phantom", preset)["scratch_epochs"]
     recipe = config.recipe()
     assert recipe["name"] == "end to end from the model's own initialisation"
     assert "example-tinynet does not declare pretrainable=True" in recipe["why"]

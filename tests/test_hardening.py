@@ -280,7 +280,7 @@ def test_run_name_and_preset_are_file_names(tmp_path):
 
     # a dataset that declares no presets takes any name: the folder name still refuses it
     with pytest.raises(UnsafeNameError, match="path separator"):
-        RunConfig(arch="axialnet", preset="../../x").folder_name()
+        RunConfig(arch="axialnet", dataset="x", preset="../../x").folder_name()
 
 
 def test_a_case_id_that_is_not_a_file_name_is_skipped_not_written(tmp_path):

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from ctbench.experiments.matrix_spec import (
+    MATRIX_OWNED,
     SpecError,
     apply_settings,
     expand_cells,
@@ -107,6 +111,57 @@ def test_bad_specs_name_the_file_and_the_problem(text, message):
     with pytest.raises(SpecError, match=r"bad\.toml") as caught:
         expand_cells(parse_spec(text, "bad.toml"))
     assert message in str(caught.value)
+
+
+def test_cell_arguments_give_ctbench_run_the_same_config():
+    """A cell is built without click; its --cell-args, parsed by ctbench run's own parser,
+    resolve to the same config (so the matrix and the command line cannot drift apart)."""
+    from ctbench.cli.commands.run import config_from_options, run
+
+    spec = parse_spec(
+        ISSUE_SPEC + '[[include]]\narch = "axialnet"\nlambda = 2\nseed = "3"\nstart = "random"\n',
+        "s",
+    )
+    cells = expand_cells(spec)
+    assert cells[-1].config.mask_lambda == 2.0 and cells[-1].config.seed == 3
+    for cell in cells:
+        with run.make_context("run", list(cell.args)) as context:
+            params = {k: v for k, v in context.params.items() if k not in MATRIX_OWNED}
+        assert config_from_options(params) == cell.config, cell.args
+
+
+def test_a_matrix_expands_without_the_command_line(tmp_path):
+    code = (
+        "import sys\n"
+        "from ctbench.experiments.matrix_spec import expand_cells, load_spec\n"
+        "cells = expand_cells(load_spec('paper-table2'))\n"
+        "assert cells and 'click' not in sys.modules and 'ctbench.cli' not in sys.modules, "
+        "sorted(m for m in sys.modules if 'click' in m or 'ctbench.cli' in m)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"arch": "axialnet", "seed": -1}, "--seed: -1 is not in the range 0 to"),
+        ({"arch": "axialnet", "lr": 0}, "--lr: must be above 0"),
+        ({"arch": "axialnet", "lambda": float("nan")}, "--lambda: nan is not a finite number"),
+        ({"arch": "axialnet", "optimizer": "rmsprop"}, "--optimizer: 'rmsprop' is not one of"),
+        ({"arch": "axialnet", "mask_loss": "yes"}, "--mask-loss: expected true or false"),
+        ({"arch": "axialnet", "epochs": 1.5}, "--epochs: expected an integer"),
+        ({"arch": "axialnet", "explainer": "hirescm"}, "--explainer: unknown explainer"),
+        ({"arch": "axialnet", "data_root": "/no/such"}, "--data-root: /no/such is not an"),
+        ({"arch": "axialnet", "start": "random", "pretrained": True}, "give either --start"),
+        ({"arch": "axialnet", "preset": "huge"}, "unknown preset 'huge' for dataset 'phantom'"),
+    ],
+)
+def test_cell_values_are_checked_by_the_fields_rules(options, message):
+    from ctbench.experiments.run_options import config_from_options
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_from_options(options)
 
 
 def test_settings_override_base_options_and_axes():

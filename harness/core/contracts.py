@@ -57,6 +57,13 @@ METADATA: dict[str, dict[str, Declared]] = {
         "paper_name": Declared(str, "", "the model's name in the paper's tables"),
     },
     "explainers": {
+        "paper_name": Declared(str, "", "the explainer's name in the paper's tables (HiResCAM)"),
+        "default": Declared(
+            bool,
+            False,
+            "one of the explainers a run scores when none is named (in registration order); "
+            "the first that is also differentiable is the default --mask-explainer",
+        ),
         "faithful": Declared(
             bool,
             False,
@@ -71,6 +78,12 @@ METADATA: dict[str, dict[str, Declared]] = {
         ),
     },
     "segmenters": {
+        "default": Declared(
+            bool,
+            False,
+            "the segmenter a run and ctbench segment use when none is named (one plugin may "
+            "declare it)",
+        ),
         "on_device": Declared(
             bool, False, "the factory takes device= (a string) and computes there"
         ),
@@ -82,12 +95,29 @@ METADATA: dict[str, dict[str, Declared]] = {
         ),
     },
     "downsamplers": {
+        "paper_name": Declared(str, "", "the downsampling's name in the paper's Table 5"),
+        "default": Declared(
+            bool,
+            False,
+            "the downsampler of a preset that names none (one plugin may declare it)",
+        ),
         "on_device": Declared(
             bool, False, "the factory takes device= (a string) and computes there"
         ),
     },
     "datasets": {
-        "presets": Declared(tuple, (), "the preset names it accepts (documentation, --help)"),
+        "default": Declared(
+            bool,
+            False,
+            "the dataset every command uses when none is named (one plugin may declare it)",
+        ),
+        "presets": Declared(
+            (tuple, dict),
+            (),
+            "its presets: their names, or a table of name -> the run defaults of that preset "
+            "(recipe and any of ctbench.experiments.run_config.PRESET_KEYS); --preset accepts "
+            "only these names; a name without run defaults trains with the paper's recipe",
+        ),
         "labels": Declared(tuple, (), "its label names (documentation)"),
         "organ_masks": Declared(
             bool,
@@ -137,6 +167,28 @@ def metadata_problem(kind: str, meta: dict[str, Any]) -> str:
 def declared(kind: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Every metadata key of ``kind`` with its declared value, or its default."""
     return {key: meta.get(key, spec.default) for key, spec in METADATA[kind].items()}
+
+
+def default_names(kind: str) -> list[str]:
+    """The installed plugins of ``kind`` that declare ``default=True``, in registration order."""
+    from ctbench.core.registry import default_registry
+
+    return default_registry().defaults(kind)
+
+
+def default_name(kind: str) -> str:
+    """The one plugin of ``kind`` that declares ``default=True``; none or several is a
+    ValueError that says how to choose."""
+    from ctbench.core.registry import SINGULAR
+
+    names = default_names(kind)
+    if len(names) != 1:
+        found = f"{len(names)} do ({', '.join(names)})" if names else "none does"
+        raise ValueError(
+            f"no default {SINGULAR[kind]}: one installed {SINGULAR[kind]} may declare "
+            f"default=True and {found}; name one with --{SINGULAR[kind]}"
+        )
+    return names[0]
 
 
 def declared_of(kind: str, name: str) -> dict[str, Any]:

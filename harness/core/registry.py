@@ -181,6 +181,17 @@ class Registry:
         _check_kind(kind)
         return [entry for name in self.names(kind) for entry in self._entries[kind][name]]
 
+    def defaults(self, kind: str) -> list[str]:
+        """The names of ``kind`` whose registration declares ``default=True``, in registration
+        order (entry points sorted by distribution and name, then the order of ``register``
+        calls): a run's default explainers keep the order their plugin gave them."""
+        _check_kind(kind)
+        return [
+            name
+            for name, found in self._entries[kind].items()
+            if len(found) == 1 and found[0].meta.get("default") is True
+        ]
+
     def get(self, kind: str, name: str) -> PluginEntry:
         """The entry for ``name``; an unknown or ambiguous name is a :class:`PluginError`."""
         _check_kind(kind)

@@ -4,8 +4,9 @@ A dataset plugin (``rad-chestct``, ``ct-rate``, ``folder``) indexes its files in
 :class:`Entry` rows (case id, patient, split, labels, report, where each label lies, and how to
 read the volume) and hands them to :class:`DiskSource`, which
 
-- fixes the geometry from a preset (:data:`PRESETS`: the target spacing and the model's volume
-  shape; ``paper`` is 0.8 mm and 405 x 420 x 420);
+- fixes the geometry from a preset of the plugin's table (``presets``, a :class:`Geometry` per
+  name: the target spacing and the model's volume shape; the built-in disk datasets share
+  ``ctbench.plugins.datasets.disk_presets``, whose ``paper`` is 0.8 mm and 405 x 420 x 420);
 - makes a missing validation or test split deterministically by patient (:func:`split_patients`)
   and records how each split was made;
 - reads a case on demand: the plugin's reader, the HU checks (air near -1000 HU, lungs present),
@@ -23,30 +24,24 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ctbench.core import paper
 from ctbench.core.cases import SPLITS, Case, Finding, InvalidCaseError, SourceConfig
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """A real-data preset: the spacing volumes are resampled to and the model's volume shape."""
+    """A real-data preset: the spacing volumes are resampled to, the model's volume shape, and
+    how a run on it trains (``run``: a recipe of ``run_config.TRAINING_RECIPES`` and the keys it
+    changes)."""
 
     spacing_mm: float
     volume_shape: tuple[int, int, int]
+    run: dict = field(default_factory=dict)
 
-
-PRESETS: dict[str, Geometry] = {
-    # the paper's 0.8 mm and 405 x 420 x 420 (324 x 336 x 336 mm); the smaller presets keep
-    # about that field of view at coarser spacing, for a CPU
-    "paper": Geometry(paper.SPACING_MM, paper.VOLUME_SHAPE),
-    "default": Geometry(2.4, (135, 140, 140)),
-    "tiny": Geometry(5.0, (27, 64, 64)),
-}
 
 VALID_FRACTION = 0.15
 TEST_FRACTION = 0.15
@@ -55,10 +50,11 @@ TEST_FRACTION = 0.15
 VERSION = 1
 
 
-def geometry(preset: str) -> Geometry:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; real-data presets: {', '.join(PRESETS)}")
-    return PRESETS[preset]
+def geometry(preset: str, presets: Mapping[str, Geometry]) -> Geometry:
+    """``preset``'s geometry in the dataset's table; an unknown name lists the known ones."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; real-data presets: {', '.join(presets)}")
+    return presets[preset]
 
 
 def data_folder(name: str, data_root: str | Path | None) -> Path:
@@ -142,13 +138,14 @@ class DiskSource:
         resampling: str = "torch",
         check_lungs: bool = True,
         cache_dir: str | Path | None = None,
+        presets: Mapping[str, Geometry],
     ) -> None:
         from ctbench.runtime.storage import config_key, default_cache_dir
 
         self.name = name
         self.data_root = Path(data_root).resolve()
         self.preset = preset
-        self.geometry = geometry(preset)
+        self.geometry = geometry(preset, presets)
         self.label_names = tuple(label_names)
         self.resampling = resampling
         self.lung_check = check_lungs

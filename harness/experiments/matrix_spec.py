@@ -15,9 +15,10 @@ A spec (docs/matrices.md)::
     arch = "ctnet"
     [slurm]                # optional: submitit parameters for --launcher slurm
 
-Each cell's options become ``ctbench run`` arguments and are parsed by that command's own
-click parser, so a spec accepts exactly what the command line accepts (plugin names included,
-third-party ones too) and a cell's folder is the one ``ctbench run`` gives the same options.
+Each cell's options are checked by the rules of RunConfig's fields and resolved on the same path
+``ctbench run`` takes (``ctbench.experiments.run_options``), so a spec accepts what the command
+line accepts (plugin names included, third-party ones too) and a cell's folder is the one
+``ctbench run`` gives the same options; no cell goes through click.
 """
 
 from __future__ import annotations
@@ -245,50 +246,22 @@ def _matches(combo: dict[str, Any], rule: dict[str, Any]) -> bool:
 
 
 def make_cell(spec: MatrixSpec, options: dict[str, Any]) -> Cell:
-    """Parse one cell's options with ``ctbench run``'s own parser and resolve its config."""
-    import click
-    from ctbench.cli.commands.run import config_from_options, run
+    """One cell: its options checked by RunConfig's field rules and resolved
+    (:func:`ctbench.experiments.run_options.config_from_options`, the same path ``ctbench run``
+    takes), and the ``ctbench run`` arguments that give the same config."""
+    from ctbench.experiments.run_options import config_from_options, run_arguments
 
-    dataset_options = options.get("dataset_options", {})
-    args = run_arguments({k: v for k, v in options.items() if k != "dataset_options"}, spec.source)
+    for key in options:
+        if key in MATRIX_OWNED:
+            raise SpecError(f"{spec.source}: {key!r} is set by the matrix, not by a spec")
     try:
-        with run.make_context("run", list(args)) as context:
-            params = {k: v for k, v in context.params.items() if k not in MATRIX_OWNED}
-        config = config_from_options({**params, "dataset_options": dataset_options})
-    except click.ClickException as error:
-        raise SpecError(f"{spec.source}: cell {options}: {error.format_message()}") from error
-    except (KeyError, ValueError, TypeError) as error:
+        config = config_from_options(options)
+        args = run_arguments({k: v for k, v in options.items() if k != "dataset_options"})
+    except KeyError as error:  # an unknown option: the message lists the known ones
+        raise SpecError(f"{spec.source}: {error.args[0]}") from error
+    except (ValueError, TypeError) as error:
         raise SpecError(f"{spec.source}: cell {options}: {error}") from error
     return Cell(options=options, args=args, config=config, folder=config.folder_name())
-
-
-def run_arguments(options: dict[str, Any], source: str) -> list[str]:
-    """``ctbench run`` arguments for spec options: ``{"mask_loss": True, "explainer": ["a",
-    "b"]}`` -> ``["--mask-loss", "--explainer", "a", "--explainer", "b"]``."""
-    from ctbench.cli.commands.run import run
-    from ctbench.experiments.run_config import field_for_key
-
-    by_name = {param.name: param for param in run.params}
-    args: list[str] = []
-    for key, value in options.items():
-        if key in MATRIX_OWNED:
-            raise SpecError(f"{source}: {key!r} is set by the matrix, not by a spec")
-        try:
-            param = by_name[field_for_key(key).name]
-        except KeyError as error:
-            raise SpecError(f"{source}: {error.args[0]}") from error
-        if value is None:
-            continue
-        if isinstance(value, bool) and param.is_flag:
-            if value or param.secondary_opts:
-                args.append(param.opts[0] if value else param.secondary_opts[0])
-            continue
-        values = value if isinstance(value, list | tuple) else [value]
-        if len(values) > 1 and not param.multiple:
-            raise SpecError(f"{source}: {key!r} takes one value, not {value!r}")
-        for one in values:
-            args += [param.opts[0], str(one)]
-    return args
 
 
 def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:

@@ -1,4 +1,4 @@
-"""A run's options: :class:`RunConfig`, the presets that fill its defaults, and the starts.
+"""A run's options: :class:`RunConfig`, the training recipes presets choose, and the starts.
 
 RunConfig is the one definition of ``ctbench run``'s options: each field carries its help and
 value rules (:func:`option`), from which ``ctbench run`` builds its click options and
@@ -18,13 +18,13 @@ from ctbench.core import paper
 DEFAULT_LAMBDA = paper.MASK_LAMBDA
 """The paper's weight of the mask loss (``ctbench.core.paper``)."""
 
-RUN_PRESETS: dict[str, dict[str, Any]] = {
-    # Training defaults per data preset; every one can be overridden on the command line.
-    # ``start``: where ResNet-18 starts (see STARTS). With a pretrained start the phantom
-    # presets train the head on the frozen backbone's cached output (``head_epochs``, see
-    # ctbench.train.warmup) and run no full epoch; from random weights they train ``scratch_epochs``
-    # full epochs, as before the pretext existed (docs/learning-investigation.md).
-    "tiny": {
+TRAINING_RECIPES: dict[str, dict[str, Any]] = {
+    # How a preset trains; a dataset's preset table names one per preset (and may override
+    # any key, see PRESET_KEYS). ``start``: where ResNet-18 starts (see STARTS). With a
+    # pretrained start the CPU recipes train the head on the frozen backbone's cached output
+    # (``head_epochs``, see ctbench.train.warmup) and run no full epoch; from random weights
+    # they train ``scratch_epochs`` full epochs (docs/learning-investigation.md).
+    "cpu-tiny": {
         "start": "pretext",
         "pretext_epochs": 2,
         "head_epochs": 20,
@@ -33,9 +33,8 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 4,
         "optimizer": "adam",
         "schedule": "cosine",
-        "downsampler": "area",  # nearest samples row/column 0 and 32 of a 2x2 grid: no lungs
     },
-    "default": {
+    "cpu": {
         "start": "pretext",
         "pretext_epochs": 10,
         "head_epochs": 60,
@@ -44,7 +43,6 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 4,
         "optimizer": "adam",
         "schedule": "cosine",
-        "downsampler": "area",  # nearest keeps ~4% of an organ's cells on a 4x4 grid
     },
     "paper": {
         "start": "imagenet",
@@ -55,12 +53,52 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": paper.BATCH_SIZE,
         "optimizer": "sgd",
         "schedule": "constant",
-        "downsampler": "nearest",
     },
 }
-"""Training defaults by preset. The phantom presets start from the phantom pretext
-(``ctbench pretrain``) and run offline on a CPU; the paper preset trains as the paper (SGD,
-batch 1, up to 100 epochs, ImageNet start)."""
+"""The training recipes a dataset's presets choose from: ``cpu-tiny`` and ``cpu`` start from the
+dataset's pretext (``ctbench pretrain``) and run offline on a CPU; ``paper`` trains as the paper
+(SGD, batch 1, up to 100 epochs, ImageNet start)."""
+
+PRESET_KEYS = ("recipe", *TRAINING_RECIPES["paper"], "downsampler")
+"""What a dataset's preset may set for a run: its ``recipe`` (a name of TRAINING_RECIPES,
+default ``paper``), any of the recipe's keys, and the ``downsampler`` (default: the one
+downsampler that declares ``default=True``)."""
+
+
+def preset_defaults(dataset: str, preset: str) -> dict[str, Any]:
+    """The run defaults of ``dataset``'s ``preset``, from the dataset's registration
+    (``presets``): its recipe's numbers with the preset's own keys over them. A name the
+    dataset does not declare is one ValueError listing its presets; a dataset that declares no
+    presets takes any name, with the paper's recipe."""
+    from ctbench.core.contracts import declared_of
+
+    declared = declared_of("datasets", dataset)["presets"]
+    if declared and preset not in declared:
+        raise ValueError(
+            f"unknown preset {preset!r} for dataset {dataset!r}; its presets: {', '.join(declared)}"
+        )
+    entry = declared[preset] if isinstance(declared, dict) else {}
+    return run_defaults(entry, f"dataset {dataset!r}, preset {preset!r}")
+
+
+def run_defaults(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """A preset table entry's run defaults: its recipe's numbers (``paper`` when it names
+    none) with the entry's own keys over them; an unknown key or recipe is a ValueError
+    starting with ``where``."""
+    entry = dict(entry)
+    unknown = set(entry) - set(PRESET_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown run default(s) {', '.join(sorted(unknown))}; a preset sets "
+            f"{', '.join(PRESET_KEYS)}"
+        )
+    recipe = entry.pop("recipe", "paper")
+    if recipe not in TRAINING_RECIPES:
+        raise ValueError(
+            f"{where}: unknown recipe {recipe!r}; recipes: {', '.join(TRAINING_RECIPES)}"
+        )
+    return {"recipe": recipe, "downsampler": None, **TRAINING_RECIPES[recipe], **entry}
+
 
 STARTS = {
     "pretext": "ResNet-18 from the dataset's own pretext (ctbench pretrain), built once and cached",
@@ -97,10 +135,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_LR = paper.LEARNING_RATE
 """The paper's learning rate; the phantom presets use it with Adam too."""
 
-DEFAULT_EXPLAINERS = ("hirescam", "gradcam")
-"""The explainers a run scores when none is named."""
-
-
 MAX_SEED = 2**32 - 1
 """The largest seed (numpy's and torch's generators all take 0 .. 2**32 - 1)."""
 
@@ -131,24 +165,39 @@ class RunConfig:
     """
 
     arch: str = option(help="Architecture.", plugin="architectures")
-    explainers: tuple[str, ...] = option(
-        DEFAULT_EXPLAINERS,
+    explainers: tuple[str, ...] | None = option(
+        None,
         flag="--explainer",
         plugin="explainers",
-        help="Explainer(s) to score (repeat). Default: hirescam and gradcam.",
+        help="Explainer(s) to score (repeat). Default: the explainers that declare default=True "
+        "(built in: hirescam and gradcam).",
     )
-    dataset: str = option("phantom", plugin="datasets", help="Dataset.")
+    dataset: str | None = option(
+        None,
+        plugin="datasets",
+        help="Dataset. Default: the one that declares default=True (built in: phantom).",
+    )
     data_root: str | None = option(
         None,
         folder=True,
         help="The dataset's folder, for datasets read from disk (rad-chestct, ct-rate, folder).",
     )
-    preset: str = option("default", help="tiny, default or paper.")
-    segmenter: str = option("morphological", plugin="segmenters", help="Organ segmenter.")
-    mask_explainer: str = option(
-        "hirescam",
+    preset: str = option(
+        "default",
+        help="The dataset's preset: its data geometry and training defaults (the built-in "
+        "datasets: tiny, default, paper).",
+    )
+    segmenter: str | None = option(
+        None,
+        plugin="segmenters",
+        help="Organ segmenter. Default: the one that declares default=True (built in: "
+        "morphological).",
+    )
+    mask_explainer: str | None = option(
+        None,
         plugin="explainers",
-        help="Explainer the mask loss trains through (must accept create_graph).",
+        help="Explainer the mask loss trains through (must declare differentiable=True). "
+        "Default: the first default explainer that does (built in: hirescam).",
     )
     confounders: bool = option(False, help="Phantom: plant cues, reversed in test.")
     mask_loss: bool = option(False, help="Train with the mask loss (paper section 3.6).")
@@ -161,7 +210,8 @@ class RunConfig:
     downsampler: str | None = option(
         None,
         plugin="downsamplers",
-        help="Organ mask -> map grid. Default: the preset's (phantom: area; paper: nearest).",
+        help="Organ mask -> map grid. Default: the preset's, else the one that declares "
+        "default=True (phantom tiny/default: area; paper: nearest).",
     )
     dilate: bool = option(False, help="Dilate the downsampled organ masks.")
     seed: int = option(
@@ -221,9 +271,15 @@ class RunConfig:
     )
 
     def resolved(self) -> RunConfig:
-        """Fill every ``None`` from the preset's defaults and the model's declared capabilities
-        (unknown presets use ``paper``), and refuse, before any work, an option the model
-        cannot honour. :meth:`recipe` says which training recipe that makes, and why.
+        """Fill every ``None`` from the plugins' declared defaults, the dataset's preset and the
+        model's declared capabilities, and refuse, before any work, an option the model cannot
+        honour or a preset the dataset does not declare. This is the one place a run's options
+        are resolved (``ctbench run``, matrix cells and the API all call it); :meth:`recipe`
+        says which training recipe that makes, and why.
+
+        Plugins: the dataset, segmenter and explainers that declare ``default=True``; the mask
+        explainer is the first default explainer that declares ``differentiable=True``; the
+        downsampler is the preset's, else the one that declares ``default=True``.
 
         The start: ``weights`` -> "weights"; else ``start``; else ``pretrained`` True/False ->
         "imagenet"/"random"; else the preset's, or "random" for a model that does not declare
@@ -239,15 +295,19 @@ class RunConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be 0 to {MAX_SEED}, got {self.seed}")
-        from ctbench.core.contracts import declared_of
+        from ctbench.core.contracts import declared_of, default_name, default_names
 
-        check_preset(self.dataset, self.preset)
-        defaults = RUN_PRESETS.get(self.preset, RUN_PRESETS["paper"])
+        dataset = self.dataset or default_name("datasets")
+        explainers = self.explainers
+        if explainers is None:
+            explainers = tuple(default_names("explainers"))
+        mask_explainer = self.mask_explainer or _default_mask_explainer(self.mask_loss)
+        defaults = preset_defaults(dataset, self.preset)
         declared = capabilities(self.arch)
         start = chosen_start(self.start, self.pretrained, bool(self.weights))
         if start is None:
             start = defaults["start"]
-            if start == "pretext" and not declared_of("datasets", self.dataset)["pretext"]:
+            if start == "pretext" and not declared_of("datasets", dataset)["pretext"]:
                 start = "imagenet"  # only a dataset that builds a pretext pool can start from it
             if not declared["pretrainable"]:
                 start = "random"
@@ -259,9 +319,9 @@ class RunConfig:
                 f"{STARTED_FROM[start]}; leave the start to the model (no --start, "
                 "--pretrained or --weights) or use --start random"
             )
-        if self.mask_loss and not declared_of("explainers", self.mask_explainer)["differentiable"]:
+        if self.mask_loss and not declared_of("explainers", mask_explainer)["differentiable"]:
             raise ValueError(
-                f"--mask-explainer {self.mask_explainer} does not declare "
+                f"--mask-explainer {mask_explainer} does not declare "
                 "differentiable=True (its maps cannot be trained through); choose one "
                 "that does, such as hirescam"
             )
@@ -276,6 +336,7 @@ class RunConfig:
             key: defaults[key] if getattr(self, key) is None else getattr(self, key)
             for key in ("batch_size", "optimizer", "schedule", "downsampler")
         }
+        filled["downsampler"] = filled["downsampler"] or default_name("downsamplers")
         head_epochs = self.head_epochs
         if head_epochs is None:
             head_epochs = defaults["head_epochs"] if declared["trunk"] and not scratch else 0
@@ -289,12 +350,21 @@ class RunConfig:
         return replace(
             self,
             **filled,
+            dataset=dataset,
+            explainers=tuple(dict.fromkeys(explainers)),
+            segmenter=self.segmenter or default_name("segmenters"),
+            mask_explainer=mask_explainer,
             start=start,
             epochs=epochs,
             head_epochs=head_epochs,
             lr=DEFAULT_LR if self.lr is None else self.lr,
             pretrained=start != "random",
         )
+
+    @property
+    def is_resolved(self) -> bool:
+        """Whether :meth:`resolved` filled this config (no option is left to a default)."""
+        return all(getattr(self, name) is not None for name in RESOLVED_FIELDS)
 
     def recipe(self) -> dict[str, str]:
         """``{"name", "why"}`` of a resolved config's training recipe, for the run's log and
@@ -333,7 +403,7 @@ class RunConfig:
 
     def folder_name(self) -> str:
         """A readable name that differs whenever an option that changes results differs."""
-        parts = [self.arch, "+".join(self.explainers) or "noexplainer"]
+        parts = [self.arch, "+".join(self.explainers or ()) or "noexplainer"]
         if self.mask_loss:
             parts.append(f"mask{self.mask_lambda:.3g}")
         parts += [self.dataset, self.preset]
@@ -359,16 +429,38 @@ class RunConfig:
         return data
 
 
-def check_preset(dataset: str, preset: str) -> None:
-    """One error, before any work, for a preset the dataset does not declare (its
-    registration's ``presets``); a dataset that declares none takes any name."""
-    from ctbench.core.contracts import declared_of
+RESOLVED_FIELDS = (
+    "explainers",
+    "dataset",
+    "segmenter",
+    "downsampler",
+    "start",
+    "head_epochs",
+    "epochs",
+    "optimizer",
+    "schedule",
+    "lr",
+    "batch_size",
+    "pretrained",
+)
+"""The fields that ``None`` leaves to :meth:`RunConfig.resolved` (``mask_explainer`` too, which
+stays None only when no installed explainer could be one and the run has no mask loss)."""
 
-    presets = declared_of("datasets", dataset)["presets"]
-    if presets and preset not in presets:
-        raise ValueError(
-            f"unknown preset {preset!r} for dataset {dataset!r}; its presets: {', '.join(presets)}"
-        )
+
+def _default_mask_explainer(required: bool) -> str | None:
+    """The first default explainer that declares ``differentiable=True``; None when there is
+    none and no mask loss needs one."""
+    from ctbench.core.contracts import declared_of, default_names
+
+    for name in default_names("explainers"):
+        if declared_of("explainers", name)["differentiable"]:
+            return name
+    if not required:
+        return None
+    raise ValueError(
+        "no default --mask-explainer: no explainer that declares default=True also declares "
+        "differentiable=True; name one with --mask-explainer"
+    )
 
 
 def capabilities(arch: str) -> dict[str, Any]:

@@ -19,13 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ctbench.experiments.run_config import (  # noqa: F401  (public names, re-exported)
-    DEFAULT_LR,
-    RUN_PRESETS,
-    STARTS,
-    RunConfig,
-    chosen_start,
-)
+from ctbench.experiments.run_config import STARTS, RunConfig, preset_defaults
 from ctbench.experiments.run_folder import RunFolder
 
 
@@ -137,7 +131,8 @@ def execute_run(
     from ctbench.runtime.distributed import initialise
     from ctbench.runtime.resources import PeakMemory, machine_description
 
-    config = config.resolved()
+    if not config.is_resolved:  # the API's convenience; ctbench run and matrices resolve first
+        config = config.resolved()
     folder = Path(folder)
     device = resolve_device(config.device)
     precision = Precision.resolve(config.precision, device)
@@ -512,6 +507,7 @@ class RunParts:
 
 def preset_pretext(
     source,
+    dataset: str,
     preset: str,
     *,
     cache_dir=None,
@@ -521,12 +517,13 @@ def preset_pretext(
     device="cpu",
     **overrides,
 ) -> Path:
-    """The pretext weights runs of ``preset`` start from (its ``pretext_epochs``; ``overrides``
-    change other settings), for ``source``'s geometry: built first when missing."""
+    """The pretext weights runs of ``dataset``'s ``preset`` start from (its recipe's
+    ``pretext_epochs``; ``overrides`` change other settings), for ``source``'s geometry: built
+    first when missing."""
     from ctbench.data.preprocess import Preprocessing
     from ctbench.train.pretraining import PretextSettings, pretext_weights
 
-    epochs = RUN_PRESETS.get(preset, RUN_PRESETS["paper"])["pretext_epochs"]
+    epochs = preset_defaults(dataset, preset)["pretext_epochs"]
     return pretext_weights(
         source,
         Preprocessing(volume_shape=tuple(source.volume_shape)),
@@ -553,7 +550,9 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
         raise ValueError(f"{config.arch} never loads pretrained weights; use --start random")
     with timer.phase("pretext"):
         path = job.main_first(
-            lambda: preset_pretext(source, config.preset, progress=progress, log=log, device=device)
+            lambda: preset_pretext(
+                source, config.dataset, config.preset, progress=progress, log=log, device=device
+            )
         )
     from ctbench.runtime.storage import read_json
 

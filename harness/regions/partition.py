@@ -73,14 +73,19 @@ class AllowedRegions:
         representation_shape: tuple[int, int, int],
         preprocessing: Preprocessing,
         *,
-        segmenter: str = "morphological",
-        downsampler: str = "nearest",
+        segmenter: str | None = None,
+        downsampler: str | None = None,
         dilate: bool = False,
         cache_dir: str | Path | None = None,
         device: str = "cpu",
     ) -> None:
-        """``device``: where the segmenter and the downsampler compute, when they can."""
+        """``device``: where the segmenter and the downsampler compute, when they can;
+        ``segmenter`` and ``downsampler`` default to the plugins that declare ``default=True``."""
         import ctbench
+        from ctbench.core.contracts import default_name
+
+        segmenter = segmenter or default_name("segmenters")
+        downsampler = downsampler or default_name("downsamplers")
 
         self.label_names = tuple(label_names)
         self.representation_shape = tuple(representation_shape)

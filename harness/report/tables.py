@@ -18,42 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ctbench.core import paper as the_paper
 
-PAPER_TABLE1 = {  # validation median AUROC, OrganIoU Grad-CAM, HiResCAM (percent)
-    "ctnet": (66.3, None, None),
-    "3dconv": (53.8, 3.3, 4.5),
-    "bodyconv": (50.2, 0.0, 14.6),
-    "bodycam": (62.0, 15.7, 15.7),
-    "axialnet-maxpool": (65.5, 9.3, 10.9),
-    "axialnet-randinit": (63.1, 15.1, 14.1),
-    "axialnet-nocustomconv": (56.5, 10.0, 19.7),
-    "axialnet": (67.5, 18.7, 21.5),
-}
-PAPER_TABLE2 = {
-    False: {"gradcam": 20.1, "hirescam": 20.7},
-    True: {"gradcam": 21.4, "hirescam": 27.6},
-}
-"""Test OrganIoU (percent) of AxialNet without and with the mask loss."""
-PAPER_TABLE5 = {
-    ("area", False): 0.658,
-    ("area", True): 0.662,
-    ("trilinear", False): 0.661,
-    ("trilinear", True): 0.671,
-    ("nearest", False): 0.679,
-    ("nearest", True): 0.654,
-}
-"""Validation median AUROC of AxialNet with the mask loss, by downsampler and dilation."""
-PAPER_TABLE7 = {  # label: (pos %, AUROC class loss, AUROC with mask loss, DeLong p) in percent
-    "lung_nodule": (70.9, 68.77, 67.66, 1.65e-4),
-    "lung_opacity": (47.7, 62.17, 58.16, 2.12e-12),
-    "lung_atelectasis": (28.9, 70.81, 71.09, 0.62),
-    "lung_pleural_effusion": (20.0, 91.29, 90.11, 4.82e-4),
-    "lung_consolidation": (14.4, 73.76, 67.76, 1.98e-15),
-    "lung_mass": (7.9, 69.86, 65.36, 3.42e-6),
-    "heart_pericardial_effusion": (15.7, 67.38, 67.81, 0.62),
-    "heart_cardiomegaly": (9.6, 81.41, 81.36, 0.87),
-    "lung_pneumothorax": (2.9, 81.62, 81.34, 0.80),
-}
 TABLES = ("1", "2", "5", "7", "timing", "confounders", "explainers")
 
 
@@ -234,20 +200,22 @@ def _stat(members: list[RunRecord], *keys, scale: float = 1.0) -> Stat | None:
 def table_1(runs: list[RunRecord]) -> Table:
     """Validation median AUROC and OrganIoU per explainer (percent), per architecture."""
     rows = []
-    order = list(PAPER_TABLE1)
+    order = list(the_paper.TABLE1)
+    grad, hires = (paper_plugin("explainers", name) for name in the_paper.TABLE1_EXPLAINERS)
     grouped = group_runs(runs)
-    grouped.sort(key=lambda g: _order(order, g[1][0].options["arch"]))
+    grouped.sort(key=lambda g: _order(order, paper_name("architectures", g[1][0].options["arch"])))
     for name, (_, members) in zip(row_names(grouped, "arch"), grouped, strict=True):
-        paper = PAPER_TABLE1.get(members[0].options["arch"], (None, None, None))
+        arch = paper_name("architectures", members[0].options["arch"])
+        paper = the_paper.TABLE1.get(arch, (None, None, None))
         rows.append(
             [
                 name,
                 len(members),
                 _stat(members, "valid_auroc_median", scale=100),
                 paper[0],
-                _stat(members, "valid_organiou", "gradcam", scale=100),
+                _stat(members, "valid_organiou", grad, scale=100),
                 paper[1],
-                _stat(members, "valid_organiou", "hirescam", scale=100),
+                _stat(members, "valid_organiou", hires, scale=100),
                 paper[2],
             ]
         )
@@ -269,6 +237,29 @@ def _unique(columns: list[str]) -> list[str]:
     return out
 
 
+def paper_name(kind: str, name: str) -> str:
+    """The name the paper's tables give plugin ``name`` (its declared ``paper_name``; "" when
+    it declares none or is not installed here)."""
+    from ctbench.core.contracts import declared_of
+    from ctbench.core.registry import PluginError
+
+    try:
+        return declared_of(kind, name)["paper_name"]
+    except PluginError:
+        return ""
+
+
+def paper_plugin(kind: str, name: str) -> str | None:
+    """The installed plugin of ``kind`` that declares ``paper_name=name`` (the paper's
+    "HiResCAM" -> ``hirescam``); None when none does."""
+    from ctbench.core.registry import default_registry
+
+    for entry in default_registry().entries(kind):
+        if entry.meta.get("paper_name") == name:
+            return entry.name
+    return None
+
+
 def _order(order: list[str], name: str) -> int:
     return order.index(name) if name in order else len(order)
 
@@ -277,20 +268,22 @@ def table_2(runs: list[RunRecord]) -> Table:
     """Test OrganIoU of Grad-CAM and HiResCAM, without and with the mask loss (percent)."""
     _require(runs, "mask_loss", (False, True), "2")
     rows, hires = [], {}
+    grad_name, hires_name = the_paper.TABLE1_EXPLAINERS
+    grad, hirescam = paper_plugin("explainers", grad_name), paper_plugin("explainers", hires_name)
     for key, members in sorted(group_runs(runs), key=lambda g: g[1][0].options["mask_loss"]):
         mask = bool(members[0].options["mask_loss"])
-        paper = PAPER_TABLE2[mask]
+        paper = the_paper.TABLE2[mask]
         name = "AxialNet L_class" + (" + λ L_mask" if mask else "")
         extra = _describe(key, ("mask_loss",))
-        hires[mask] = _stat(members, "organiou", "hirescam", scale=100)
+        hires[mask] = _stat(members, "organiou", hirescam, scale=100)
         rows.append(
             [
                 f"{members[0].options['arch']}: {name}" + (f" ({extra})" if extra else ""),
                 len(members),
-                _stat(members, "organiou", "gradcam", scale=100),
-                paper["gradcam"],
+                _stat(members, "organiou", grad, scale=100),
+                paper[grad_name],
                 hires[mask],
-                paper["hirescam"],
+                paper[hires_name],
             ]
         )
     notes = []
@@ -324,11 +317,15 @@ def table_5(runs: list[RunRecord]) -> Table:
                 bool(options["dilate"]),
                 len(members),
                 _stat(members, "valid_auroc_median"),
-                PAPER_TABLE5.get((options["downsampler"], bool(options["dilate"]))),
+                the_paper.TABLE5.get(
+                    (paper_name("downsamplers", options["downsampler"]), bool(options["dilate"]))
+                ),
             ]
         )
-    order = [down for down, _ in PAPER_TABLE5]  # the paper's: area, trilinear, nearest
-    rows.sort(key=lambda r: (_order(order, r[0].split(" ")[0]), r[0], r[1]))
+    order = [down for down, _ in the_paper.TABLE5]  # the paper's: area, trilinear, nearest
+    rows.sort(
+        key=lambda r: (_order(order, paper_name("downsamplers", r[0].split(" ")[0])), r[0], r[1])
+    )
     return Table(
         "Table 5: AxialNet with the mask loss by PARTITION variant (validation median AUROC)",
         _unique(["Downsampling", "Dilation", "n", "AUROC", "paper"]),
@@ -354,7 +351,7 @@ def table_7(runs: list[RunRecord]) -> Table:
     compared = compare_runs(a.folder, b.folder, "test")
     rows = []
     for row in compared.itertuples():
-        paper = PAPER_TABLE7.get(row.label, (None,) * 4)
+        paper = the_paper.TABLE7.get(row.label, (None,) * 4)
         rows.append(
             [
                 row.label,
@@ -409,6 +406,7 @@ def table_confounders(runs: list[RunRecord]) -> Table:
         }
     )
     rows = []
+    explainers = list(dict.fromkeys(e for r in runs for e in r.options.get("explainers", ())))
     grouped = sorted(
         group_runs(runs),
         key=lambda g: (g[1][0].options["confounders"], g[1][0].options["mask_loss"]),
@@ -423,8 +421,7 @@ def table_confounders(runs: list[RunRecord]) -> Table:
                 extra or "-",
                 len(members),
                 _stat(members, "auroc_median"),
-                _stat(members, "organiou", "hirescam"),
-                _stat(members, "organiou", "gradcam"),
+                *(_stat(members, "organiou", explainer) for explainer in explainers),
                 *(_stat(members, "auroc", label) for label in confounded),
             ]
         )
@@ -436,8 +433,7 @@ def table_confounders(runs: list[RunRecord]) -> Table:
             "Other options",
             "n",
             "AUROC median",
-            "OrganIoU HiRes",
-            "OrganIoU Grad",
+            *(f"OrganIoU {explainer}" for explainer in explainers),
             *(f"AUROC {label}" for label in confounded),
         ],
         rows,

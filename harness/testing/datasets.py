@@ -127,6 +127,26 @@ def check_declared_pretext(case: DatasetCase) -> None:
         )
 
 
+def check_declared_presets(case: DatasetCase) -> None:
+    """A table of presets gives each one known run defaults (a recipe of
+    ``TRAINING_RECIPES`` and keys of ``PRESET_KEYS``), and the checked preset is one of them."""
+    from ctbench.experiments.run_config import run_defaults
+
+    presets = case.declares["presets"]
+    if presets:
+        assert case.options["preset"] in presets, (
+            f"preset {case.options['preset']!r} is not among the declared presets "
+            f"{', '.join(presets)}"
+        )
+    if isinstance(presets, dict):
+        for name, entry in presets.items():
+            assert isinstance(entry, dict), f"presets[{name!r}] must be a dict of run defaults"
+            try:
+                run_defaults(entry, f"presets[{name!r}]")
+            except ValueError as error:
+                raise AssertionError(str(error)) from None
+
+
 def check_deterministic(case: DatasetCase) -> None:
     """Loading a case again gives the same volume and labels."""
     first = case.cases["train"]
@@ -141,6 +161,7 @@ DATASET_CHECKS: dict[str, Callable[[DatasetCase], None]] = rule_table(
     check_cases,
     check_declared_masks,
     check_declared_pretext,
+    check_declared_presets,
     check_deterministic,
 )
 

@@ -37,7 +37,6 @@ import ctbench
 import numpy as np
 from ctbench.core.cases import InvalidCaseError
 from ctbench.data.disk_source import (
-    PRESETS,
     DiskSource,
     Entry,
     binary_labels,
@@ -48,6 +47,7 @@ from ctbench.data.disk_source import (
     read_csv,
 )
 from ctbench.data.io import nifti_stem
+from ctbench.plugins.datasets.disk_presets import PRESETS, preset_runs
 from ctbench.vocabulary import ct_rate_labels
 
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z]+)_(\d+)\.nii(\.gz)?$")
@@ -216,7 +216,9 @@ def _case_id(volume_name: str) -> str:
 def ct_rate(preset: str = "default", *, data_root: str | Path | None = None, **options):
     """Factory for ``create_dataset("ct-rate", data_root=..., preset=...)``."""
     root = data_folder("ct-rate", data_root)
-    return DiskSource("ct-rate", root, preset, tuple(ct_rate_labels()), *index(root), **options)
+    return DiskSource(
+        "ct-rate", root, preset, tuple(ct_rate_labels()), *index(root), presets=PRESETS, **options
+    )
 
 
 @ctbench.hookimpl
@@ -225,7 +227,7 @@ def register_datasets(register):
         "ct-rate",
         ct_rate,
         description="CT-RATE (Hugging Face): NIfTI volumes, 18 labels, English reports",
-        presets=tuple(PRESETS),
+        presets=preset_runs(),
         labels=tuple(ct_rate_labels()),
         organ_masks=False,
         finding_masks=False,

@@ -28,7 +28,6 @@ import ctbench
 import numpy as np
 from ctbench.core.cases import SPLITS
 from ctbench.data.disk_source import (
-    PRESETS,
     DiskSource,
     Entry,
     binary_labels,
@@ -38,6 +37,7 @@ from ctbench.data.disk_source import (
     problem,
     read_csv,
 )
+from ctbench.plugins.datasets.disk_presets import PRESETS, preset_runs
 from ctbench.vocabulary import check_labels, ct_rate_labels, label_organs, output_labels
 
 RESERVED = ("case_id", "patient", "split")
@@ -216,7 +216,7 @@ def folder(preset: str = "default", *, data_root: str | Path | None = None, **op
     """Factory for ``create_dataset("folder", data_root=..., preset=...)``."""
     root = data_folder("folder", data_root)
     names, *indexed = index(root)
-    return DiskSource("folder", root, preset, names, *indexed, **options)
+    return DiskSource("folder", root, preset, names, *indexed, presets=PRESETS, **options)
 
 
 @ctbench.hookimpl
@@ -225,7 +225,7 @@ def register_datasets(register):
         "folder",
         folder,
         description="Your own NIfTI files or DICOM series + labels.csv and/or reports.csv",
-        presets=tuple(PRESETS),
+        presets=preset_runs(),
         organ_masks=False,
         finding_masks=False,
         reads_folder=True,

@@ -23,7 +23,6 @@ import ctbench
 import numpy as np
 from ctbench.core.cases import InvalidCaseError
 from ctbench.data.disk_source import (
-    PRESETS,
     DiskSource,
     Entry,
     data_folder,
@@ -32,6 +31,7 @@ from ctbench.data.disk_source import (
     read_csv,
     read_csv_header,
 )
+from ctbench.plugins.datasets.disk_presets import PRESETS, preset_runs
 from ctbench.regions.labeler import ORGAN_PREFIX, vocabulary
 from ctbench.vocabulary import ORGANS, organ_locations, output_labels
 
@@ -173,7 +173,13 @@ def rad_chestct(
     ``spacing_mm``: the spacing of the stored volumes (0.8 for the public data)."""
     root = data_folder("rad-chestct", data_root)
     return DiskSource(
-        "rad-chestct", root, preset, output_labels(), *index(root, spacing_mm), **options
+        "rad-chestct",
+        root,
+        preset,
+        output_labels(),
+        *index(root, spacing_mm),
+        presets=PRESETS,
+        **options,
     )
 
 
@@ -183,7 +189,7 @@ def register_datasets(register):
         "rad-chestct",
         rad_chestct,
         description="RAD-ChestCT (Zenodo): npz volumes + abnormality*location label CSVs",
-        presets=tuple(PRESETS),
+        presets=preset_runs(),
         labels=output_labels(),
         organ_masks=False,
         finding_masks=False,

@@ -53,5 +53,7 @@ def register_downsamplers(register):
             mode,
             lambda mode=mode, **options: Downsampler(mode, **options),
             on_device=True,
+            default=mode == "nearest",  # the paper's, for a preset that names none
+            paper_name=mode,  # Table 5's rows
             description=f"Organ mask -> representation grid by {text}; optional dilation",
         )

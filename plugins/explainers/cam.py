@@ -174,6 +174,8 @@ def register_explainers(register):
     register(
         "hirescam",
         HiResCAM,
+        default=True,  # a run scores hirescam and gradcam when no --explainer is named
+        paper_name="HiResCAM",
         faithful=True,
         differentiable=True,
         description="HiResCAM: gradient x activation per cell; closed form for AxialNet",
@@ -181,6 +183,8 @@ def register_explainers(register):
     register(
         "gradcam",
         GradCAM,
+        default=True,
+        paper_name="Grad-CAM",
         faithful=False,
         differentiable=True,
         description="Grad-CAM (3-D): gradients averaged over the volume weight each feature",

@@ -279,6 +279,7 @@ def register_segmenters(register):
     register(
         "morphological",
         MorphologicalSegmenter,
+        default=True,
         on_device=True,
         description="Threshold, border clearing, two largest per slice, mL size and gas "
         "cuts, bbox midline split; QC with heuristic fallback",

@@ -29,6 +29,39 @@ class PluginName(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+def plugin_option(*declarations: str, kind: str, multiple: bool = False, **settings: Any):
+    """An option naming a plugin of ``kind`` whose default is the installed plugin that declares
+    ``default=True`` (``multiple``: every one that does, in registration order), looked up only
+    when the command runs: the core names no plugin, and ``--help`` loads none."""
+    singular = SINGULAR[kind]
+
+    def default():
+        from ctbench.core.contracts import default_name, default_names
+
+        if multiple:
+            return tuple(default_names(kind))
+        try:
+            return default_name(kind)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+
+    shown = f"the {kind} that declare" if multiple else f"the {singular} that declares"
+    shown += " default=True"
+    return click.option(
+        *declarations,
+        type=PluginName(kind),
+        multiple=multiple,
+        default=default,
+        show_default=shown,
+        **settings,
+    )
+
+
+def dataset_option(command: Callable) -> Callable:
+    """``--dataset NAME`` (default: the dataset that declares ``default=True``)."""
+    return plugin_option("--dataset", "dataset_name", kind="datasets", help="Dataset.")(command)
+
+
 class FiniteFloat(click.FloatRange):
     """A float option that refuses ``nan`` and ``inf`` at parse time (a NaN learning rate or
     lambda would otherwise fail, or be recorded, only after the data and PARTITION steps)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.cli.commands import SEED, PluginName
+from ctbench.cli.commands import SEED, PluginName, dataset_option
 from ctbench.core.cases import SPLITS
 
 
@@ -18,14 +18,15 @@ def _dataset_options(command):
     command = click.option(
         "--confounders",
         is_flag=True,
-        help="Plant the phantom's spurious cues (shifted test split).",
+        help="Plant the dataset's spurious cues (shifted test split), for a dataset that "
+        "declares confounded_labels.",
     )(command)
     command = click.option("--seed", type=SEED, default=0, show_default=True)(command)
     return click.option(
         "--preset",
         default="default",
         show_default=True,
-        help="Dataset preset (tiny, default, paper).",
+        help="The dataset's preset (built-in datasets: tiny, default, paper).",
     )(command)
 
 
@@ -69,35 +70,80 @@ def _source(
         raise click.ClickException(f"{name}: {error}") from error
 
 
-@data.command("phantom")
-@_dataset_options
-@click.option(
+GENERATE_OUT = click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Cache folder to write into (default: $CTBENCH_CACHE_DIR or ~/.cache/ctbench).",
 )
+
+
+@data.command("generate")
+@click.argument("dataset_name", metavar="[NAME]", required=False, default=None)
+@_dataset_options
+@GENERATE_OUT
+def generate(
+    dataset_name: str | None, preset: str, seed: int, confounders: bool, out: Path | None
+) -> None:
+    """Generate every case of dataset NAME's preset into its cache folder (a generated
+    dataset, one whose source can materialise(); default: the dataset that declares
+    default=True)."""
+    _generate(dataset_name, preset, seed, confounders, out)
+
+
+@data.command("phantom", hidden=True, deprecated="use `ctbench data generate phantom`")
+@_dataset_options
+@GENERATE_OUT
 def phantom_command(preset: str, seed: int, confounders: bool, out: Path | None) -> None:
-    """Generate every case of the phantom preset into its cache folder."""
-    source = _source("phantom", preset, seed, confounders, out)
+    """Generate every case of the phantom preset (``ctbench data generate phantom``)."""
+    _generate("phantom", preset, seed, confounders, out)
+
+
+def _generate(
+    name: str | None, preset: str, seed: int, confounders: bool, out: Path | None
+) -> None:
+    from ctbench.core.contracts import declared_of
+
+    name = _dataset_name(name)
+    if declared_of("datasets", name)["reads_folder"]:
+        raise click.ClickException(f"{name} is read from a folder, not generated: nothing to do")
+    source = _source(name, preset, seed, confounders, out)
+    if not hasattr(source, "materialise"):
+        raise click.ClickException(f"{name} has no materialise(): nothing to generate")
     generated = source.materialise(progress=None)  # a bar only on a terminal
     total = sum(len(source.case_ids(split)) for split in SPLITS)
     click.echo(f"{source.folder}: {total} cases ({generated} generated now)")
 
 
+def _dataset_name(name: str | None) -> str:
+    """NAME checked against the registry, or the dataset that declares ``default=True``."""
+    from ctbench.core.contracts import default_name
+
+    try:
+        return (
+            default_name("datasets")
+            if name is None
+            else PluginName("datasets").convert(name, None, None)
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+
+
 @data.command("check")
-@click.argument("dataset_name", metavar="NAME", type=PluginName("datasets"), default="phantom")
+@click.argument("dataset_name", metavar="[NAME]", required=False, default=None)
 @click.option("--preset", default="default", show_default=True, help="Dataset preset.")
 @DATA_ROOT
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -> None:
+def check(dataset_name: str | None, preset: str, data_root: Path | None, quiet: bool) -> None:
     """Load every case of dataset NAME once and list every problem, one line each, before any
     training: an unreadable or truncated file, a label row with no volume or a volume with no
     row, duplicated names, a volume not in HU, no lungs, NaN, a wrong shape or label count.
-    Exit 1 when a case is bad. A run skips and lists the same cases."""
+    Exit 1 when a case is bad. A run skips and lists the same cases. Default NAME: the
+    dataset that declares default=True."""
     from ctbench.data.loader import VolumeDataset
     from ctbench.experiments.runs import EmptySplitError, check_cases, check_splits
 
+    dataset_name = _dataset_name(dataset_name)
     source = _source(dataset_name, preset, data_root=data_root)
     if hasattr(source, "materialise"):
         source.materialise(progress=False if quiet else None)
@@ -120,9 +166,7 @@ def check(dataset_name: str, preset: str, data_root: Path | None, quiet: bool) -
 
 
 @data.command("show")
-@click.option(
-    "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
-)
+@dataset_option
 @_dataset_options
 @DATA_ROOT
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.cli.commands import SEED, PluginName, device_option
+from ctbench.cli.commands import SEED, PluginName, dataset_option, device_option, plugin_option
 
 
 def _shape(text: str | None) -> tuple[int, int, int] | None:
@@ -39,9 +39,7 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
 @click.option(
     "--seed", type=SEED, default=0, show_default=True, help="Seed of the untrained model."
 )
-@click.option(
-    "--dataset", "dataset_name", type=PluginName("datasets"), default="phantom", show_default=True
-)
+@dataset_option
 @click.option("--preset", default="default", show_default=True)
 @click.option(
     "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
@@ -60,14 +58,7 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
     help="S,Y,X to pad/crop to (default: the checkpoint's, the dataset's, or 405,420,420).",
 )
 @click.option("--label", required=True, help="Label to explain, e.g. lung_pleural_effusion.")
-@click.option(
-    "--explainer",
-    "explainers",
-    type=PluginName("explainers"),
-    multiple=True,
-    default=("hirescam", "gradcam"),
-    show_default=True,
-)
+@plugin_option("--explainer", "explainers", kind="explainers", multiple=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @device_option()
 @click.option(

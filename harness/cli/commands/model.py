@@ -9,6 +9,7 @@ from ctbench.cli.commands import (
     InputShape,
     PluginName,
     check_start,
+    plugin_option,
     resolve_weights,
     weights_options,
 )
@@ -31,14 +32,14 @@ from ctbench.cli.commands import (
     help="Number of outputs M.",
 )
 @weights_options
-@click.option("--dataset", type=PluginName("datasets"), default="phantom", show_default=True)
+@plugin_option("--dataset", kind="datasets", help="Dataset of the pretext start.")
 @click.option("--preset", default="default", show_default=True, help="Preset of the pretext start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def model(name, input_shape, classes, pretrained, weights, start, dataset, preset, as_json) -> None:
     """Build architecture NAME and print its parameter count, representation grid and start."""
     import ctbench
     from ctbench.core.registry import default_registry
-    from ctbench.experiments.runs import chosen_start
+    from ctbench.experiments.run_config import chosen_start
 
     check_start(start, pretrained, weights)
     options = resolve_weights(pretrained, weights)
@@ -82,4 +83,4 @@ def _pretext_path(dataset: str, preset: str) -> str:
     from ctbench.experiments.runs import preset_pretext
 
     source = ctbench.create_dataset(dataset, preset=preset)
-    return str(preset_pretext(source, preset, log=click.echo))
+    return str(preset_pretext(source, dataset, preset, log=click.echo))

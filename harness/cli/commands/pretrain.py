@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.cli.commands import SEED, PluginName, device_option
+from ctbench.cli.commands import SEED, device_option, plugin_option
 from ctbench.runtime.storage import read_json
 
 
 @click.command()
-@click.option("--dataset", type=PluginName("datasets"), default="phantom", show_default=True)
-@click.option("--preset", default="default", show_default=True, help="tiny, default or paper.")
+@plugin_option("--dataset", kind="datasets", help="Dataset.")
+@click.option("--preset", default="default", show_default=True, help="The dataset's preset.")
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Pretext epochs. Default: the preset's, as runs use (tiny 2, default 10).",
+    help="Pretext epochs. Default: the preset's recipe's, as runs use (cpu-tiny 2, cpu 10).",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Pretext training seed.")
 @click.option(
@@ -44,6 +44,7 @@ def pretrain(dataset, preset, epochs, seed, out, rebuild, quiet, device) -> None
     try:
         path = preset_pretext(
             ctbench.create_dataset(dataset, preset=preset),
+            dataset,
             preset,
             cache_dir=out,
             rebuild=rebuild,

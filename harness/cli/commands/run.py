@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 
 import click
@@ -11,7 +10,6 @@ from ctbench.cli.commands import (
     FiniteFloat,
     PluginName,
     check_start,
-    resolve_weights,
     track_option,
     weights_options,
 )
@@ -30,21 +28,19 @@ def run_config_options(command):
 
 
 def _declarations(name: str, option: str, hint) -> list[str]:
+    from ctbench.experiments.run_options import base_type
+
     flag = "--" + option.replace("_", "-")
-    if _base_type(hint) is bool:
+    if base_type(hint) is bool:
         return [f"{flag}/--no-{flag[2:]}", name]
     return [flag, name]
 
 
-def _base_type(hint):
-    """``int`` of ``int | None``, ``str`` of ``tuple[str, ...]``."""
-    args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
-    return _base_type(args[0]) if args else hint
-
-
 def _click_settings(run_field, hint) -> dict:
+    from ctbench.experiments.run_options import base_type, repeatable
+
     meta = run_field.metadata
-    base = _base_type(hint)
+    base = base_type(hint)
     if run_field.default is dataclasses.MISSING:  # a field without a default is required
         settings = {"help": meta["help"], "required": True}
     else:
@@ -64,7 +60,7 @@ def _click_settings(run_field, hint) -> dict:
     elif base is float:
         low = 0 if meta.get("positive") else meta.get("minimum")
         settings["type"] = FiniteFloat(min=low, min_open=bool(meta.get("positive")))
-    if typing.get_origin(hint) is tuple:
+    if repeatable(run_field):
         settings |= {"multiple": True, "show_default": False}
     return settings
 
@@ -133,15 +129,12 @@ def run(out, name, resume, overwrite, quiet, track, **options) -> None:
 
 
 def config_from_options(options: dict):
-    """The resolved RunConfig of ``ctbench run``'s parsed options (its click parameters)."""
-    from ctbench.experiments.run_config import DEFAULT_EXPLAINERS, RunConfig
+    """The resolved RunConfig of ``ctbench run``'s parsed options (its click parameters), built
+    as a matrix cell's is (``ctbench.experiments.run_options``)."""
+    from ctbench.experiments.run_options import config_from_options as from_options
 
-    options = dict(options)
-    start, pretrained, weights = (options.pop(key) for key in ("start", "pretrained", "weights"))
-    chosen = resolve_weights(pretrained, weights, preset_default=None)  # None: preset decides
-    check_start(start, pretrained, weights)
-    options["explainers"] = tuple(dict.fromkeys(options["explainers"] or DEFAULT_EXPLAINERS))
-    return RunConfig(start=start, **chosen, **options).resolved()
+    check_start(options["start"], options["pretrained"], options["weights"])  # a usage error
+    return from_options(options)
 
 
 def summary(metrics: dict) -> str:

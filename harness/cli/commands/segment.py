@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.cli.commands import PluginName, device_option
+from ctbench.cli.commands import device_option, plugin_option
 
 
 @click.command()
 @click.argument("volume")
-@click.option(
-    "--segmenter", type=PluginName("segmenters"), default="morphological", show_default=True
-)
+@plugin_option("--segmenter", kind="segmenters")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -28,7 +26,8 @@ from ctbench.cli.commands import PluginName, device_option
 )
 @device_option()
 def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, device) -> None:
-    """Segment VOLUME: a NIfTI file, a DICOM folder, an .npz/.npy, or phantom:PRESET:CASE_ID.
+    """Segment VOLUME: a NIfTI file, a DICOM folder, an .npz/.npy, or a generated dataset's
+    case as DATASET:PRESET:CASE_ID (phantom:tiny:train-0000).
 
     The morphological segmenter computes on --device (torch there, scipy on the CPU: the
     same masks); a segmenter that does not compute on devices runs on the CPU.
@@ -39,9 +38,8 @@ def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, dev
     from ctbench.data.io import load_volume
 
     try:
-        if volume.startswith("phantom:"):
-            _, preset, case_id = volume.split(":")
-            case = ctbench.create_dataset("phantom", preset=preset).load(case_id)
+        case = _dataset_case(volume)
+        if case is not None:
             array, spacing = case.volume, case.spacing
         else:
             array, spacing = load_volume(volume)
@@ -62,6 +60,19 @@ def segment(volume: str, segmenter: str, out: Path | None, png: Path | None, dev
 
         plot_segmentation(array, masks.as_dict(), spacing, png, title=f"{volume}: {masks.method}")
         click.echo(f"picture -> {png}")
+
+
+def _dataset_case(volume: str):
+    """The case that ``DATASET:PRESET:CASE_ID`` names (a dataset that needs no folder), or
+    None when VOLUME is a path."""
+    import ctbench
+    from ctbench.core.registry import default_registry
+
+    parts = volume.split(":")
+    if len(parts) != 3 or parts[0] not in default_registry().names("datasets"):
+        return None
+    name, preset, case_id = parts
+    return ctbench.create_dataset(name, preset=preset).load(case_id)
 
 
 def _write_masks(path: Path, masks, spacing) -> None:

@@ -200,7 +200,8 @@ def register_datasets(register):
         "phantom",
         phantom,
         description="Procedural chest CT phantom: voxel truth, reports, optional confounders",
-        presets=tuple(PRESETS),
+        default=True,  # the dataset every command uses when none is named
+        presets={name: preset["run"] for name, preset in PRESETS.items()},
         labels=FINDING_LABELS,
         organ_masks=True,
         finding_masks=True,

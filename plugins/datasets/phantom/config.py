@@ -60,9 +60,22 @@ FIELD_OF_VIEW_MM = (324.0, 336.0, 336.0)
 """Physical extent of every preset along [S, Y, X]: the paper's 405 x 420 x 420 at 0.8 mm."""
 
 PRESETS = {
-    "tiny": {"volume_shape": (27, 64, 64), "n_train": 24, "n_valid": 12, "n_test": 12},
-    "default": {"volume_shape": (48, 128, 128), "n_train": 192, "n_valid": 48, "n_test": 64},
-    "paper": {"volume_shape": (405, 420, 420), "n_train": 2000, "n_valid": 1000, "n_test": 1000},
+    # the phantom's one preset table: each preset's data, and ("run") how a run on it trains:
+    # a recipe of ctbench's TRAINING_RECIPES and the keys it changes (docs/presets.md)
+    "tiny": {
+        "data": {"volume_shape": (27, 64, 64), "n_train": 24, "n_valid": 12, "n_test": 12},
+        # nearest samples row/column 0 and 32 of a 2x2 grid: no lungs
+        "run": {"recipe": "cpu-tiny", "downsampler": "area"},
+    },
+    "default": {
+        "data": {"volume_shape": (48, 128, 128), "n_train": 192, "n_valid": 48, "n_test": 64},
+        # nearest keeps ~4% of an organ's cells on a 4x4 grid
+        "run": {"recipe": "cpu", "downsampler": "area"},
+    },
+    "paper": {
+        "data": {"volume_shape": (405, 420, 420), "n_train": 2000, "n_valid": 1000, "n_test": 1000},
+        "run": {"recipe": "paper"},  # the paper's training, with the default (nearest) downsampler
+    },
 }
 
 
@@ -95,7 +108,7 @@ class PhantomConfig:
             if unknown:
                 raise ValueError(f"phantom prevalence: unknown labels {sorted(unknown)}")
             overrides["prevalence"] = tuple(merged.items())
-        config = cls(preset=preset, **PRESETS[preset])
+        config = cls(preset=preset, **PRESETS[preset]["data"])
         return replace(config, **overrides)
 
     def __post_init__(self) -> None:
