@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ctbench.experiments.runs import RunConfig, execute_run
+from ctbench.experiments.run_config import RunConfig
+from ctbench.experiments.runs import execute_run
 from ctbench.experiments.sanity_report import check_run
 
 

@@ -336,6 +336,7 @@ def test_each_example_runs_through_ctbench_run(example_env, tmp_path, plugin):
         assert config["run"][plugin[0][2:]] == plugin[1]
 
 
+@pytest.mark.slow
 def test_the_example_model_runs_in_a_matrix_beside_a_built_in_one(example_env, tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(

@@ -117,6 +117,7 @@ def single_and_ddp(tmp_path_factory, env) -> tuple[Path, Path]:
     return out / "single", out / "ddp"
 
 
+@pytest.mark.slow
 def test_two_process_run_writes_one_complete_run_folder(single_and_ddp):
     _, ddp = single_and_ddp
     config = json.loads((ddp / "config.json").read_text())
@@ -155,6 +156,7 @@ def test_two_processes_match_one_process_of_the_same_global_batch(single_and_ddp
         assert a["organiou"][name] == pytest.approx(b["organiou"][name], abs=0.02)
 
 
+@pytest.mark.slow
 def test_resume_under_torchrun(tmp_path, env):
     args = [
         *RUN[:-2], "--start", "random", "--epochs", "3", "--overlays", "0", "--quiet",

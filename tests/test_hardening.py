@@ -214,8 +214,9 @@ def split_folder(root: Path, valid_volume_broken: bool = True) -> Path:
 
 
 def test_an_empty_split_fails_data_check_and_stops_a_run_before_training(tmp_path, monkeypatch):
+    from ctbench.data.checks import EmptySplitError
     from ctbench.experiments.run_config import RunConfig
-    from ctbench.experiments.runs import EmptySplitError, execute_run
+    from ctbench.experiments.runs import execute_run
 
     root = split_folder(tmp_path / "data")
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tmp_path / "cache"))

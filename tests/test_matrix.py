@@ -272,6 +272,7 @@ def test_changed_spec_says_what_it_drops_and_adds(cache_env, tmp_path):
     assert "1 done, 0 failed, 1 skipped" in grown.output
 
 
+@pytest.mark.slow
 def test_parallel_jobs_split_threads_and_match_one_job(cache_env, tmp_path):
     """Two worker processes, each with half the threads, give the numbers of one process with
     that many threads (the thread count changes float sums, so it must match)."""
@@ -295,6 +296,7 @@ def test_parallel_jobs_split_threads_and_match_one_job(cache_env, tmp_path):
         assert two["config"]["machine"]["torch_threads"] == threads
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_and_tracks_cells_as_jobs(cache_env, tmp_path, monkeypatch):
     """The slurm path through submitit's local executor; the job logs its run to MLflow."""
     pytest.importorskip("submitit", reason="the slurm extra is not installed")

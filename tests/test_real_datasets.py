@@ -282,8 +282,8 @@ def bad_folder(root, n_good: int = 6):
 
 
 def test_folder_lists_every_bad_input_once(tmp_path):
+    from ctbench.data.checks import check_cases
     from ctbench.data.loader import VolumeDataset
-    from ctbench.experiments.runs import check_cases
 
     source = ctbench.create_dataset(
         "folder", data_root=bad_folder(tmp_path / "data"), preset="tiny", cache_dir=tmp_path / "c"
@@ -345,7 +345,7 @@ def test_run_on_a_folder_dataset_skips_and_lists_bad_cases(tmp_path):
 def test_run_options_for_datasets_read_from_disk(tmp_path):
     from click.testing import CliRunner
     from ctbench.cli import main
-    from ctbench.experiments.runs import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     runs = tmp_path / "runs"
     missing = CliRunner().invoke(

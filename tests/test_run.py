@@ -135,6 +135,7 @@ def test_finished_run_is_not_overwritten(tiny_run, run_env):
     assert (tiny_run / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_run, run_env):
     out = tiny_run.parent
     folder = out / "killed"
@@ -263,7 +264,7 @@ def test_mask_loss_run(tmp_path, run_env):
 
 def tiny_config(**options):
     """A one-epoch tiny-preset RunConfig with the given options."""
-    from ctbench.experiments.runs import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     base = {
         "explainers": ("hirescam",),
@@ -314,7 +315,7 @@ def test_maxpool_mask_loss_refuses_an_unfaithful_mask_explainer(
 
 
 def test_presets_resolve_training_and_weights():
-    from ctbench.experiments.runs import RunConfig
+    from ctbench.experiments.run_config import RunConfig
 
     base = {
         "explainers": ("hirescam",),

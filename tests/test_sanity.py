@@ -67,7 +67,8 @@ class EdgeDetector:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_phantom):
     """A tiny-preset AxialNet run (pretext start, head warm-up), with HiResCAM and Grad-CAM."""
-    from ctbench.experiments.runs import RunConfig, execute_run
+    from ctbench.experiments.run_config import RunConfig
+    from ctbench.experiments.runs import execute_run
 
     patch = pytest.MonkeyPatch()
     patch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))

@@ -89,7 +89,7 @@ def test_raw_samples_finished_on_the_device_equal_per_sample_inputs(cache, tiny_
 
 
 def test_check_cases_builds_both_caches_and_then_decodes_nothing(tmp_path, tiny_phantom):
-    from ctbench.experiments.runs import check_cases
+    from ctbench.data.checks import check_cases
 
     loads = []
 

@@ -27,7 +27,7 @@ def _dataset(config, split: str, regions: str):
     from ctbench.core.registry import default_registry
     from ctbench.data.loader import VolumeDataset
     from ctbench.data.preprocess import Preprocessing
-    from ctbench.experiments.runs import dataset_of
+    from ctbench.experiments.finished_run import dataset_of
 
     source = dataset_of(config)
     meta = default_registry().get("datasets", config.dataset).meta
@@ -107,6 +107,29 @@ def volume_scores(model, x, maps, present, regions, *, imputer, steps, fraction,
     return scores, curves
 
 
+class _Tally:
+    """What the volumes add up to: each map's scores per (volume, label), its summed curves
+    and its seconds (explaining, for explainers, and the model calls)."""
+
+    def __init__(self, n_cases: int, n_labels: int) -> None:
+        self.shape = (n_cases, n_labels)
+        self.scores: dict[str, dict[str, np.ndarray]] = {}
+        self.curve_sums: dict[str, dict[str, np.ndarray]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def time(self, name: str, began: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
+
+    def add(self, name: str, n: int, present: list[int], got: dict, curves: dict) -> None:
+        table = self.scores.setdefault(name, {k: np.full(self.shape, np.nan) for k in MEASURES})
+        for measure, values in got.items():
+            table[measure][n, present] = values
+        sums = self.curve_sums.setdefault(name, {})
+        for measure, curve in curves.items():
+            sums[measure] = sums.get(measure, 0) + (curve - curve[:, :1]).sum(0)
+            sums[f"{measure}_pairs"] = sums.get(f"{measure}_pairs", 0) + len(curve)
+
+
 def evaluate_run(
     run_folder: Path,
     *,
@@ -126,28 +149,19 @@ def evaluate_run(
     figure of the mean curves beside it). A case that cannot be read is skipped and listed."""
     import ctbench
     from ctbench.core.cases import InvalidCaseError
-    from ctbench.evaluate.bootstrap import bootstrap_mean, paired_difference
-    from ctbench.experiments.runs import trained_run
+    from ctbench.experiments.finished_run import trained_run
     from ctbench.runtime.progress import progress_bar
     from ctbench.runtime.storage import write_json
-    from ctbench.vocabulary import ORGANS
 
-    if regions not in REGIONS:
-        raise ValueError(f"unknown regions {regions!r}; choose {', '.join(REGIONS)}")
-    imputer = imputer or DEFAULT_IMPUTER[regions]
-    if imputer not in faith.IMPUTERS:
-        raise ValueError(f"unknown imputer {imputer!r}; choose {', '.join(faith.IMPUTERS)}")
+    imputer = _checked_imputer(regions, imputer)
     run_folder = Path(run_folder)
     config, names, model = trained_run(run_folder, explainers, device)
     dataset = _dataset(config, split, regions)
     labels = list(dataset.source.label_names)
     n_cases = min(cases, len(dataset))
     methods = {name: ctbench.create_explainer(name) for name in names}
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    curve_sums: dict[str, dict[str, np.ndarray]] = {}
-    seconds: dict[str, float] = {}  # per map: explaining (explainers) and the model calls
-    skipped: list[dict[str, str]] = []
-    began = time.perf_counter()
+    tally, skipped, began = _Tally(n_cases, len(labels)), [], time.perf_counter()
+    settings = {"imputer": imputer, "fraction": DEFAULT_FRACTION[regions], "subsets": subsets}
     for n in progress_bar(range(n_cases), enabled=progress, desc="faithfulness", unit="volume"):
         try:
             sample = dataset[n]
@@ -158,57 +172,74 @@ def evaluate_run(
         if not present:
             continue
         x = sample["x"][None].to(device)
-        with torch.no_grad():
-            maps = {}
-            for name, method in methods.items():
-                start = time.perf_counter()
-                maps[name] = method(model, x).float()
-                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-        grid = tuple(next(iter(maps.values())).shape[2:])
+        maps = _explained(model, x, methods, tally)
         if references:
-            case = dataset.load_case(n)
-            maps |= {
-                name: m.to(device)
-                for name, m in reference_maps(sample, case, grid, labels, seed + n).items()
-            }
-        ids, default_steps = None, 10
-        if regions == "organs":
-            ids = faith.organ_regions(sample["organs"][None]).to(device)
-            default_steps = len(ORGANS) + 1  # one region a step, "no organ" included
+            grid = tuple(next(iter(maps.values())).shape[2:])
+            refs = reference_maps(sample, dataset.load_case(n), grid, labels, seed + n)
+            maps |= {name: m.to(device) for name, m in refs.items()}
+        ids, default_steps = _regions_of(sample, regions, device)
         for name, volume_maps in maps.items():
             start = time.perf_counter()
             got, curves = volume_scores(
-                model,
-                x,
-                volume_maps,
-                present,
-                ids,
-                imputer=imputer,
-                steps=steps or default_steps,
-                fraction=DEFAULT_FRACTION[regions],
-                subsets=subsets,
-                seed=seed,
-            )
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-            table = scores.setdefault(
-                name, {k: np.full((n_cases, len(labels)), np.nan) for k in MEASURES}
-            )
-            for measure, values in got.items():
-                table[measure][n, present] = values
-            sums = curve_sums.setdefault(name, {})
-            for measure, curve in curves.items():
-                sums[measure] = sums.get(measure, 0) + (curve - curve[:, :1]).sum(0)
-                sums[f"{measure}_pairs"] = sums.get(f"{measure}_pairs", 0) + len(curve)
-    if not scores:
+                model, x, volume_maps, present, ids,
+                steps=steps or default_steps, seed=seed, **settings,
+            )  # fmt: skip
+            tally.time(name, start)
+            tally.add(name, n, present, got, curves)
+    if not tally.scores:
         raise ValueError(f"no present label in the first {n_cases} {split} volumes")
-    report = {
-        "run": str(run_folder),
-        "split": split,
-        "cases": n_cases,
-        "regions": regions,
-        "imputer": imputer,
-        "seed": seed,
-        "explainers": names,
+    setup = {"run": str(run_folder), "split": split, "cases": n_cases, "regions": regions,
+             "imputer": imputer, "seed": seed, "explainers": names}  # fmt: skip
+    report = _report(setup, tally, names, seed) | {
+        "seconds": time.perf_counter() - began,
+        "skipped": skipped,
+    }
+    folder = RunFolder(run_folder).faithfulness
+    write_json(folder / f"{regions}-{imputer}.json", report)
+    plot_curves(report, folder / f"{regions}-{imputer}.png")
+    report["table"] = table_lines(report)
+    return report
+
+
+def _checked_imputer(regions: str, imputer: str | None) -> str:
+    """The imputer of ``regions`` (its default when None); unknown names are a ValueError."""
+    if regions not in REGIONS:
+        raise ValueError(f"unknown regions {regions!r}; choose {', '.join(REGIONS)}")
+    imputer = imputer or DEFAULT_IMPUTER[regions]
+    if imputer not in faith.IMPUTERS:
+        raise ValueError(f"unknown imputer {imputer!r}; choose {', '.join(faith.IMPUTERS)}")
+    return imputer
+
+
+def _explained(model, x, methods: dict, tally: _Tally) -> dict:
+    """Every explainer's maps of one volume, timed into ``tally``."""
+    maps = {}
+    with torch.no_grad():
+        for name, method in methods.items():
+            start = time.perf_counter()
+            maps[name] = method(model, x).float()
+            tally.time(name, start)
+    return maps
+
+
+def _regions_of(sample: dict, regions: str, device) -> tuple:
+    """``(region ids, default steps)``: the organs (one region a step, "no organ" included)
+    or None for the map's own cells (10 steps)."""
+    from ctbench.vocabulary import ORGANS
+
+    if regions != "organs":
+        return None, 10
+    return faith.organ_regions(sample["organs"][None]).to(device), len(ORGANS) + 1
+
+
+def _report(setup: dict, tally: _Tally, names: list[str], seed: int) -> dict:
+    """The report's numbers: each map's bootstrap summaries, the paired differences between
+    explainers, the mean curves and the seconds per map."""
+    from ctbench.evaluate.bootstrap import bootstrap_mean, paired_difference
+
+    scores = tally.scores
+    return {
+        **setup,
         "maps": {
             name: {k: bootstrap_mean(v, seed=seed).to_json() for k, v in per.items()}
             for name, per in scores.items()
@@ -221,17 +252,10 @@ def evaluate_run(
         },
         "mean_curves": {
             name: {k: (sums[k] / sums[f"{k}_pairs"]).tolist() for k in CURVES if k in sums}
-            for name, sums in curve_sums.items()
+            for name, sums in tally.curve_sums.items()
         },
-        "seconds_per_map": seconds,
-        "seconds": time.perf_counter() - began,
-        "skipped": skipped,
+        "seconds_per_map": tally.seconds,
     }
-    folder = RunFolder(run_folder).faithfulness
-    write_json(folder / f"{regions}-{imputer}.json", report)
-    plot_curves(report, folder / f"{regions}-{imputer}.png")
-    report["table"] = table_lines(report)
-    return report
 
 
 def table_lines(report: dict) -> list[str]:

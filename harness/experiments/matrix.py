@@ -75,14 +75,13 @@ def spec_changes(
 
 CELL_ACTIONS = {"finished": "skip", "unfinished": "resume", "new": "new"}
 """What the matrix does with a cell, by its run folder's state
-(:func:`ctbench.experiments.runs.run_state`)."""
+(:meth:`ctbench.experiments.run_folder.RunFolder.state`)."""
 
 
 def cell_action(out: Path, cell: Cell) -> str:
     """``skip`` (finished), ``resume`` (started) or ``new``."""
-    from ctbench.experiments.runs import run_state
 
-    return CELL_ACTIONS[run_state(out / cell.folder)]
+    return CELL_ACTIONS[RunFolder(out / cell.folder).state()]
 
 
 def run_matrix(

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ctbench.data.checks import check_cases, check_splits
 from ctbench.experiments.run_config import STARTS, RunConfig, preset_defaults
 from ctbench.experiments.run_folder import RunFolder
 
@@ -46,16 +47,11 @@ class Timer:
         self.log(f"{name}: done in {took:.1f} s")
 
 
-def run_state(folder: Path) -> str:
-    """``finished``, ``unfinished`` or ``new`` (:meth:`RunFolder.state`)."""
-    return RunFolder(folder).state()
-
-
 def prepare_folder(folder: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
     """Create the run folder, or reuse it under the rules: finished runs are never overwritten
     silently, unfinished ones continue only with ``resume`` and the same configuration. The
     caller holds the folder's lock (``--overwrite`` empties the folder but keeps the lock)."""
-    state = run_state(folder)
+    state = RunFolder(folder).state()
     if state != "new":
         if overwrite:
             for path in RunFolder(folder).contents():
@@ -139,7 +135,7 @@ def execute_run(
     job = initialise(device)  # torchrun's process group, when there is one
     if not job.is_main:  # one voice and one writer: rank 0
         progress, log = False, lambda _message: None
-    fresh = run_state(folder) == "new"
+    fresh = RunFolder(folder).state() == "new"
     with removed_if_left_empty(folder, fresh and job.is_main), run_lock(folder, job, log):
         if job.is_main:
             prepare_folder(folder, config, resume=resume, overwrite=overwrite)
@@ -231,6 +227,8 @@ class RunParts:
         self.log(f"recipe: {self.recipe['name']} ({self.recipe['why']})")
 
         with self.timer.phase("data"):
+            from ctbench.experiments.finished_run import dataset_of
+
             self.source = dataset_of(self.config)
             if self.wrap_source is not None:
                 self.source = self.wrap_source(self.source)
@@ -558,104 +556,3 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
 
     record = read_json(path.with_suffix(".json"))
     return str(path), {"path": str(path), **record}
-
-
-def trained_run(run_folder: Path, explainers=None, device="cpu"):
-    """``(config, explainer names, trained model on device)`` of a finished run folder, for
-    the commands that study a run's explanations (sanity, faithfulness); ``explainers``
-    defaults to the run's own."""
-    from ctbench.runtime.checkpoints import model_from_checkpoint
-
-    run = RunFolder(run_folder)
-    checkpoint = run.best_checkpoint
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no trained model (is {run.path} a finished run?)")
-    config = RunConfig.from_json(run.read_config()["run"])
-    names = list(explainers or config.explainers)
-    if not names:
-        raise ValueError(f"{run_folder}: the run has no explainer; name one with --explainer")
-    return config, names, model_from_checkpoint(checkpoint)[0].to(device).eval()
-
-
-def dataset_of(config: RunConfig):
-    """The dataset a run configuration names, with its options (folder, cues, extras)."""
-    import ctbench
-
-    options = dict(config.dataset_options)
-    if config.confounders:
-        options["confounders"] = True
-    if config.data_root is not None:
-        options["data_root"] = config.data_root
-    check_dataset_options(config.dataset, options)
-    return ctbench.create_dataset(config.dataset, preset=config.preset, **options)
-
-
-def check_dataset_options(name: str, options: dict) -> None:
-    """One clear error for a folder given to a dataset that reads none, or none given to one
-    that does (the registration's ``reads_folder``)."""
-    from ctbench.core.registry import default_registry
-
-    reads_folder = bool(default_registry().get("datasets", name).meta.get("reads_folder"))
-    if "data_root" in options and not reads_folder:
-        raise ValueError(f"{name} takes no --data-root: it reads no folder")
-    if reads_folder and options.get("data_root") is None:
-        raise ValueError(f"dataset {name!r} reads a folder: give --data-root PATH")
-
-
-def check_cases(datasets: dict, progress: bool | None, job=None) -> list[dict[str, str]]:
-    """Load every case once: validate it, cache its model-ready volume and build its allowed
-    regions when needed; skip and list the cases that fail, so that a bad file never stops a
-    long run. The dataset's own problems (``source.problems``, found while indexing its
-    files) come first in the list. Cases the caches serve whole (``VolumeDataset.decodes``)
-    are not decoded again. Under torchrun each rank checks a shard and every rank learns the
-    whole list."""
-    from ctbench.core.cases import InvalidCaseError
-    from ctbench.runtime.distributed import Distributed, shard
-    from ctbench.runtime.progress import progress_bar
-
-    job = job or Distributed()
-    skipped = []
-    for name, dataset in datasets.items():
-        cache, regions = dataset.volume_cache, dataset.allowed_regions
-        for index in progress_bar(
-            shard(len(dataset), job), enabled=progress, desc=f"check {name}", unit="case"
-        ):
-            case_id = dataset.case_ids[index]
-            try:
-                if not dataset.decodes(case_id):  # the caches serve it: checked before
-                    continue
-                case = dataset.load_case(index)
-                if cache is not None and not cache.has(case_id):
-                    cache.store(case)
-                if regions is not None:
-                    regions(case)
-            except (InvalidCaseError, OSError, ValueError) as error:
-                skipped.append({"split": name, "case_id": case_id, "error": str(error)})
-    skipped = [case for part in job.all_gather(skipped) for case in part]
-    source = next(iter(datasets.values())).source
-    # what the dataset's index found wrong (a label row with no volume, duplicated names)
-    skipped = [{"split": "-", **problem} for problem in getattr(source, "problems", [])] + skipped
-    for name, dataset in datasets.items():
-        bad = {case["case_id"] for case in skipped if case["split"] == name}
-        dataset.case_ids = [case_id for case_id in dataset.case_ids if case_id not in bad]
-    return skipped
-
-
-class EmptySplitError(ValueError):
-    """A split has no usable case: nothing to train on, select by or report."""
-
-
-def check_splits(datasets: dict, dataset_name: str, skipped: list[dict[str, str]]) -> None:
-    """Every split (train, valid, test) holds at least one usable case; otherwise one error
-    naming the dataset, each empty split and how many of its cases were skipped."""
-    empty = [name for name, dataset in datasets.items() if len(dataset.case_ids) == 0]
-    if not empty:
-        return
-    parts = []
-    for name in empty:
-        lost = sum(case["split"] == name for case in skipped)
-        parts.append(f"{name} ({lost} case(s) skipped)" if lost else f"{name} (no case)")
-    raise EmptySplitError(
-        f"dataset {dataset_name!r}: empty split(s): {', '.join(parts)}; every split needs at "
-        "least one usable case (training, model selection and the test table)"
-    )

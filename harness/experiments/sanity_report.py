@@ -23,7 +23,7 @@ from ctbench.explain.sanity import (
 def _inputs(config, split: str, cases: int) -> torch.Tensor:
     from ctbench.data.loader import VolumeDataset
     from ctbench.data.preprocess import Preprocessing
-    from ctbench.experiments.runs import dataset_of
+    from ctbench.experiments.finished_run import dataset_of
 
     source = dataset_of(config)
     dataset = VolumeDataset(
@@ -50,17 +50,18 @@ def permuted_label_model(config, run_folder: Path, seed: int, progress, log):
     """The run's recipe trained on labels permuted across cases (``RUN/sanity/``), without
     explainers or the mask loss (its allowed regions would follow the true labels); trained
     once and reused."""
-    from ctbench.experiments.runs import execute_run, run_state
+    from ctbench.experiments.run_folder import RunFolder
+    from ctbench.experiments.runs import execute_run
     from ctbench.runtime.checkpoints import model_from_checkpoint
 
     folder = run_folder / "sanity" / f"permuted-labels-seed{seed}"
     permuted = replace(config, explainers=(), mask_loss=False, overlays=0)
-    if run_state(folder) != "finished":
+    if RunFolder(folder).state() != "finished":
         log(f"training the permuted-label model in {folder}")
         execute_run(
             permuted,
             folder,
-            resume=run_state(folder) == "unfinished",
+            resume=RunFolder(folder).state() == "unfinished",
             progress=progress,
             log=log,
             wrap_source=lambda source: PermutedLabels(source, seed),
@@ -83,7 +84,7 @@ def check_run(
 ) -> dict:
     """Every test for every explainer; the report, also written to ``RUN/sanity.json``."""
     import ctbench
-    from ctbench.experiments.runs import trained_run
+    from ctbench.experiments.finished_run import trained_run
     from ctbench.runtime.storage import write_json
 
     run_folder = Path(run_folder)

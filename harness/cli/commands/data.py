@@ -49,7 +49,7 @@ def _source(
     """The dataset with the options it takes: a folder for datasets read from disk, the
     seed and cues for generated ones; a wrong combination is one clear error."""
     import ctbench
-    from ctbench.experiments.runs import check_dataset_options
+    from ctbench.data.checks import check_dataset_options
 
     options: dict = {"preset": preset}
     if data_root is not None:
@@ -140,8 +140,8 @@ def check(dataset_name: str | None, preset: str, data_root: Path | None, quiet: 
     row, duplicated names, a volume not in HU, no lungs, NaN, a wrong shape or label count.
     Exit 1 when a case is bad. A run skips and lists the same cases. Default NAME: the
     dataset that declares default=True."""
+    from ctbench.data.checks import EmptySplitError, check_cases, check_splits
     from ctbench.data.loader import VolumeDataset
-    from ctbench.experiments.runs import EmptySplitError, check_cases, check_splits
 
     dataset_name = _dataset_name(dataset_name)
     source = _source(dataset_name, preset, data_root=data_root)

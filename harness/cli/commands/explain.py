@@ -86,98 +86,47 @@ def explain(
 ) -> None:
     """Explain LABEL on one volume: top slices with heatmaps side by side, per-slice scores."""
     import ctbench
-    import numpy as np
     import torch
     from ctbench.core import paper
-    from ctbench.core.cases import validate_volume
-    from ctbench.data.io import load_volume
-    from ctbench.data.loader import prepare_volume
     from ctbench.data.preprocess import Preprocessing
-    from ctbench.explain.explanations import relu_minmax, upsample_to_volume
-    from ctbench.report.figures import plot_explanation
+    from ctbench.explain import one_volume
     from ctbench.runtime.checkpoints import model_from_checkpoint
     from ctbench.vocabulary import output_labels
 
     if (checkpoint is None) == (arch is None):
         raise click.UsageError("give exactly one of --checkpoint and --arch")
     try:
-        payload = None
-        if checkpoint is not None:
-            model, payload = model_from_checkpoint(checkpoint)
-        truth = None
+        model, payload = model_from_checkpoint(checkpoint) if checkpoint else (None, None)
+        label_names = payload["label_names"] if payload else None
         if volume_path is not None:
-            volume, _ = load_volume(volume_path)
-            name = volume_path.name
-            label_names = payload["label_names"] if payload else list(output_labels())
-            default_shape = paper.VOLUME_SHAPE
+            volume = one_volume.volume_from_file(volume_path)
+            label_names = label_names or list(output_labels())
         else:
-            source = ctbench.create_dataset(dataset_name, preset=preset)
-            name = case_id or source.case_ids(split)[index]
-            case = source.load(name)
-            volume = case.volume
-            label_names = payload["label_names"] if payload else list(source.label_names)
-            default_shape = tuple(source.volume_shape)
-            if list(source.label_names) == list(label_names):
-                truth = dict(zip(label_names, case.labels.tolist(), strict=True))
-        validate_volume(volume, name)
+            volume, label_names = one_volume.volume_from_dataset(
+                dataset_name, preset, label_names, split=split, index=index, case_id=case_id
+            )
     except (ValueError, FileNotFoundError, IndexError) as error:
         raise click.ClickException(str(error)) from error
-
-    if label not in label_names:
-        import difflib
-
-        close = difflib.get_close_matches(label, label_names, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise click.BadParameter(
-            f"{label!r} is not among the model's labels.{hint}", param_hint="--label"
-        )
-    m = label_names.index(label)
+    try:
+        one_volume.label_index(label, label_names)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--label") from error
     if payload is not None:
-        shape = tuple(payload["input_shape"])
-        volume_shape_ = (shape[0] * shape[1], shape[2], shape[3])
+        groups, per_group, rows, columns = payload["input_shape"]
+        shape = (groups * per_group, rows, columns)
     else:
-        volume_shape_ = _shape(volume_shape) or default_shape
-    preprocessing = Preprocessing(volume_shape=volume_shape_)
-    if payload is None:
-        torch.manual_seed(seed)
-        try:
-            model = ctbench.create_model(arch, len(label_names), preprocessing.input_shape)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from error
-        model = model.eval()
-    ct, x = prepare_volume(volume, preprocessing)
-    model, x = model.to(device), x[None].to(device)
-
-    overlays, raw_maps = {}, {}
-    for explainer_name in explainers:
-        try:
-            maps, logits = ctbench.create_explainer(explainer_name).explain(model, x, classes=[m])
-        except ValueError as error:
-            raise click.ClickException(str(error)) from error
-        raw_maps[explainer_name] = maps.detach().cpu()
-        shown = upsample_to_volume(relu_minmax(maps.detach()), ct.shape)
-        overlays[explainer_name] = shown[0, 0].cpu().numpy()
-    probability = float(torch.sigmoid(logits[0, m].detach()))  # logits cover every class
-    if hasattr(model, "slice_scores"):
-        with torch.no_grad():
-            scores = model.slice_scores(x)[0, m].cpu().numpy()
-        score_label = "per-slice score (logit)"
-    else:  # no per-slice scores: rank slice groups by the first explainer's total attention
-        scores = raw_maps[explainers[0]][0, 0].sum(dim=(1, 2)).numpy()
-        score_label = f"{explainers[0]} per-slice sum"
-    top = [int(g) for g in np.argsort(-scores)[:top_k]]
-    truth_text = "" if truth is None else f", truth {'present' if truth[label] else 'absent'}"
+        shape = _shape(volume_shape) or volume.volume_shape or paper.VOLUME_SHAPE
+    preprocessing = Preprocessing(volume_shape=shape)
+    try:
+        if payload is None:
+            torch.manual_seed(seed)
+            model = ctbench.create_model(arch, len(label_names), preprocessing.input_shape).eval()
+        explained = one_volume.explain_label(
+            model, volume, label, label_names, list(explainers), preprocessing,
+            device=device, top_k=top_k,
+        )  # fmt: skip
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
     model_name = payload["arch"] if payload else f"untrained {arch} (seed {seed})"
-    title = f"{name}: {label} - {model_name}, p = {probability:.2f}{truth_text}"
-    path = plot_explanation(
-        ct,
-        overlays,
-        scores,
-        top,
-        out / f"{Path(name).stem}_{label}.png",
-        title=title,
-        score_label=score_label,
-        slices_per_group=preprocessing.slices_per_group,
-    )
-    click.echo(str(path))
-    click.echo(f"p({label}) = {probability:.4f}")
+    click.echo(str(one_volume.plot_label(explained, out, model_name)))
+    click.echo(f"p({label}) = {explained.probability:.4f}")
