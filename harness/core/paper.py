@@ -12,6 +12,10 @@ SPACING_MM = 0.8
 VOLUME_SHAPE = (405, 420, 420)
 """``[S, Y, X]`` every volume is padded or cropped to (324 x 336 x 336 mm at 0.8 mm)."""
 
+FIELD_OF_VIEW_MM = (324.0, 336.0, 336.0)
+"""The physical extent of VOLUME_SHAPE at SPACING_MM, ``[S, Y, X]`` (written out: 405 * 0.8 is
+not exactly 324.0 in floating point)."""
+
 SLICES_PER_GROUP = 3
 """Adjacent slices stacked as the three channels of one slice group."""
 
@@ -28,6 +32,7 @@ LEARNING_RATE = 1e-3
 """The learning rate (SGD with momentum 0.99, batch 1, up to 100 epochs, patience 15)."""
 
 MOMENTUM = 0.99
+WEIGHT_DECAY = 1e-7
 EPOCHS = 100
 PATIENCE = 15
 BATCH_SIZE = 1

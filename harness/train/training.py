@@ -54,7 +54,7 @@ class TrainSettings:
     lr: float = paper.LEARNING_RATE
     schedule: str = "constant"
     momentum: float = paper.MOMENTUM
-    weight_decay: float = 1e-7
+    weight_decay: float = paper.WEIGHT_DECAY
     epochs: int = paper.EPOCHS
     patience: int = paper.PATIENCE
     batch_size: int = paper.BATCH_SIZE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from ctbench.core import paper
 from ctbench.runtime.storage import config_key
 from ctbench.vocabulary import output_labels
 
@@ -56,7 +57,7 @@ DEFAULT_CO_OCCURRENCE = (
     ("lung_mass", "h_mediastinum_lymphadenopathy", 0.8),
 )
 
-FIELD_OF_VIEW_MM = (324.0, 336.0, 336.0)
+FIELD_OF_VIEW_MM = paper.FIELD_OF_VIEW_MM
 """Physical extent of every preset along [S, Y, X]: the paper's 405 x 420 x 420 at 0.8 mm."""
 
 PRESETS = {
@@ -73,7 +74,12 @@ PRESETS = {
         "run": {"recipe": "cpu", "downsampler": "area"},
     },
     "paper": {
-        "data": {"volume_shape": (405, 420, 420), "n_train": 2000, "n_valid": 1000, "n_test": 1000},
+        "data": {
+            "volume_shape": paper.VOLUME_SHAPE,
+            "n_train": 2000,
+            "n_valid": 1000,
+            "n_test": 1000,
+        },
         "run": {"recipe": "paper"},  # the paper's training, with the default (nearest) downsampler
     },
 }
