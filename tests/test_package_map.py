@@ -74,3 +74,29 @@ def test_the_example_plugins_import_only_the_plugin_surface():
             for name in names:
                 if name.split(".")[0] == "ctbench":
                     assert name == "ctbench.plugin", f"{path.name} imports {name}"
+
+
+STAGES = ("core", "runtime", "data", "regions", "train", "explain", "evaluate")
+"""The stages below the experiments: they import nothing from experiments, report or cli (the
+CLI and the pipeline call them, never the other way round)."""
+
+
+def test_lower_stages_do_not_import_the_pipeline_the_report_or_the_cli():
+    import ast
+
+    upper = ("ctbench.experiments", "ctbench.report", "ctbench.cli")
+    found = []
+    for stage in STAGES:
+        for path in sorted((HARNESS / stage).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                found += [
+                    f"{path.relative_to(HARNESS)}:{node.lineno} imports {name}"
+                    for name in names
+                    if name.startswith(upper)
+                ]
+    assert found == []

@@ -14,6 +14,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replac
 from typing import Any
 
 from ctbench.core import paper
+from ctbench.runtime.device_names import DEVICE_HELP, PRECISIONS
 
 DEFAULT_LAMBDA = paper.MASK_LAMBDA
 """The paper's weight of the mask loss (``ctbench.core.paper``)."""
@@ -127,10 +128,6 @@ def chosen_start(start: str | None, pretrained: bool | None, has_weights: bool) 
         return "imagenet" if pretrained else "random"
     return start
 
-
-DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""``--device`` and ``--precision`` (``ctbench.runtime.devices`` resolves them), torch-free here."""
 
 DEFAULT_LR = paper.LEARNING_RATE
 """The paper's learning rate; the phantom presets use it with Adam too."""

@@ -3,7 +3,8 @@
 :func:`volume_from_file` or :func:`volume_from_dataset` reads the volume, :func:`explain_label`
 runs the model and every explainer on it and picks the top slice groups (by the model's
 per-slice scores, or by the first map's per-slice sum for a model without them), and
-:func:`plot_label` draws the heatmaps side by side with the per-slice scores.
+``ctbench.report.figures.plot_label_explanation`` draws the heatmaps side by side with the
+per-slice scores.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Volume:
 
 @dataclass(frozen=True)
 class LabelExplanation:
-    """What :func:`plot_label` draws: the model's probability, every explainer's map on the
+    """What ``plot_label_explanation`` draws: the model's probability, every explainer's map on the
     volume's grid, the per-slice scores and the top slice groups."""
 
     name: str
@@ -136,22 +137,4 @@ def explain_label(
         score_label=score_label,
         top=[int(g) for g in np.argsort(-scores)[:top_k]],
         slices_per_group=preprocessing.slices_per_group,
-    )
-
-
-def plot_label(explanation: LabelExplanation, out: Path, model_name: str) -> Path:
-    """``OUT/<volume>_<label>.png``: the top slice groups with each map, per-slice scores."""
-    from ctbench.report.figures import plot_explanation
-
-    e = explanation
-    truth = "" if e.truth is None else f", truth {'present' if e.truth else 'absent'}"
-    return plot_explanation(
-        e.ct,
-        e.overlays,
-        e.scores,
-        e.top,
-        out / f"{Path(e.name).stem}_{e.label}.png",
-        title=f"{e.name}: {e.label} - {model_name}, p = {e.probability:.2f}{truth}",
-        score_label=e.score_label,
-        slices_per_group=e.slices_per_group,
     )

@@ -315,3 +315,20 @@ def plot_organiou_per_label(table, explainers: list[str], path: Path, title: str
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_label_explanation(explanation, out: Path, model_name: str) -> Path:
+    """``OUT/<volume>_<label>.png`` of a ``ctbench.explain.one_volume.LabelExplanation``: the
+    top slice groups with each map, and the per-slice scores."""
+    e = explanation
+    truth = "" if e.truth is None else f", truth {'present' if e.truth else 'absent'}"
+    return plot_explanation(
+        e.ct,
+        e.overlays,
+        e.scores,
+        e.top,
+        out / f"{Path(e.name).stem}_{e.label}.png",
+        title=f"{e.name}: {e.label} - {model_name}, p = {e.probability:.2f}{truth}",
+        score_label=e.score_label,
+        slices_per_group=e.slices_per_group,
+    )

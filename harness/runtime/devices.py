@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from ctbench.experiments.run_config import DEVICE_HELP, PRECISIONS
+from ctbench.runtime.device_names import DEVICE_HELP, PRECISIONS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

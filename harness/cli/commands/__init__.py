@@ -112,7 +112,7 @@ class DeviceName(click.ParamType):
 def device_option(note: str = "") -> Callable[[Callable], Callable]:
     """``--device auto|cpu|cuda|cuda:N|mps`` (default auto), as explain, segment and pretrain
     take it (``ctbench run`` has it among its run options)."""
-    from ctbench.experiments.run_config import DEVICE_HELP
+    from ctbench.runtime.device_names import DEVICE_HELP
 
     return click.option(
         "--device",

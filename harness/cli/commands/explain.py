@@ -90,6 +90,7 @@ def explain(
     from ctbench.core import paper
     from ctbench.data.preprocess import Preprocessing
     from ctbench.explain import one_volume
+    from ctbench.report.figures import plot_label_explanation
     from ctbench.runtime.checkpoints import model_from_checkpoint
     from ctbench.vocabulary import output_labels
 
@@ -128,5 +129,5 @@ def explain(
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     model_name = payload["arch"] if payload else f"untrained {arch} (seed {seed})"
-    click.echo(str(one_volume.plot_label(explained, out, model_name)))
+    click.echo(str(plot_label_explanation(explained, out, model_name)))
     click.echo(f"p({label}) = {explained.probability:.4f}")
