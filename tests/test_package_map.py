@@ -59,21 +59,26 @@ def test_names_of_modules_that_became_packages_still_resolve():
         from ctbench.commands import run  # noqa: F401
 
 
-def test_the_example_plugins_import_only_the_plugin_surface():
+def imports(path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import in ``path``, function-local ones included."""
     import ast
 
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def test_the_example_plugins_import_only_the_plugin_surface():
     from .conftest import EXAMPLE_PLUGIN_DIR
 
     for path in (EXAMPLE_PLUGIN_DIR / "ctbench_example_plugin").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            for name in names:
-                if name.split(".")[0] == "ctbench":
-                    assert name == "ctbench.plugin", f"{path.name} imports {name}"
+        for _, name in imports(path):
+            if name.split(".")[0] == "ctbench":
+                assert name == "ctbench.plugin", f"{path.name} imports {name}"
 
 
 STAGES = ("core", "runtime", "data", "regions", "train", "explain", "evaluate")
@@ -82,21 +87,12 @@ CLI and the pipeline call them, never the other way round)."""
 
 
 def test_lower_stages_do_not_import_the_pipeline_the_report_or_the_cli():
-    import ast
-
     upper = ("ctbench.experiments", "ctbench.report", "ctbench.cli")
-    found = []
-    for stage in STAGES:
-        for path in sorted((HARNESS / stage).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = []
-                if isinstance(node, ast.ImportFrom) and node.module:
-                    names = [node.module]
-                elif isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                found += [
-                    f"{path.relative_to(HARNESS)}:{node.lineno} imports {name}"
-                    for name in names
-                    if name.startswith(upper)
-                ]
+    found = [
+        f"{path.relative_to(HARNESS)}:{line} imports {name}"
+        for stage in STAGES
+        for path in sorted((HARNESS / stage).rglob("*.py"))
+        for line, name in imports(path)
+        if name.startswith(upper)
+    ]
     assert found == []
