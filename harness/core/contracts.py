@@ -50,6 +50,12 @@ METADATA: dict[str, dict[str, Declared]] = {
             "trunk's cached output; without it the run trains end to end and --head-epochs "
             "is refused",
         ),
+        "scopes": Declared(
+            tuple,
+            (),
+            "--finetune scopes beyond head (trunk=True) and all: ('layer4',) with "
+            "split_at('layer4'), which freezes the layers up to ResNet's layer3",
+        ),
         "explainable": Declared(
             bool, False, "documentation only; the model's own explainable attribute decides"
         ),
@@ -211,6 +217,11 @@ MEMBERS: dict[str, dict[str, Member]] = {
         "forward": Member(True, "model(x: float [B, H, 3, Y, X]) -> logits float [B, M]"),
         "explainable": Member(
             True, "bool: whether explainers and OrganIoU apply (False skips them)"
+        ),
+        "split_at": Member(
+            False,
+            "scopes declared: split_at(scope) -> (frozen nn.Module, features(x), rest(f)) with "
+            "rest(features(x)) == model(x); the frozen part's output is cached",
         ),
         "cam_layer": Member(False, "explainable: the nn.Module whose output is the map's Z"),
         "representation_shape": Member(False, "explainable: (H', D1, D2), the map grid"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from ctbench.core import paper
 from ctbench.runtime.device_names import DEVICE_HELP, PRECISIONS
+from ctbench.train.mask_forms import MASK_LOSS_FORMS
 
 DEFAULT_LAMBDA = paper.MASK_LAMBDA
 """The paper's weight of the mask loss (``ctbench.core.paper``)."""
@@ -27,8 +28,10 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
     # they train ``scratch_epochs`` full epochs (docs/learning-investigation.md).
     "cpu-tiny": {
         "start": "pretext",
+        "finetune": "head",
         "pretext_epochs": 2,
         "head_epochs": 20,
+        "layer4_epochs": 3,
         "epochs": 0,
         "scratch_epochs": 3,
         "batch_size": 4,
@@ -37,8 +40,10 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "start": "pretext",
+        "finetune": "head",
         "pretext_epochs": 10,
         "head_epochs": 60,
+        "layer4_epochs": 12,
         "epochs": 0,
         "scratch_epochs": 3,
         "batch_size": 4,
@@ -47,8 +52,10 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
     },
     "paper": {
         "start": "imagenet",
+        "finetune": "all",
         "pretext_epochs": 10,
         "head_epochs": 0,
+        "layer4_epochs": 10,
         "epochs": paper.EPOCHS,
         "scratch_epochs": paper.EPOCHS,
         "batch_size": paper.BATCH_SIZE,
@@ -100,6 +107,14 @@ def run_defaults(entry: dict[str, Any], where: str) -> dict[str, Any]:
         )
     return {"recipe": recipe, "downsampler": None, **TRAINING_RECIPES[recipe], **entry}
 
+
+SCOPES = {
+    "head": "everything after the backbone trains on the frozen backbone's cached output",
+    "layer4": "ResNet's layer4 and everything after it train on the cached output of the frozen "
+    "layers up to layer3, computed once per volume and augmentation",
+    "all": "the whole model trains end to end (the paper's way)",
+}
+"""``--finetune``: which part of a model trains; the rest stays frozen (BatchNorm in eval mode)."""
 
 STARTS = {
     "pretext": "ResNet-18 from the dataset's own pretext (ctbench pretrain), built once and cached",
@@ -198,6 +213,12 @@ class RunConfig:
     )
     confounders: bool = option(False, help="Phantom: plant cues, reversed in test.")
     mask_loss: bool = option(False, help="Train with the mask loss (paper section 3.6).")
+    mask_loss_form: str = option(
+        "paper",
+        choices=tuple(MASK_LOSS_FORMS),
+        help="How the mask loss sums the forbidden cells: paper (mean over the batch's), "
+        "per-case (mean per volume and label, then over those) or two-sided (|attention|).",
+    )
     mask_lambda: float = option(
         DEFAULT_LAMBDA,
         flag="--lambda",
@@ -218,9 +239,16 @@ class RunConfig:
     head_epochs: int | None = option(
         None,
         minimum=0,
-        help="Epochs of the head on the frozen backbone's cached output, before the full "
-        "epochs. Default: the preset's with a pretrained start (phantom default: 60), 0 from "
-        "random weights.",
+        help="Epochs on the frozen part's cached output (the --finetune scope, head or layer4), "
+        "before the full epochs. Default: the preset's for the scope (phantom default: 60 "
+        "head, 12 layer4), 0 from random weights.",
+    )
+    finetune: str | None = option(
+        None,
+        choices=tuple(SCOPES),
+        help="What trains: head (after the frozen backbone), layer4 (ResNet's layer4 on), or "
+        "all (end to end). Default: the preset's recipe's (phantom: head; paper: all), all "
+        "from random weights; a model supports the scopes it declares.",
     )
     epochs: int | None = option(
         None,
@@ -329,6 +357,7 @@ class RunConfig:
                 "its head cannot be trained on a frozen trunk's output; leave --head-epochs out"
             )
         scratch = start == "random"
+        finetune = self._scope(defaults, declared, scratch)
         filled = {
             key: defaults[key] if getattr(self, key) is None else getattr(self, key)
             for key in ("batch_size", "optimizer", "schedule", "downsampler")
@@ -336,7 +365,8 @@ class RunConfig:
         filled["downsampler"] = filled["downsampler"] or default_name("downsamplers")
         head_epochs = self.head_epochs
         if head_epochs is None:
-            head_epochs = defaults["head_epochs"] if declared["trunk"] and not scratch else 0
+            stage = {"head": "head_epochs", "layer4": "layer4_epochs"}.get(finetune)
+            head_epochs = defaults[stage] if stage else 0
         epochs = self.epochs
         if epochs is None:
             epochs = defaults["epochs"]
@@ -354,9 +384,32 @@ class RunConfig:
             start=start,
             epochs=epochs,
             head_epochs=head_epochs,
+            finetune=finetune,
             lr=DEFAULT_LR if self.lr is None else self.lr,
             pretrained=start != "random",
         )
+
+    def _scope(self, defaults: dict[str, Any], declared: dict[str, Any], scratch: bool) -> str:
+        """``--finetune``: the one asked for, if the model supports it; else the recipe's, or
+        ``all`` from random weights or for a model without a trunk split."""
+        scopes = supported_scopes(self.arch)
+        if self.finetune is not None:
+            if self.finetune not in scopes:
+                raise ValueError(
+                    f"--finetune {self.finetune}: {self.arch} supports --finetune "
+                    f"{', '.join(scopes)} (a scope needs a declared trunk split: trunk=True for "
+                    "head, scopes=('layer4',) with split_at('layer4') for layer4)"
+                )
+            if self.finetune == "all" and self.head_epochs:
+                raise ValueError(
+                    f"--finetune all trains end to end: --head-epochs {self.head_epochs} "
+                    "applies to the head and layer4 scopes"
+                )
+            return self.finetune
+        if self.head_epochs:  # a warm-up asked for by its epochs alone: the head's
+            return "head"
+        chosen = "all" if scratch else defaults["finetune"]
+        return chosen if chosen in scopes else "all"
 
     @property
     def is_resolved(self) -> bool:
@@ -368,6 +421,14 @@ class RunConfig:
         config.json: which steps run, and what in the options or the model's declarations
         chose them."""
         declared = capabilities(self.arch)
+        if self.finetune == "layer4" and self.head_epochs:
+            return {
+                "name": "layer4 on: ResNet's layer4 and after trained on the frozen layers' "
+                "cached output" + (", then end to end" if self.epochs else ""),
+                "why": f"--finetune layer4 from {STARTED_FROM[self.start]}: layers up to layer3 "
+                f"frozen, {self.head_epochs} epochs on their output cached per volume and "
+                f"augmentation, {self.epochs} full epochs",
+            }
         if self.start == "random":
             reason = (
                 f"{self.arch} does not declare pretrainable=True"
@@ -432,6 +493,7 @@ RESOLVED_FIELDS = (
     "segmenter",
     "downsampler",
     "start",
+    "finetune",
     "head_epochs",
     "epochs",
     "optimizer",
@@ -458,6 +520,15 @@ def _default_mask_explainer(required: bool) -> str | None:
         "no default --mask-explainer: no explainer that declares default=True also declares "
         "differentiable=True; name one with --mask-explainer"
     )
+
+
+def supported_scopes(arch: str) -> tuple[str, ...]:
+    """The ``--finetune`` scopes ``arch`` supports: ``all``; ``head`` with a declared trunk
+    split; and the scopes it declares (``scopes=("layer4",)``)."""
+    declared = capabilities(arch)
+    extra = tuple(scope for scope in declared["scopes"] if scope in SCOPES)
+    head = ("head",) if declared["trunk"] else ()
+    return tuple(scope for scope in SCOPES if scope in (*head, *extra, "all"))
 
 
 def capabilities(arch: str) -> dict[str, Any]:

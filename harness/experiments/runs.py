@@ -416,9 +416,11 @@ class RunParts:
             batch_size=config.batch_size,
             mask_loss=config.mask_loss,
             mask_lambda=config.mask_lambda,
+            mask_loss_form=config.mask_loss_form,
             seed=config.seed,
             workers=self.workers,
             head_epochs=config.head_epochs,
+            finetune=config.finetune if config.finetune != "all" else "head",
         )
         self.trainer = Trainer(
             self.model,
@@ -493,8 +495,8 @@ class RunParts:
             "memory": memory,
             "training": {
                 "best_epoch": self.trainer.best_epoch,
-                "head_epochs_run": sum(r.get("stage") == "head" for r in history),
-                "epochs_run": sum(r.get("stage") != "head" for r in history),
+                "head_epochs_run": sum(r.get("stage") != "full" for r in history),
+                "epochs_run": sum(r.get("stage") == "full" for r in history),
                 "stopped_early": self.trainer.bad_epochs >= self.config.patience,
                 "history": history,
             },

@@ -217,14 +217,16 @@ def plot_segmentation(
 def plot_loss_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
     """Training and validation loss per epoch; the mask-loss part dashed when it is on.
 
-    Head warm-up epochs (on the frozen backbone's output) come first, on a grey background.
+    The epochs on a frozen part's cached output (``--finetune head`` or ``layer4``) come first,
+    on a grey background.
     """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     epochs = list(range(1, len(history) + 1))
-    head = sum(record.get("stage") == "head" for record in history)
+    head = sum(record.get("stage") != "full" for record in history)
     if head:
-        axis.axvspan(0.5, head + 0.5, color="0.9", label="head warm-up (frozen backbone)")
+        scope = history[0].get("stage", "head")
+        axis.axvspan(0.5, head + 0.5, color="0.9", label=f"{scope} on the frozen part's output")
     marker = "-o" if len(history) <= 20 else "-"
     for phase, colour in (("train", "#1f77b4"), ("valid", "#d62728")):
         axis.plot(epochs, [r[f"{phase}_loss"] for r in history], marker, color=colour, label=phase)

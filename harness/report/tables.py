@@ -456,6 +456,7 @@ def table_timing(runs: list[RunRecord], benchmarks: list[Path] = ()) -> Table:
                 name,
                 len(members),
                 Stat.of([_per_epoch(m, "head") for m in members]),
+                Stat.of([_per_epoch(m, "layer4") for m in members]),
                 Stat.of([_per_epoch(m, "full") for m in members]),
                 Stat.of([_per_epoch(m, "full", per_volume=True) for m in members]),
                 Stat.of([_evaluate_per_volume(m) for m in members]),
@@ -465,7 +466,8 @@ def table_timing(runs: list[RunRecord], benchmarks: list[Path] = ()) -> Table:
                 _stat(members, "timing", "total"),
             ]
         )
-    columns = ["Run", "n", "head s/epoch", "full s/epoch", "full s/volume", "evaluate s/volume",
+    columns = ["Run", "n", "head s/epoch", "layer4 s/epoch", "full s/epoch", "full s/volume",
+               "evaluate s/volume",
                *(f"{e} s/volume" for e in explainers), "PARTITION s/volume",
                "peak RSS MiB", "total s"]  # fmt: skip
     table = Table(

@@ -3,9 +3,10 @@
 ``L = L_class + lambda * L_mask``. ``L_class`` is the binary cross-entropy averaged over labels
 and cases. ``L_mask`` takes the raw HiResCAM contribution ``a`` of every cell (no bias, ReLU or
 normalisation) and averages ``-log(1 - sigmoid(a)) = softplus(a)`` over the forbidden cells:
-outside the allowed organs of a present label, and everywhere for an absent label. The mean
-runs over every forbidden cell of the batch, as the reference's ``BCEWithLogitsLoss`` does over
-the cells of its one-volume batch.
+outside the allowed organs of a present label, and everywhere for an absent label. The paper's
+mean runs over every forbidden cell of the batch, as the reference's ``BCEWithLogitsLoss`` does
+over the cells of its one-volume batch; ``per-case`` and ``two-sided`` (:data:`MASK_LOSS_FORMS`)
+are ctbench's variants.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from ctbench.explain.explanations import per_slice_contributions
+from ctbench.train.mask_forms import MASK_LOSS_FORMS
 from torch import nn
 
 
@@ -27,8 +29,9 @@ def classification_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tens
     return F.binary_cross_entropy_with_logits(logits, truth.to(logits.dtype))
 
 
-def mask_loss(maps: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Mean ``softplus`` of raw maps ``[B, M, H, D1, D2]`` over the cells ``allowed`` marks False.
+def mask_loss(maps: torch.Tensor, allowed: torch.Tensor, form: str = "paper") -> torch.Tensor:
+    """The mask loss of raw maps ``[B, M, H, D1, D2]`` over the cells ``allowed`` marks False
+    (:data:`MASK_LOSS_FORMS`; ``paper``: the mean ``softplus`` over every forbidden cell).
 
     ``allowed`` is PARTITION's ``G_true`` for each case (all False for an absent label). A batch
     with no forbidden cell contributes zero.
@@ -37,10 +40,30 @@ def mask_loss(maps: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"maps {tuple(maps.shape)} and allowed regions {tuple(allowed.shape)} differ"
         )
+    if form not in MASK_LOSS_FORMS:
+        raise ValueError(f"unknown mask loss form {form!r}; choose {', '.join(MASK_LOSS_FORMS)}")
     forbidden = ~allowed.bool()
     if not bool(forbidden.any()):
         return maps.sum() * 0.0
-    return F.softplus(at_least_fp32(maps[forbidden])).mean()
+    values = at_least_fp32(maps)
+    if form == "two-sided":
+        return F.softplus(values[forbidden].abs()).mean()
+    if form == "paper":
+        return F.softplus(values[forbidden]).mean()
+    cells = forbidden.flatten(2)  # per-case: [B, M, cells]
+    sums = (F.softplus(values.flatten(2)) * cells).sum(dim=2)
+    counts = cells.sum(dim=2)
+    scored = counts > 0
+    return (sums[scored] / counts[scored]).mean()
+
+
+def mask_loss_count(allowed: torch.Tensor, form: str = "paper") -> int:
+    """What :func:`mask_loss` averages over (forbidden cells, or for ``per-case`` the
+    (volume, label) pairs with one): the weight of a rank's share of a global batch."""
+    forbidden = ~allowed.bool()
+    if form == "per-case":
+        return int(forbidden.flatten(2).any(dim=2).sum())
+    return int(forbidden.sum())
 
 
 def slice_contributions(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from ctbench.runtime.checkpoints import load_checkpoint, save_checkpoint
 from ctbench.runtime.devices import Precision, to_device
 from ctbench.runtime.distributed import Distributed, GlobalBatchSampler, rank_batches
 from ctbench.runtime.progress import progress_bar
-from ctbench.train.losses import classification_loss, mask_attention, mask_loss
+from ctbench.train.losses import classification_loss, mask_attention, mask_loss, mask_loss_count
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -45,8 +45,9 @@ class TrainSettings:
     """How to train; the defaults are the paper's (SGD, momentum 0.99, lr 1e-3, patience 15).
 
     ``schedule="cosine"`` anneals the learning rate to zero over all the run's steps (for short
-    runs on a budget); the paper keeps it constant. ``head_epochs`` first trains everything
-    after a frozen backbone on its cached output (``ctbench.train.warmup``; Adam at ``lr``);
+    runs on a budget); the paper keeps it constant. ``head_epochs`` first train the part of the
+    model that ``finetune`` names on the cached output of the frozen rest (``head``: after the
+    backbone; ``layer4``: ResNet's layer4 on; ``ctbench.train.warmup``; Adam at ``lr``);
     ``epochs`` full epochs follow, and may then be 0.
     """
 
@@ -60,9 +61,11 @@ class TrainSettings:
     batch_size: int = paper.BATCH_SIZE
     mask_loss: bool = False
     mask_lambda: float = paper.MASK_LAMBDA
+    mask_loss_form: str = "paper"  # ctbench.train.losses.MASK_LOSS_FORMS
     seed: int = 0
     workers: int = 0
     head_epochs: int = 0
+    finetune: str = "head"  # the scope of the head_epochs (ctbench.train.warmup): head or layer4
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -162,7 +165,7 @@ class Trainer:
             return loss, loss, torch.zeros(())
         attention, logits = mask_attention(model, explainer, batch["x"])
         class_loss = classification_loss(logits, batch["y"])
-        region_loss = mask_loss(attention, batch["allowed"])
+        region_loss = mask_loss(attention, batch["allowed"], self.settings.mask_loss_form)
         return class_loss + self.settings.mask_lambda * region_loss, class_loss, region_loss
 
     def _epoch(self, epoch: int, training: bool) -> dict[str, float]:
@@ -202,7 +205,11 @@ class Trainer:
         )
         for batch in bar:
             batch = to_model_batch(to_device(batch, self.device), self.train_data.preprocessing)
-            forbidden = int((~batch["allowed"].bool()).sum()) if explainer is not None else 0
+            forbidden = (
+                mask_loss_count(batch["allowed"], self.settings.mask_loss_form)
+                if explainer is not None
+                else 0
+            )
             class_weight, mask_weight, size = self.job.batch_weights(len(batch["y"]), forbidden)
             with torch.set_grad_enabled(training), self.precision.autocast():
                 _, class_loss, region_loss = self.losses(batch, explainer, model)
@@ -229,38 +236,20 @@ class Trainer:
         return {f"{phase}_{key}": value / max(seen, 1) for key, value in totals.items()}
 
     def warm_up_head(self) -> None:
-        """``head_epochs`` on the frozen backbone's cached output (``ctbench.train.warmup``); keeps
-        the epoch with the lowest validation loss, then writes ``best.pt`` and ``last.pt``."""
-        from ctbench.train.warmup import (
-            BackboneHead,
-            FrozenBackbone,
-            cache_backbone_output,
-            cached_batches,
-            supports_warm_up,
-        )
+        """``head_epochs`` on the frozen part's cached output (the ``finetune`` scope,
+        ``ctbench.train.warmup``); keeps the epoch with the lowest validation loss, then writes
+        ``best.pt`` and ``last.pt``."""
+        from ctbench.train.warmup import BackboneHead, FrozenBackbone, split_of
 
-        epochs = self.settings.head_epochs
-        if not supports_warm_up(self.model):
-            raise ValueError(
-                f"{type(self.model).__name__} has no backbone to freeze (backbone, "
-                "backbone_features, from_backbone_features), so it cannot warm up its head; "
-                "use --head-epochs 0"
-            )
+        scope, epochs = self.settings.finetune, self.settings.head_epochs
+        try:
+            frozen, features, _ = split_of(self.model, scope)
+        except ValueError as error:
+            raise ValueError(f"{error}; use --head-epochs 0") from error
         size = self.settings.batch_size
-        with FrozenBackbone(self.model):
-            train, valid = (
-                cache_backbone_output(
-                    self.model,
-                    data,
-                    batch_size=size,
-                    progress=self.progress,
-                    device=self.device,
-                    precision=self.precision,
-                    job=self.job,
-                )
-                for data in (self.train_data, self.valid_data)
-            )
-            head = self.job.wrap(BackboneHead(self.model), self.device)
+        with FrozenBackbone(self.model, frozen):
+            train, valid = self._cached_splits(scope, features)
+            head = self.job.wrap(BackboneHead(self.model, scope), self.device)
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             optimizer = torch.optim.Adam(
                 trainable,
@@ -272,16 +261,17 @@ class Trainer:
             for epoch in range(epochs):
                 began = time.perf_counter()
                 self.model.train()
-                self.model.backbone.eval()
-                order = torch.randperm(len(train["y"]), generator=generator)
-                desc = f"head epoch {epoch + 1}/{epochs}"
-                record = {"stage": "head", "epoch": epoch}
-                batches = cached_batches(train, rank_batches(order.tolist(), size, self.job))
+                frozen.eval()
+                desc = f"{scope} epoch {epoch + 1}/{epochs}"
+                record = {"stage": scope, "epoch": epoch}
+                order = torch.randperm(len(self.train_data), generator=generator).tolist()
+                batches = train(epoch, rank_batches(order, size, self.job))
                 record |= self._pass(batches, True, desc, head, optimizer)
                 self.model.eval()
-                in_order = list(range(len(valid["y"])))
-                batches = cached_batches(valid, rank_batches(in_order, size, self.job))
-                record |= self._pass(batches, False, desc, head, None)
+                in_order = list(range(len(self.valid_data)))
+                record |= self._pass(
+                    valid(epoch, rank_batches(in_order, size, self.job)), False, desc, head, None
+                )
                 record["seconds"] = time.perf_counter() - began
                 self.history.append(record)
                 if record["valid_loss"] < self.best_loss:
@@ -290,7 +280,8 @@ class Trainer:
                 if (epoch + 1) % max(1, epochs // 10) == 0 or epoch + 1 == epochs:
                     self.log(
                         f"{desc}: train loss {record['train_loss']:.4f}, valid loss "
-                        f"{record['valid_loss']:.4f} (best {self.best_loss:.4f})"
+                        f"{record['valid_loss']:.4f} (best {self.best_loss:.4f}), "
+                        f"{record['seconds']:.1f} s"
                     )
         if best_state is not None:
             self.model.load_state_dict(best_state)
@@ -299,11 +290,50 @@ class Trainer:
         self._save(self.best_path, -1)
         self._save(self.last_path, -1)
 
+    def _cached_splits(self, scope: str, features):
+        """``(train(epoch, batches), valid(epoch, batches))``: batch dicts of the frozen part's
+        output. ``head``: every case computed once, unaugmented, before the first epoch (the
+        recipe the phantom presets keep); ``layer4``: each (volume, augmentation) pair computed
+        when an epoch first draws it (``AugmentedCache``), validation unaugmented."""
+        from ctbench.train.warmup import AugmentedCache, cache_backbone_output, cached_batches
+
+        if scope == "head":
+            train, valid = (
+                cache_backbone_output(
+                    self.model,
+                    data,
+                    batch_size=self.settings.batch_size,
+                    progress=self.progress,
+                    device=self.device,
+                    precision=self.precision,
+                    job=self.job,
+                    features=features,
+                )
+                for data in (self.train_data, self.valid_data)
+            )
+            return (
+                lambda _epoch, batches: cached_batches(train, batches),
+                lambda _epoch, batches: cached_batches(valid, batches),
+            )
+        caches = {
+            name: AugmentedCache(features, data, device=self.device, precision=self.precision)
+            for name, data in (("train", self.train_data), ("valid", self.valid_data))
+        }
+
+        def read(name: str):
+            def batches_of(epoch: int, batches):
+                caches[name].dataset.set_epoch(epoch)
+                return caches[name].batches(batches)
+
+            return batches_of
+
+        return read("train"), read("valid")
+
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         """Train until ``epochs`` or early stopping; returns the per-epoch history."""
         if resume and self.last_path.exists():
             start = self._restore()
-            heads = sum(r.get("stage") == "head" for r in self.history)
+            heads = sum(r.get("stage") != "full" for r in self.history)
             self.log(
                 f"resuming from {self.last_path}: {heads} head epochs and {start} full epochs done"
             )

@@ -147,7 +147,7 @@ def bodycam(n_classes: int, input_shape: tuple[int, int, int, int], **options) -
 
 @ctbench.hookimpl
 def register_architectures(register):
-    mil = {"explainable": True, "mil": True}
+    mil = {"explainable": True, "mil": True, "scopes": ("layer4",)}
     register(
         "axialnet",
         axialnet,
@@ -190,6 +190,7 @@ def register_architectures(register):
         paper_name="BodyCAM",
         pretrainable=True,
         trunk=True,
+        scopes=("layer4",),
         explainable=True,
         mil=False,
         description="BodyCAM: AxialNet trunk, global average pooling, one linear layer (CAM)",

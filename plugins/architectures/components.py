@@ -294,3 +294,22 @@ class SliceBackboneModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.from_backbone_features(self.backbone_features(x))
+
+    def split_at(self, scope: str):
+        """``(frozen module, features(x), rest(f))`` with ``rest(features(x)) == model(x)``:
+        ``head`` freezes ResNet-18 (:attr:`backbone`), ``layer4`` the layers up to layer3, so
+        that layer4 and everything after it train (``--finetune``)."""
+        if scope == "head":
+            return self.backbone, self.backbone_features, self.from_backbone_features
+        if scope != "layer4":
+            raise ValueError(f"no split at {scope!r}: head or layer4")
+        stem, layer4 = self.trunk.resnet[:-1], self.trunk.resnet[-1]
+
+        def features(x: torch.Tensor) -> torch.Tensor:  # [B, H, 256, Y/16, X/16]
+            check_input(x, self.input_shape, type(self).__name__)
+            return stem(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+        def rest(f: torch.Tensor) -> torch.Tensor:
+            return self.from_backbone_features(layer4(f.flatten(0, 1)).unflatten(0, f.shape[:2]))
+
+        return stem, features, rest
