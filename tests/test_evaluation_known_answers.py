@@ -266,3 +266,14 @@ def test_localisation_family_against_organs_and_lesions(scored):
     assert table["organ_pointing_game_fixed"].tolist() == [1.0, 0.5]
     assert table["lesion_instance_f1_fixed"].iloc[0] == 1.0
     assert np.isnan(table["lesion_instance_f1_fixed"].iloc[1])  # b has no lesion
+
+
+def test_organiou_of_a_random_map_is_the_chance_level(scored):
+    """The seeded random map's OrganIoU (the chance level of docs/metrics.md) is recorded once
+    per run, the same every time, and here below the explainer's perfect validation score."""
+    folder, evaluated = scored
+    metrics = json.loads((folder / "metrics.json").read_text())
+    chance = metrics["organiou_reference"]["random"]
+    assert 0.0 <= chance <= 1.0
+    again, _ = score_run(evaluated["valid"], evaluated["test"], LABELS)
+    assert again["organiou_reference"]["random"] == chance

@@ -209,3 +209,14 @@ def test_explainer_table_aggregates_each_map_over_seeds(tmp_path):
     fake_run(tmp_path / "none", "x", {"auroc_median": 0.8})
     with pytest.raises(ValueError, match="no run holds explanation metrics"):
         build_table("explainers", tmp_path / "none")
+
+
+def test_organiou_change_is_read_four_ways():
+    from ctbench.report.tables import Stat, organiou_change
+
+    text = organiou_change(0.771, 0.796, Stat(0.4, float("nan"), 1))
+    assert "0.771 -> 0.796: +0.025 absolute, +3.2% relative, 11% of the headroom closed" in text
+    # (x - r) / (1 - r) with r = 0.4: 0.371 / 0.6 and 0.396 / 0.6
+    assert "chance-corrected against a random map (OrganIoU 0.400): 0.618 -> 0.660" in text
+    assert "chance" not in organiou_change(0.5, 0.75)
+    assert "50% of the headroom closed" in organiou_change(0.5, 0.75)

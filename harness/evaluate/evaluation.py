@@ -287,4 +287,17 @@ def _organ_iou(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
         out["organiou_thresholds"][name] = dict(zip(labels, chosen.tolist(), strict=True))
         table[f"organiou_{name}"] = per_label
         table[f"threshold_{name}"] = chosen
+    out["organiou_reference"] = {"random": _random_organ_iou(valid, test)}
     return out
+
+
+def _random_organ_iou(valid: SplitOutputs, test: SplitOutputs, seed: int = 0) -> float:
+    """OrganIoU of seeded uniform noise on the maps' grid, thresholds chosen on validation as
+    for an explainer: the chance level that a chance-corrected OrganIoU, ``(x - r) / (1 -
+    r)``, is measured from (docs/metrics.md)."""
+    rng = np.random.default_rng(seed)
+    shape_of = {"valid": valid.allowed.shape, "test": test.allowed.shape}
+    maps = {split: rng.random(shape, dtype=np.float32) for split, shape in shape_of.items()}
+    chosen = choose_thresholds(organ_iou_curves(maps["valid"], valid.allowed), valid.truth)
+    scores = at_thresholds(organ_iou_curves(maps["test"], test.allowed), chosen)
+    return finite_mean(np.where(test.truth, scores, np.nan))
