@@ -7,6 +7,7 @@ import ctbench
 import pytest
 import torch
 from ctbench.experiments.run_config import RunConfig, supported_scopes
+from ctbench.runtime.checkpoints import load_checkpoint
 from ctbench.train.warmup import AugmentedCache, BackboneHead, split_of
 
 from .test_warmup import SHAPE, warm_trainer
@@ -87,15 +88,14 @@ def test_the_augmented_cache_equals_a_fresh_forward_and_computes_each_pair_once(
 @pytest.mark.parametrize("mask_loss", [False, True])
 def test_a_layer4_step_changes_exactly_layer4_and_after(tmp_path, tiny_phantom, mask_loss):
     trainer = warm_trainer(
-        tmp_path, tiny_phantom, head_epochs=1, finetune="layer4", mask_loss=mask_loss
+        tmp_path, tiny_phantom, head_epochs=0, layer4_epochs=1, mask_loss=mask_loss
     )
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     history = trainer.fit()
     after = trainer.model.state_dict()
-    frozen = [
-        k for k in after if k.startswith("trunk.resnet.") and not k.startswith("trunk.resnet.7.")
-    ]
-    layer4 = [k for k in after if k.startswith("trunk.resnet.7.") and "num_batches" not in k]
+    layer4_prefix = "trunk.resnet.7."  # ResNet-18's children: conv1, bn1, relu, maxpool, layer1-4
+    frozen = [k for k in after if k.startswith("trunk.resnet.") and not k.startswith(layer4_prefix)]
+    layer4 = [k for k in after if k.startswith(layer4_prefix) and "num_batches" not in k]
     rest = [k for k in after if not k.startswith("trunk.resnet.")]
     assert frozen and layer4 and rest
     # up to layer3 nothing moved, BatchNorm statistics included; layer4 and the rest all did
@@ -107,22 +107,36 @@ def test_a_layer4_step_changes_exactly_layer4_and_after(tmp_path, tiny_phantom, 
     assert all(p.requires_grad for p in trainer.model.parameters())  # unfrozen afterwards
 
 
+def test_layer4_follows_the_head_from_its_best_epoch_and_keeps_the_best_of_both(
+    tmp_path, tiny_phantom
+):
+    trainer = warm_trainer(tmp_path, tiny_phantom, head_epochs=2, layer4_epochs=2)
+    history = trainer.fit()
+    assert [r["stage"] for r in history] == ["head", "head", "layer4", "layer4"]
+    losses = [r["valid_loss"] for r in history]
+    assert trainer.best_epoch == losses.index(min(losses))
+    best = load_checkpoint(tmp_path / "best.pt")["state_dict"]
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(best[key], value)
+
+
 # --- what a run resolves -----------------------------------------------------------------
 
 
 def test_each_preset_and_model_gets_its_scope():
     default = RunConfig(arch="axialnet").resolved()
     assert (default.finetune, default.head_epochs, default.epochs) == ("head", 60, 0)
+    assert default.layer4_epochs == 0
     layer4 = RunConfig(arch="axialnet", finetune="layer4").resolved()
-    assert (layer4.finetune, layer4.head_epochs, layer4.epochs) == ("layer4", 12, 0)
+    assert (layer4.finetune, layer4.head_epochs, layer4.layer4_epochs) == ("layer4", 60, 12)
     tiny = RunConfig(arch="axialnet", preset="tiny", finetune="layer4").resolved()
-    assert tiny.head_epochs == 3
+    assert (tiny.head_epochs, tiny.layer4_epochs) == (20, 3)
     whole = RunConfig(arch="axialnet", finetune="all").resolved()
     assert (whole.finetune, whole.head_epochs, whole.epochs) == ("all", 0, 3)
     assert RunConfig(arch="axialnet", preset="paper").resolved().finetune == "all"
     assert RunConfig(arch="axialnet", start="random").resolved().finetune == "all"
     assert RunConfig(arch="3dconv").resolved().finetune == "all"
-    assert "layer4" in layer4.recipe()["name"] and "12 epochs" in layer4.recipe()["why"]
+    assert "layer4" in layer4.recipe()["name"] and "12 layer4 epochs" in layer4.recipe()["why"]
 
 
 def test_scopes_a_model_cannot_take_are_refused_before_any_work():
@@ -135,6 +149,8 @@ def test_scopes_a_model_cannot_take_are_refused_before_any_work():
         RunConfig(arch="3dconv", finetune="head").resolved()
     with pytest.raises(ValueError, match="--finetune all trains end to end"):
         RunConfig(arch="axialnet", finetune="all", head_epochs=5).resolved()
+    with pytest.raises(ValueError, match="--layer4-epochs 4 needs --finetune layer4"):
+        RunConfig(arch="axialnet", layer4_epochs=4).resolved()
 
 
 def test_a_model_without_the_split_says_so(tmp_path):

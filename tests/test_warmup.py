@@ -53,7 +53,7 @@ def test_models_without_a_backbone_do_not_warm_up():
     assert not supports_warm_up(ctbench.create_model("3dconv", 3, SHAPE))
 
 
-def warm_trainer(folder, source, *, mask_loss=False, head_epochs=3, epochs=0, finetune="head"):
+def warm_trainer(folder, source, *, mask_loss=False, head_epochs=3, epochs=0, layer4_epochs=0):
     from ctbench.data.preprocess import Preprocessing
     from ctbench.regions.partition import AllowedRegions
 
@@ -76,7 +76,7 @@ def warm_trainer(folder, source, *, mask_loss=False, head_epochs=3, epochs=0, fi
         epochs=epochs,
         head_epochs=head_epochs,
         mask_loss=mask_loss,
-        finetune=finetune,
+        layer4_epochs=layer4_epochs,
     )
     info = {"arch": "axialnet", "input_shape": SHAPE, "label_names": labels}
     return Trainer(

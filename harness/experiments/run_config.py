@@ -239,14 +239,22 @@ class RunConfig:
     head_epochs: int | None = option(
         None,
         minimum=0,
-        help="Epochs on the frozen part's cached output (the --finetune scope, head or layer4), "
-        "before the full epochs. Default: the preset's for the scope (phantom default: 60 "
-        "head, 12 layer4), 0 from random weights.",
+        help="Epochs of the head on the frozen backbone's cached output, before the layer4 and "
+        "full epochs. Default: the preset's with a pretrained start and --finetune head or "
+        "layer4 (phantom default: 60), 0 from random weights.",
+    )
+    layer4_epochs: int | None = option(
+        None,
+        minimum=0,
+        help="With --finetune layer4, epochs of ResNet's layer4 and everything after it on the "
+        "cached output of the frozen layers (per volume and augmentation), after the head's, "
+        "at a tenth of --lr. Default: the preset's (phantom default: 12).",
     )
     finetune: str | None = option(
         None,
         choices=tuple(SCOPES),
-        help="What trains: head (after the frozen backbone), layer4 (ResNet's layer4 on), or "
+        help="What trains: head (after the frozen backbone), layer4 (the head, then ResNet's "
+        "layer4 on), or "
         "all (end to end). Default: the preset's recipe's (phantom: head; paper: all), all "
         "from random weights; a model supports the scopes it declares.",
     )
@@ -365,14 +373,18 @@ class RunConfig:
         filled["downsampler"] = filled["downsampler"] or default_name("downsamplers")
         head_epochs = self.head_epochs
         if head_epochs is None:
-            stage = {"head": "head_epochs", "layer4": "layer4_epochs"}.get(finetune)
-            head_epochs = defaults[stage] if stage else 0
+            head_epochs = defaults["head_epochs"] if finetune in ("head", "layer4") else 0
+        layer4_epochs = self.layer4_epochs
+        if layer4_epochs is None:
+            layer4_epochs = defaults["layer4_epochs"] if finetune == "layer4" else 0
+        if layer4_epochs and finetune != "layer4":
+            raise ValueError(f"--layer4-epochs {layer4_epochs} needs --finetune layer4")
         epochs = self.epochs
         if epochs is None:
             epochs = defaults["epochs"]
             if scratch or (head_epochs == 0 and epochs == 0):
                 epochs = defaults["scratch_epochs"]  # end to end: full epochs are all there is
-        if epochs + head_epochs < 1:
+        if epochs + head_epochs + layer4_epochs < 1:
             raise ValueError("--epochs 0 and --head-epochs 0 leave nothing to train")
         return replace(
             self,
@@ -384,6 +396,7 @@ class RunConfig:
             start=start,
             epochs=epochs,
             head_epochs=head_epochs,
+            layer4_epochs=layer4_epochs,
             finetune=finetune,
             lr=DEFAULT_LR if self.lr is None else self.lr,
             pretrained=start != "random",
@@ -421,12 +434,13 @@ class RunConfig:
         config.json: which steps run, and what in the options or the model's declarations
         chose them."""
         declared = capabilities(self.arch)
-        if self.finetune == "layer4" and self.head_epochs:
+        if self.finetune == "layer4" and self.layer4_epochs:
             return {
-                "name": "layer4 on: ResNet's layer4 and after trained on the frozen layers' "
+                "name": "head warm-up, then ResNet's layer4 on trained on the frozen layers' "
                 "cached output" + (", then end to end" if self.epochs else ""),
-                "why": f"--finetune layer4 from {STARTED_FROM[self.start]}: layers up to layer3 "
-                f"frozen, {self.head_epochs} epochs on their output cached per volume and "
+                "why": f"--finetune layer4 from {STARTED_FROM[self.start]}: {self.head_epochs} "
+                f"head epochs on the backbone's cached output, then layers up to layer3 frozen "
+                f"and {self.layer4_epochs} layer4 epochs on their output cached per volume and "
                 f"augmentation, {self.epochs} full epochs",
             }
         if self.start == "random":
@@ -495,6 +509,7 @@ RESOLVED_FIELDS = (
     "start",
     "finetune",
     "head_epochs",
+    "layer4_epochs",
     "epochs",
     "optimizer",
     "schedule",

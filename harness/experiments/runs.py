@@ -420,7 +420,7 @@ class RunParts:
             seed=config.seed,
             workers=self.workers,
             head_epochs=config.head_epochs,
-            finetune=config.finetune if config.finetune != "all" else "head",
+            layer4_epochs=config.layer4_epochs,
         )
         self.trainer = Trainer(
             self.model,
@@ -495,7 +495,8 @@ class RunParts:
             "memory": memory,
             "training": {
                 "best_epoch": self.trainer.best_epoch,
-                "head_epochs_run": sum(r.get("stage") != "full" for r in history),
+                "head_epochs_run": sum(r.get("stage") == "head" for r in history),
+                "layer4_epochs_run": sum(r.get("stage") == "layer4" for r in history),
                 "epochs_run": sum(r.get("stage") == "full" for r in history),
                 "stopped_early": self.trainer.bad_epochs >= self.config.patience,
                 "history": history,

@@ -45,10 +45,11 @@ class TrainSettings:
     """How to train; the defaults are the paper's (SGD, momentum 0.99, lr 1e-3, patience 15).
 
     ``schedule="cosine"`` anneals the learning rate to zero over all the run's steps (for short
-    runs on a budget); the paper keeps it constant. ``head_epochs`` first train the part of the
-    model that ``finetune`` names on the cached output of the frozen rest (``head``: after the
-    backbone; ``layer4``: ResNet's layer4 on; ``ctbench.train.warmup``; Adam at ``lr``);
-    ``epochs`` full epochs follow, and may then be 0.
+    runs on a budget); the paper keeps it constant. ``head_epochs`` first train everything after
+    the frozen backbone on its cached output (Adam at ``lr``), then ``layer4_epochs`` train
+    ResNet's layer4 and everything after it on the cached output of the frozen layers up to
+    layer3 (Adam at ``lr * layer4_lr_scale``; ``ctbench.train.warmup``); ``epochs`` full epochs
+    follow, and may then be 0.
     """
 
     optimizer: str = "sgd"
@@ -65,7 +66,8 @@ class TrainSettings:
     seed: int = 0
     workers: int = 0
     head_epochs: int = 0
-    finetune: str = "head"  # the scope of the head_epochs (ctbench.train.warmup): head or layer4
+    layer4_epochs: int = 0
+    layer4_lr_scale: float = 0.1  # the layer4 stage fine-tunes pretrained layers: a tenth of lr
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -74,8 +76,9 @@ class TrainSettings:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
-        if self.epochs < 0 or self.head_epochs < 0 or self.epochs + self.head_epochs < 1:
-            raise ValueError("epochs and head epochs must not be negative, nor both zero")
+        stages = (self.epochs, self.head_epochs, self.layer4_epochs)
+        if min(stages) < 0 or sum(stages) < 1:
+            raise ValueError("epochs, head and layer4 epochs must not be negative, nor all zero")
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError("batch size must be at least 1, and lr positive")
 
@@ -144,7 +147,7 @@ class Trainer:
         self.best_epoch = -1
         self.bad_epochs = 0
         self.finished = False
-        self.head_done = settings.head_epochs == 0
+        self.head_done = settings.head_epochs == 0 and settings.layer4_epochs == 0
 
     @property
     def last_path(self) -> Path:
@@ -236,12 +239,30 @@ class Trainer:
         return {f"{phase}_{key}": value / max(seen, 1) for key, value in totals.items()}
 
     def warm_up_head(self) -> None:
-        """``head_epochs`` on the frozen part's cached output (the ``finetune`` scope,
-        ``ctbench.train.warmup``); keeps the epoch with the lowest validation loss, then writes
-        ``best.pt`` and ``last.pt``."""
+        """The stages on a frozen part's cached output (``ctbench.train.warmup``):
+        ``head_epochs`` after the backbone, then ``layer4_epochs`` from layer4 on, each
+        continuing from the best epoch before it; the epoch with the lowest validation loss is
+        kept, then ``best.pt`` and ``last.pt`` are written."""
+        settings = self.settings
+        stages = (
+            ("head", settings.head_epochs, settings.lr),
+            ("layer4", settings.layer4_epochs, settings.lr * settings.layer4_lr_scale),
+        )
+        best: dict = {}
+        for scope, epochs, lr in stages:
+            if epochs:
+                self._cached_stage(scope, epochs, lr, best)
+                self.model.load_state_dict(best["state"])  # the next stage starts from it
+        self.head_done = True
+        self.finished = self.settings.epochs == 0
+        self._save(self.best_path, -1)
+        self._save(self.last_path, -1)
+
+    def _cached_stage(self, scope: str, epochs: int, lr: float, best: dict) -> None:
+        """``epochs`` epochs of the part after ``scope``'s frozen split, on its cached output;
+        ``best["state"]`` holds the weights of the lowest validation loss so far."""
         from ctbench.train.warmup import BackboneHead, FrozenBackbone, split_of
 
-        scope, epochs = self.settings.finetune, self.settings.head_epochs
         try:
             frozen, features, _ = split_of(self.model, scope)
         except ValueError as error:
@@ -251,13 +272,9 @@ class Trainer:
             train, valid = self._cached_splits(scope, features)
             head = self.job.wrap(BackboneHead(self.model, scope), self.device)
             trainable = [p for p in self.model.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(
-                trainable,
-                lr=self.settings.lr,
-                weight_decay=self.settings.weight_decay,
-            )
-            generator = torch.Generator().manual_seed(self.settings.seed * 100_003 + 99_991)
-            best_state = None
+            optimizer = torch.optim.Adam(trainable, lr=lr, weight_decay=self.settings.weight_decay)
+            seed = self.settings.seed * 100_003 + (99_991 if scope == "head" else 99_989)
+            generator = torch.Generator().manual_seed(seed)
             for epoch in range(epochs):
                 began = time.perf_counter()
                 self.model.train()
@@ -276,19 +293,15 @@ class Trainer:
                 self.history.append(record)
                 if record["valid_loss"] < self.best_loss:
                     self.best_loss, self.best_epoch = record["valid_loss"], len(self.history) - 1
-                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    best["state"] = {
+                        k: v.detach().clone() for k, v in self.model.state_dict().items()
+                    }
                 if (epoch + 1) % max(1, epochs // 10) == 0 or epoch + 1 == epochs:
                     self.log(
                         f"{desc}: train loss {record['train_loss']:.4f}, valid loss "
                         f"{record['valid_loss']:.4f} (best {self.best_loss:.4f}), "
                         f"{record['seconds']:.1f} s"
                     )
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        self.head_done = True
-        self.finished = self.settings.epochs == 0
-        self._save(self.best_path, -1)
-        self._save(self.last_path, -1)
 
     def _cached_splits(self, scope: str, features):
         """``(train(epoch, batches), valid(epoch, batches))``: batch dicts of the frozen part's
