@@ -220,3 +220,18 @@ def test_organiou_change_is_read_four_ways():
     assert "chance-corrected against a random map (OrganIoU 0.400): 0.618 -> 0.660" in text
     assert "chance" not in organiou_change(0.5, 0.75)
     assert "50% of the headroom closed" in organiou_change(0.5, 0.75)
+
+
+def test_runs_group_by_their_training_scope(tmp_path):
+    """--finetune is a run option like any other: each scope is its own row."""
+    for scope, hires in (("head", 0.2), ("layer4", 0.4)):
+        metrics = {"valid_auroc_median": 0.7, "valid_organiou": {"gradcam": 0.1, "hirescam": hires}}
+        fake_run(tmp_path, scope, metrics, finetune=scope)
+    table = build_table("1", tmp_path)
+    names = [row[0] for row in table.rows]
+    assert names == [
+        "axialnet (finetune=head, layer4_epochs=0)",
+        "axialnet (finetune=layer4, layer4_epochs=3)",
+    ]
+    layer4 = table.rows[1]
+    assert dict(zip(table.columns, layer4, strict=True))["OrganIoU HiRes"].mean == pytest.approx(40)

@@ -279,6 +279,10 @@ class Trainer:
                 began = time.perf_counter()
                 self.model.train()
                 frozen.eval()
+                if scope != "head":  # pretrained layers keep their BatchNorm statistics
+                    for module in self.model.modules():
+                        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                            module.eval()
                 desc = f"{scope} epoch {epoch + 1}/{epochs}"
                 record = {"stage": scope, "epoch": epoch}
                 order = torch.randperm(len(self.train_data), generator=generator).tolist()
