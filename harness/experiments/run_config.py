@@ -217,7 +217,8 @@ class RunConfig:
         "paper",
         choices=tuple(MASK_LOSS_FORMS),
         help="How the mask loss sums the forbidden cells: paper (mean over the batch's), "
-        "per-case (mean per volume and label, then over those) or two-sided (|attention|).",
+        "per-case (mean per volume and label, then over those) or two-sided (the absolute "
+        "attention).",
     )
     mask_lambda: float = option(
         DEFAULT_LAMBDA,
