@@ -9,7 +9,7 @@ from ctbench.data.loader import VolumeDataset
 from ctbench.explain.explanations import per_slice_contributions
 from ctbench.runtime.checkpoints import load_checkpoint
 from ctbench.train.training import Trainer, TrainSettings
-from ctbench.train.warmup import BackboneHead, supports_warm_up
+from ctbench.train.warmup import BackboneHead, split_of, supports_warm_up
 
 SHAPE = (9, 3, 64, 64)
 SPLIT_MODELS = ("axialnet", "axialnet-maxpool", "axialnet-nocustomconv", "bodycam", "bodyconv")
@@ -27,16 +27,18 @@ def test_head_on_backbone_output_is_the_model(arch):
         torch.testing.assert_close(BackboneHead(model)(features), model(x))
 
 
+@pytest.mark.parametrize("scope", ["head", "layer4"])
 @pytest.mark.parametrize("arch", ["axialnet", "axialnet-nocustomconv", "bodycam"])
-def test_explainers_see_the_same_maps_on_cached_features(arch):
-    """HiResCAM and Grad-CAM of the head view on f equal theirs of the model on x (so the
-    mask loss during warm-up is the model's); NoCustomConv's CAM layer is the backbone's
-    last layer, which the view taps on its input."""
+def test_explainers_see_the_same_maps_on_cached_features(arch, scope):
+    """HiResCAM and Grad-CAM of the view from the frozen part's output (the backbone's, or
+    layer3's for --finetune layer4) equal theirs of the model on x (so the mask loss on cached
+    features is the model's); NoCustomConv's CAM layer is the backbone's last layer, which the
+    head view taps on its input."""
     torch.manual_seed(0)
     model = ctbench.create_model(arch, 3, SHAPE).eval()
     x = torch.rand(2, *SHAPE) - 0.449
-    head = BackboneHead(model)
-    features = model.backbone_features(x).detach()
+    head = BackboneHead(model, scope)
+    features = split_of(model, scope)[1](x).detach()
     for name in ("hirescam", "gradcam"):
         explainer = ctbench.create_explainer(name)
         maps, logits = explainer.explain(model, x)

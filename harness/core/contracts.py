@@ -305,6 +305,14 @@ MEMBERS: dict[str, dict[str, Member]] = {
         "pretext_source": Member(
             False, "pretext=True: pretext_source() -> a source of other cases for the pretext"
         ),
+        "shift_source": Member(
+            False,
+            "confounded_labels: shift_source('iid' | 'balanced') -> the same test cases with "
+            "their cues agreeing as in training or by chance (metrics.json's shift)",
+        ),
+        "cue_present": Member(
+            False, "confounded_labels: cue_present(case_id, label) -> bool, the planted cue"
+        ),
         "preprocessing": Member(
             False, "VolumeDataset only (internal): the preprocessing the core applies"
         ),

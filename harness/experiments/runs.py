@@ -465,14 +465,51 @@ class RunParts:
                     precision=self.precision,
                     job=self.job,
                 )
+        self.shifted = self._evaluate_shifts()
         return evaluated
 
+    def _evaluate_shifts(self) -> dict[str, Any]:
+        """With confounders, on a dataset that offers them (``shift_source``): predictions on
+        the same test cases with their cues agreeing as in training and by chance."""
+        from ctbench.data.loader import VolumeDataset
+        from ctbench.evaluate.evaluation import predict_and_explain
+
+        if not self.config.confounders or not hasattr(self.source, "shift_source"):
+            return {}
+        shifted = {}
+        for kind in ("iid", "balanced"):
+            source = self.source.shift_source(kind)
+            with self.timer.phase(f"evaluate_{kind}"):
+                shifted[kind] = predict_and_explain(
+                    self.model,
+                    VolumeDataset(source, "test", preprocessing=self.preprocessing),
+                    {},
+                    batch_size=max(1, self.config.batch_size // self.job.world_size),
+                    progress=self.progress,
+                    device=self.device,
+                    precision=self.precision,
+                    job=self.job,
+                )
+            if kind == "balanced":
+                self.balanced_cues = source.cue_present
+        return shifted
+
     def score(self, evaluated: dict[str, Any]):
-        """``(metrics, per-label table)``: AUROC, OrganIoU and localisation."""
+        """``(metrics, per-label table)``: AUROC, OrganIoU and localisation, and with
+        confounders the AUROC under each cue shift (``ctbench.evaluate.shift``)."""
+        from ctbench.core.contracts import declared_of
         from ctbench.evaluate.evaluation import score_run
+        from ctbench.evaluate.shift import shift_scores
 
         with self.timer.phase("score"):
-            return score_run(evaluated["valid"], evaluated["test"], self.labels, self.device)
+            metrics, table = score_run(
+                evaluated["valid"], evaluated["test"], self.labels, self.device
+            )
+            if self.shifted:
+                splits = {**self.shifted, "reversed": evaluated["test"]}
+                confounded = declared_of("datasets", self.config.dataset)["confounded_labels"]
+                metrics["shift"] = shift_scores(splits, self.labels, self.balanced_cues, confounded)
+            return metrics, table
 
     def write_figures(self, history: list[dict[str, Any]], test) -> None:
         from ctbench.experiments.results import write_figures

@@ -76,6 +76,17 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
     )
 
 
+SHIFTS = {"iid": "cue_strength", "balanced": 0.5}
+"""The test splits beside the reversed one: the same test cases (labels, findings, patients)
+with their cues drawn again to agree as in training (``iid``) or by chance (``balanced``)."""
+
+CUES = {
+    "h_great_vessel_calcification": "thick body-wall fat (18 mm or more)",
+    "lung_pleural_effusion": "a skin marker",
+}
+"""What each confounded label's planted cue is."""
+
+
 PRETEXT_SEED = 1000
 """Phantom seed of the pretext pool; benchmark runs use other seeds (0 by default)."""
 
@@ -137,6 +148,38 @@ class PhantomSource:
             return case
         return self.store.load(case_id, plan.label_vector())
 
+    def shift_source(self, kind: str) -> PhantomSource:
+        """This dataset's test split with its cues agreeing as :data:`SHIFTS` says (no training
+        or validation cases); only the cues differ from this source's test cases."""
+        if kind not in SHIFTS:
+            raise ValueError(f"unknown shift {kind!r}; choose {', '.join(SHIFTS)}")
+        agreement = SHIFTS[kind]
+        overrides = {
+            k: v
+            for k, v in self.config.to_json().items()
+            if k not in ("preset", "seed", "confounders", "version", "test_agreement")
+        }
+        overrides |= {"n_train": 0, "n_valid": 0}
+        overrides["test_agreement"] = (
+            self.config.cue_strength if agreement == "cue_strength" else agreement
+        )
+        return PhantomSource(
+            self.config.preset,
+            seed=self.config.seed,
+            confounders=self.config.confounders,
+            cache_dir=self.folder.parent,
+            **_config_types(overrides),
+        )
+
+    def cue_present(self, case_id: str, label: str) -> bool:
+        """Whether the case carries ``label``'s planted cue (:data:`CUES`)."""
+        plan = self.plan(case_id)
+        if label == "h_great_vessel_calcification":
+            return bool(plan.fat_mm >= 18.0)
+        if label == "lung_pleural_effusion":
+            return bool(plan.marker)
+        raise ValueError(f"{label} has no planted cue; confounded: {', '.join(CUES)}")
+
     def pretext_source(self) -> PhantomSource:
         """The pool a pretrained start is built from (``ctbench.train.pretraining``): this preset's
         training volumes of :data:`PRETEXT_SEED`, with no confounder and no valid or test split,
@@ -187,6 +230,15 @@ class PhantomSource:
                 rows.append(f"{cid},{split}," + ",".join(map(str, labels)))
         write_json(self.folder / "config.json", self.config.to_json())
         write_text(index, "\n".join(rows) + "\n")
+
+
+def _config_types(options: dict) -> dict:
+    """JSON values back to PhantomConfig's tuples (shapes, prevalence, co-occurrence)."""
+
+    def as_tuple(value):
+        return tuple(as_tuple(v) for v in value) if isinstance(value, list) else value
+
+    return {key: as_tuple(value) for key, value in options.items()}
 
 
 def phantom(preset: str = "default", **options) -> PhantomSource:

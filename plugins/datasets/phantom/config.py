@@ -100,6 +100,8 @@ class PhantomConfig:
     co_occurrence: tuple[tuple[str, str, float], ...] = DEFAULT_CO_OCCURRENCE
     confounders: bool = False
     cue_strength: float = 0.9  # P(cue agrees with the label) in train and valid
+    # P(cue agrees) in the test split; None: reversed (1 - cue_strength), the shifted test
+    test_agreement: float | None = None
     field_of_view_mm: tuple[float, float, float] = FIELD_OF_VIEW_MM
     version: int = field(default=GENERATOR_VERSION)
 
@@ -123,6 +125,10 @@ class PhantomConfig:
         for label, p in self.prevalence:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"phantom prevalence of {label} must be in [0, 1], got {p}")
+        for name in ("cue_strength", "test_agreement"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"phantom {name} must be in [0, 1], got {value}")
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -131,8 +137,17 @@ class PhantomConfig:
     def split_sizes(self) -> dict[str, int]:
         return {"train": self.n_train, "valid": self.n_valid, "test": self.n_test}
 
+    def test_agreement_p(self) -> float:
+        """P(a test case's cue agrees with its label): reversed unless ``test_agreement``."""
+        if self.test_agreement is None:
+            return 1.0 - self.cue_strength
+        return self.test_agreement
+
     def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        data = json.loads(json.dumps(asdict(self)))
+        if data["test_agreement"] is None:  # unset, it leaves every cache key as it was
+            del data["test_agreement"]
+        return data
 
     def key(self) -> str:
         """Short hash of the configuration: the cache folder's name."""

@@ -87,9 +87,9 @@ def plan_case(config: PhantomConfig, split: str, index: int) -> CasePlan:
         labels[name] = bool(rng.random() < _sigmoid(logit))
 
     # Confounder cues: in train/valid they agree with their label with probability
-    # cue_strength; in the shifted test split the agreement is reversed.
+    # cue_strength; in the shifted test split the agreement is reversed (or test_agreement).
     rng_cue = np.random.default_rng(details_seq.spawn(1)[0])
-    agree_p = config.cue_strength if split != "test" else 1.0 - config.cue_strength
+    agree_p = config.cue_strength if split != "test" else config.test_agreement_p()
     if config.confounders:
         thick = labels["h_great_vessel_calcification"] == (rng_cue.random() < agree_p)
         fat_mm = rng_cue.uniform(22, 32) if thick else rng_cue.uniform(5, 13)
