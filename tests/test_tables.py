@@ -240,3 +240,42 @@ def test_runs_group_by_their_training_scope(tmp_path):
     ]
     layer4 = table.rows[1]
     assert dict(zip(table.columns, layer4, strict=True))["OrganIoU HiRes"].mean == pytest.approx(40)
+
+
+def ladder_metrics(organiou: float, iid: float, balanced: float, worst: float) -> dict:
+    return {
+        "organiou": {"hirescam": organiou},
+        "shift": {
+            "cued": {"iid": iid, "balanced": balanced, "reversed": 0.1, "worst_group": worst},
+            "plain": {"iid": iid, "balanced": iid, "reversed": iid},
+        },
+    }
+
+
+def test_the_ladder_reads_each_arm_against_its_scopes_class_loss(tmp_path):
+    for seed, organiou in ((0, 0.70), (1, 0.80)):
+        fake_run(tmp_path, f"head{seed}", ladder_metrics(organiou, 0.9, 0.6, 0.0), seed=seed,
+                 confounders=True)  # fmt: skip
+    fake_run(tmp_path, "head-mask", ladder_metrics(0.85, 0.88, 0.8, 0.4), confounders=True,
+             mask_loss=True, mask_loss_form="per-case")  # fmt: skip
+    table = build_table("ladder", tmp_path)
+    assert [row[0] for row in table.rows] == ["head: class loss", "head: mask loss, per-case"]
+    base, mask = (dict(zip(table.columns, row, strict=True)) for row in table.rows)
+    assert base["n"] == 2 and base["OrganIoU"].mean == pytest.approx(0.75)
+    assert base["headroom closed"] == pytest.approx(0.0)
+    # (0.85 - 0.75) / (1 - 0.75): 40% of the headroom; the iid median falls by 0.02
+    assert mask["headroom closed"] == pytest.approx(0.4)
+    assert mask["iid change"] == pytest.approx(-0.02)
+    assert mask["cued worst group"].mean == 0.4 and base["cued worst group"].mean == 0.0
+    assert mask["cued balanced"].mean == 0.8
+    assert "plain worst group" not in table.columns  # no cue, no group
+
+
+def test_the_ladder_needs_shift_scores_and_one_matrixs_runs(tmp_path):
+    fake_run(tmp_path, "plain", {"organiou": {"hirescam": 0.7}})
+    with pytest.raises(ValueError, match="run them with --confounders"):
+        build_table("ladder", tmp_path)
+    fake_run(tmp_path, "a", ladder_metrics(0.7, 0.9, 0.6, 0.0), confounders=True)
+    fake_run(tmp_path, "b", ladder_metrics(0.7, 0.9, 0.6, 0.0), confounders=True, lr=0.01)
+    with pytest.raises(ValueError, match="differ in more than their arm: lr"):
+        build_table("ladder", tmp_path)

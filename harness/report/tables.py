@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from ctbench.core import paper as the_paper
 
-TABLES = ("1", "2", "5", "7", "timing", "confounders", "explainers")
+TABLES = ("1", "2", "5", "7", "timing", "confounders", "explainers", "ladder")
 
 
 @dataclass(frozen=True)
@@ -626,10 +626,17 @@ def build_table(
         "timing": lambda found: table_timing(found, benchmarks),
         "confounders": table_confounders,
         "explainers": table_explainers,
+        "ladder": _ladder,
     }
     if name not in builders:
         raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
     return builders[name](load_runs(folder) if runs is None else runs)
+
+
+def _ladder(runs: list[RunRecord]) -> Table:
+    from ctbench.report.ladder import table_ladder  # it builds on this module's records
+
+    return table_ladder(runs)
 
 
 def spec_tables(folder: Path) -> list[str]:

@@ -12,7 +12,7 @@ import click
 @click.option(
     "--table",
     "names",
-    type=click.Choice(["1", "2", "5", "7", "timing", "confounders", "explainers"]),
+    type=click.Choice(["1", "2", "5", "7", "timing", "confounders", "explainers", "ladder"]),
     multiple=True,
     help="Which table (repeat). Default: the tables the matrix's spec names.",
 )
