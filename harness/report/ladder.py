@@ -6,7 +6,8 @@ on cases whose cues agree as in training (the iid median AUROC)."""
 from __future__ import annotations
 
 import numpy as np
-from ctbench.report.tables import RunRecord, Stat, Table, group_runs
+from ctbench.core import paper
+from ctbench.report.tables import RunRecord, Stat, Table, group_runs, paper_plugin
 
 ARM_OPTIONS = ("finetune", "mask_loss", "mask_loss_form")
 """The options that make an arm of the ladder; every other option is held fixed."""
@@ -47,15 +48,16 @@ def table_ladder(runs: list[RunRecord]) -> Table:
         for _, members in arms
         if not members[0].options["mask_loss"]
     }
+    hirescam = paper_plugin("explainers", paper.TABLE1_EXPLAINERS[1])  # the paper's HiResCAM
     rows = []
     for _, members in sorted(arms, key=lambda g: _order(g[1][0].options)):
         options = members[0].options
         baseline = baselines.get(options["finetune"])
-        organiou = Stat.of([m.get("organiou", "hirescam") for m in members])
+        organiou = Stat.of([m.get("organiou", hirescam) for m in members])
         iid = Stat.of([_median(m, "iid") for m in members])
         row = [arm_name(options), len(members), organiou]
         if baseline is not None and organiou is not None:
-            before = Stat.of([m.get("organiou", "hirescam") for m in baseline])
+            before = Stat.of([m.get("organiou", hirescam) for m in baseline])
             closed = (organiou.mean - before.mean) / (1 - before.mean) if before else None
             base_iid = Stat.of([_median(m, "iid") for m in baseline])
             row += [closed, iid, iid.mean - base_iid.mean if iid and base_iid else None]
