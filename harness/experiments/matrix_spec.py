@@ -256,7 +256,7 @@ def make_cell(spec: MatrixSpec, options: dict[str, Any]) -> Cell:
             raise SpecError(f"{spec.source}: {key!r} is set by the matrix, not by a spec")
     try:
         config = config_from_options(options)
-        args = run_arguments({k: v for k, v in options.items() if k != "dataset_options"})
+        args = run_arguments(options)
     except KeyError as error:  # an unknown option: the message lists the known ones
         raise SpecError(f"{spec.source}: {error.args[0]}") from error
     except (ValueError, TypeError) as error:

@@ -7,6 +7,7 @@ value rules (:func:`option`), from which ``ctbench run`` builds its click option
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import typing
@@ -124,6 +125,9 @@ STARTS = {
     "weights": "ResNet-18 from the file given by --weights",
 }
 """Where a run's ResNet-18 starts; config.json's ``run.start`` is one of these."""
+
+START_NAMES = tuple(start for start in STARTS if start != "weights")
+"""What ``--start`` takes (``weights`` is chosen by ``--weights``)."""
 
 STARTED_FROM = {
     "pretext": "the dataset's pretext weights",
@@ -555,9 +559,16 @@ def capabilities(arch: str) -> dict[str, Any]:
     return declared_of("architectures", arch)
 
 
+@functools.cache
+def field_types() -> dict[str, Any]:
+    """RunConfig's field name -> type, resolved once (``typing.get_type_hints`` costs about
+    0.2 ms a call, and a matrix checks every option of every cell)."""
+    return typing.get_type_hints(RunConfig)
+
+
 def cli_fields() -> list[tuple[Field, Any]]:
     """RunConfig's fields that are ``ctbench run`` options of their own, with their types."""
-    hints = typing.get_type_hints(RunConfig)
+    hints = field_types()
     return [(f, hints[f.name]) for f in fields(RunConfig) if f.metadata.get("cli", True)]
 
 

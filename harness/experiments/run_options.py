@@ -16,10 +16,13 @@ from dataclasses import Field
 from pathlib import Path
 from typing import Any
 
-from ctbench.experiments.run_config import RunConfig, field_for_key, option_name
-
-START_NAMES = ("pretext", "imagenet", "random")
-"""What ``--start`` takes (``weights`` is chosen by ``--weights``)."""
+from ctbench.experiments.run_config import (
+    START_NAMES,
+    RunConfig,
+    field_for_key,
+    field_types,
+    option_name,
+)
 
 
 def config_from_options(options: dict[str, Any]) -> RunConfig:
@@ -57,7 +60,7 @@ def checked(run_field: Field, value: Any) -> Any:
 
 
 def _one_value(run_field: Field, meta, flag: str, value: Any) -> Any:
-    base = base_type(typing.get_type_hints(RunConfig)[run_field.name])
+    base = base_type(field_types()[run_field.name])
     if meta.get("plugin"):
         return _plugin_name(meta["plugin"], value, flag)
     if meta.get("folder") or run_field.name == "weights":
@@ -123,20 +126,28 @@ def _existing(value: Any, flag: str, *, folder: bool) -> str:
     return str(path.resolve())
 
 
-def _check_start(values: dict[str, Any]) -> None:
-    """``start`` excludes ``pretrained`` and ``weights``; ``weights`` implies pretrained."""
-    start, pretrained, weights = (values.get(k) for k in ("start", "pretrained", "weights"))
+def start_problem(start: str | None, pretrained: bool | None, weights: Any) -> str:
+    """Why ``--start``, ``--pretrained`` and ``--weights`` contradict each other ("" when
+    they do not): ``start`` excludes the other two, and ``weights`` implies pretrained."""
     if start is not None and (pretrained is not None or weights is not None):
-        raise ValueError("give either --start or --pretrained/--no-pretrained/--weights")
+        return "give either --start or --pretrained/--no-pretrained/--weights"
+    if weights is not None and pretrained is False:
+        return "--weights loads pretrained weights; drop --no-pretrained"
+    return ""
+
+
+def _check_start(values: dict[str, Any]) -> None:
+    start, pretrained, weights = (values.get(k) for k in ("start", "pretrained", "weights"))
+    problem = start_problem(start, pretrained, weights)
+    if problem:
+        raise ValueError(problem)
     if weights is not None:
-        if pretrained is False:
-            raise ValueError("--weights loads pretrained weights; drop --no-pretrained")
         values["pretrained"] = True
 
 
 def repeatable(run_field: Field) -> bool:
     """Whether the option is given once per value (``--explainer a --explainer b``)."""
-    hint = typing.get_type_hints(RunConfig)[run_field.name]
+    hint = field_types()[run_field.name]
     return any(typing.get_origin(h) is tuple for h in (hint, *typing.get_args(hint)))
 
 
@@ -154,17 +165,14 @@ def option_flag(run_field: Field) -> str:
 def run_arguments(options: dict[str, Any]) -> list[str]:
     """``ctbench run`` arguments for option values: ``{"mask_loss": True, "explainer": ["a",
     "b"]}`` -> ``["--mask-loss", "--explainer", "a", "--explainer", "b"]``; a ValueError for an
-    unknown key or a list given to a one-value option."""
+    unknown key or a list given to a one-value option. ``dataset_options`` have no ``ctbench
+    run`` option and are left out (a matrix passes them to the dataset itself)."""
     args: list[str] = []
     for key, value in options.items():
         run_field = field_for_key(key)
-        if run_field.name == "dataset_options":
-            if value:
-                raise ValueError("dataset_options have no ctbench run option")
+        if value is None or run_field.name == "dataset_options":
             continue
         flag = option_flag(run_field)
-        if value is None:
-            continue
         if isinstance(value, bool):
             args.append(flag if value else "--no-" + flag[2:])
             continue

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from ctbench.core.registry import SINGULAR, PluginError, default_registry
-from ctbench.experiments.run_config import MAX_SEED
+from ctbench.experiments.run_config import MAX_SEED, START_NAMES
 
 
 class PluginName(click.ParamType):
@@ -133,7 +133,7 @@ def weights_options(command: Callable) -> Callable:
     """
     command = click.option(
         "--start",
-        type=click.Choice(["pretext", "imagenet", "random"]),
+        type=click.Choice(START_NAMES),
         default=None,
         help="Where ResNet-18 starts: pretext (the dataset's own, `ctbench pretrain`, built once "
         "and cached), imagenet or random. Default: the preset's (phantom: pretext; paper: "
@@ -158,17 +158,20 @@ def resolve_weights(
     pretrained: bool | None, weights: Path | None, preset_default: bool | None = False
 ) -> dict[str, Any]:
     """The ``pretrained`` / ``weights`` model options, resolved and JSON-ready."""
+    check_start(None, pretrained, weights)
     if weights is not None:
-        if pretrained is False:
-            raise click.UsageError("--weights loads pretrained weights; drop --no-pretrained")
         return {"pretrained": True, "weights": str(weights.resolve())}
     return {"pretrained": preset_default if pretrained is None else pretrained, "weights": None}
 
 
 def check_start(start: str | None, pretrained: bool | None, weights: Path | None) -> None:
-    """``--start`` and ``--pretrained``/``--weights`` say the same thing: one of them only."""
-    if start is not None and (pretrained is not None or weights is not None):
-        raise click.UsageError("give either --start or --pretrained/--no-pretrained/--weights")
+    """``--start``, ``--pretrained`` and ``--weights`` contradicting each other is a usage
+    error (``ctbench.experiments.run_options.start_problem``, the rule matrix cells follow)."""
+    from ctbench.experiments.run_options import start_problem
+
+    problem = start_problem(start, pretrained, weights)
+    if problem:
+        raise click.UsageError(problem)
 
 
 def track_option(command: Callable) -> Callable:

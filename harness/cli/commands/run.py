@@ -17,23 +17,23 @@ from ctbench.cli.commands import (
 
 def run_config_options(command):
     """Every RunConfig option as a click option, from its field (one definition of each)."""
-    from ctbench.experiments.run_config import cli_fields, option_name
+    from ctbench.experiments.run_config import cli_fields
 
     for run_field, hint in reversed(cli_fields()):
         command = click.option(
-            *_declarations(run_field.name, option_name(run_field), hint),
+            *_declarations(run_field, hint),
             **_click_settings(run_field, hint),
         )(command)
     return command
 
 
-def _declarations(name: str, option: str, hint) -> list[str]:
-    from ctbench.experiments.run_options import base_type
+def _declarations(run_field, hint) -> list[str]:
+    from ctbench.experiments.run_options import base_type, option_flag
 
-    flag = "--" + option.replace("_", "-")
+    flag = option_flag(run_field)
     if base_type(hint) is bool:
-        return [f"{flag}/--no-{flag[2:]}", name]
-    return [flag, name]
+        return [f"{flag}/--no-{flag[2:]}", run_field.name]
+    return [flag, run_field.name]
 
 
 def _click_settings(run_field, hint) -> dict:
