@@ -16,6 +16,7 @@ import platform
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -407,20 +408,11 @@ class RunParts:
         from ctbench.train.training import Trainer, TrainSettings
 
         config = self.config
+        # every TrainSettings field a run option of the same name sets; workers as resolved
+        shared = {f.name for f in fields(TrainSettings)} & {f.name for f in fields(config)}
+        shared -= {"workers"}
         settings = TrainSettings(
-            optimizer=config.optimizer,
-            lr=config.lr,
-            schedule=config.schedule,
-            epochs=config.epochs,
-            patience=config.patience,
-            batch_size=config.batch_size,
-            mask_loss=config.mask_loss,
-            mask_lambda=config.mask_lambda,
-            mask_loss_form=config.mask_loss_form,
-            seed=config.seed,
-            workers=self.workers,
-            head_epochs=config.head_epochs,
-            layer4_epochs=config.layer4_epochs,
+            **{name: getattr(config, name) for name in shared}, workers=self.workers
         )
         self.trainer = Trainer(
             self.model,
