@@ -36,14 +36,9 @@ def plugin_option(*declarations: str, kind: str, multiple: bool = False, **setti
     singular = SINGULAR[kind]
 
     def default():
-        from ctbench.core.contracts import default_name, default_names
+        from ctbench.core.contracts import default_names
 
-        if multiple:
-            return tuple(default_names(kind))
-        try:
-            return default_name(kind)
-        except ValueError as error:
-            raise click.UsageError(str(error)) from error
+        return tuple(default_names(kind)) if multiple else default_plugin(kind)
 
     shown = f"the {kind} that declare" if multiple else f"the {singular} that declares"
     shown += " default=True"
@@ -55,6 +50,17 @@ def plugin_option(*declarations: str, kind: str, multiple: bool = False, **setti
         show_default=shown,
         **settings,
     )
+
+
+def default_plugin(kind: str) -> str:
+    """The installed plugin of ``kind`` that declares ``default=True``; none or several is a
+    usage error saying how to name one."""
+    from ctbench.core.contracts import default_name
+
+    try:
+        return default_name(kind)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
 
 
 def dataset_option(command: Callable) -> Callable:

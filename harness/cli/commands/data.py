@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ctbench.cli.commands import SEED, PluginName, dataset_option
+from ctbench.cli.commands import SEED, PluginName, dataset_option, default_plugin
 from ctbench.core.cases import SPLITS
 
 
@@ -79,7 +79,7 @@ GENERATE_OUT = click.option(
 
 
 @data.command("generate")
-@click.argument("dataset_name", metavar="[NAME]", required=False, default=None)
+@click.argument("dataset_name", metavar="[NAME]", type=PluginName("datasets"), required=False)
 @_dataset_options
 @GENERATE_OUT
 def generate(
@@ -104,7 +104,7 @@ def _generate(
 ) -> None:
     from ctbench.core.contracts import declared_of
 
-    name = _dataset_name(name)
+    name = name or default_plugin("datasets")
     if declared_of("datasets", name)["reads_folder"]:
         raise click.ClickException(f"{name} is read from a folder, not generated: nothing to do")
     source = _source(name, preset, seed, confounders, out)
@@ -115,22 +115,8 @@ def _generate(
     click.echo(f"{source.folder}: {total} cases ({generated} generated now)")
 
 
-def _dataset_name(name: str | None) -> str:
-    """NAME checked against the registry, or the dataset that declares ``default=True``."""
-    from ctbench.core.contracts import default_name
-
-    try:
-        return (
-            default_name("datasets")
-            if name is None
-            else PluginName("datasets").convert(name, None, None)
-        )
-    except ValueError as error:
-        raise click.UsageError(str(error)) from error
-
-
 @data.command("check")
-@click.argument("dataset_name", metavar="[NAME]", required=False, default=None)
+@click.argument("dataset_name", metavar="[NAME]", type=PluginName("datasets"), required=False)
 @click.option("--preset", default="default", show_default=True, help="Dataset preset.")
 @DATA_ROOT
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -143,7 +129,7 @@ def check(dataset_name: str | None, preset: str, data_root: Path | None, quiet: 
     from ctbench.data.checks import EmptySplitError, check_cases, check_splits
     from ctbench.data.loader import VolumeDataset
 
-    dataset_name = _dataset_name(dataset_name)
+    dataset_name = dataset_name or default_plugin("datasets")
     source = _source(dataset_name, preset, data_root=data_root)
     if hasattr(source, "materialise"):
         source.materialise(progress=False if quiet else None)
