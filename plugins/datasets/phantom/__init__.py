@@ -10,6 +10,7 @@ configuration and reused after (``store``).
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import ctbench
@@ -154,10 +155,9 @@ class PhantomSource:
         if kind not in SHIFTS:
             raise ValueError(f"unknown shift {kind!r}; choose {', '.join(SHIFTS)}")
         agreement = SHIFTS[kind]
+        named = ("preset", "seed", "confounders", "version")  # given by name, or fixed
         overrides = {
-            k: v
-            for k, v in self.config.to_json().items()
-            if k not in ("preset", "seed", "confounders", "version", "test_agreement")
+            f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in named
         }
         overrides |= {"n_train": 0, "n_valid": 0}
         overrides["test_agreement"] = (
@@ -168,7 +168,7 @@ class PhantomSource:
             seed=self.config.seed,
             confounders=self.config.confounders,
             cache_dir=self.folder.parent,
-            **_config_types(overrides),
+            **overrides,
         )
 
     def cue_present(self, case_id: str, label: str) -> bool:
@@ -230,15 +230,6 @@ class PhantomSource:
                 rows.append(f"{cid},{split}," + ",".join(map(str, labels)))
         write_json(self.folder / "config.json", self.config.to_json())
         write_text(index, "\n".join(rows) + "\n")
-
-
-def _config_types(options: dict) -> dict:
-    """JSON values back to PhantomConfig's tuples (shapes, prevalence, co-occurrence)."""
-
-    def as_tuple(value):
-        return tuple(as_tuple(v) for v in value) if isinstance(value, list) else value
-
-    return {key: as_tuple(value) for key, value in options.items()}
 
 
 def phantom(preset: str = "default", **options) -> PhantomSource:
