@@ -332,19 +332,11 @@ class Trainer:
                 lambda _epoch, batches: cached_batches(train, batches),
                 lambda _epoch, batches: cached_batches(valid, batches),
             )
-        caches = {
-            name: AugmentedCache(features, data, device=self.device, precision=self.precision)
-            for name, data in (("train", self.train_data), ("valid", self.valid_data))
-        }
-
-        def read(name: str):
-            def batches_of(epoch: int, batches):
-                caches[name].dataset.set_epoch(epoch)
-                return caches[name].batches(batches)
-
-            return batches_of
-
-        return read("train"), read("valid")
+        train, valid = (
+            AugmentedCache(features, data, device=self.device, precision=self.precision)
+            for data in (self.train_data, self.valid_data)
+        )
+        return train.batches, valid.batches
 
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         """Train until ``epochs`` or early stopping; returns the per-epoch history."""

@@ -131,7 +131,7 @@ class AugmentedCache:
     """The frozen part's output of each (volume, augmentation) pair a dataset draws, computed on
     first use and kept (float32, on the CPU) with the sample's labels and allowed regions under
     the same augmentation: at most ``len(ALL_AUGMENTATIONS)`` forwards per volume, however many
-    epochs run. Set the dataset's epoch (``set_epoch``) before reading its batches."""
+    epochs run."""
 
     def __init__(
         self,
@@ -162,8 +162,10 @@ class AugmentedCache:
                 self.entries[key]["allowed"] = batch["allowed"][0].cpu()
         return self.entries[key]
 
-    def batches(self, batches: list[list[int]]):
-        """The trainer's batch dicts of each batch of indices."""
+    def batches(self, epoch: int, batches: list[list[int]]):
+        """The trainer's batch dicts of each batch of indices, under ``epoch``'s augmentation
+        draws (the dataset's ``set_epoch``)."""
+        self.dataset.set_epoch(epoch)
         for index in batches:
             rows = [self.entry(i) for i in index]
             yield {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
