@@ -168,15 +168,12 @@ def localisation_means(
     metrics: dict[str, Any], metric_names: tuple[str, ...] = HEADLINE_LOCALISATION
 ) -> dict[str, dict[str, float | None]]:
     """``{explainer: {metric: mean}}`` on lesion truth from ``metrics.json``'s
-    ``explanation_metrics`` (empty for a run without lesion masks); the reference maps are
-    left out."""
+    ``explanation_metrics`` for the run's explainers (its config's; the reference maps scored
+    beside them are left out), empty for a run without lesion masks."""
     block = (metrics.get("explanation_metrics") or {}).get("lesion") or {}
+    explainers = ((metrics.get("config") or {}).get("run") or {}).get("explainers") or ()
     return {
-        name: {metric: (scores.get(metric) or {}).get("mean") for metric in metric_names}
-        for name, scores in block.items()
-        if name not in REFERENCE_MAPS
+        name: {metric: (block[name].get(metric) or {}).get("mean") for metric in metric_names}
+        for name in explainers
+        if name in block
     }
-
-
-REFERENCE_MAPS = ("ideal", "organ_uniform", "random")
-"""The reference maps ``explanation_metrics`` scores beside the explainers."""
