@@ -201,7 +201,7 @@ def confounded(tmp_path_factory):
         n_test=40,
         n_valid=4,
         cache_dir=tmp_path_factory.mktemp("confounded"),
-        prevalence={"h_great_vessel_calcification": 0.5, "lung_pleural_effusion": 0.5},
+        prevalence={"h_great_vessel_calcification": 0.5, "lung_consolidation": 0.5},
     )
     return {s: [source.load(c) for c in source.case_ids(s)] for s in ("train", "test")}
 
@@ -217,13 +217,42 @@ def test_fat_cue_predicts_calcification_in_train_and_reverses_in_test(confounded
     assert _auroc(confounded["test"], label, _anterior_fat_mm) < 0.3
 
 
-def test_marker_cue_predicts_effusion_in_train_and_reverses_in_test(confounded):
-    label = "lung_pleural_effusion"
+def test_marker_cue_predicts_consolidation_in_train_and_reverses_in_test(confounded):
+    label = "lung_consolidation"
     assert _auroc(confounded["train"], label, _marker_voxels) > 0.8
     assert _auroc(confounded["test"], label, _marker_voxels) < 0.3
     for case in confounded["train"]:  # the marker is outside the lungs
         lungs = case.organs["right_lung"] | case.organs["left_lung"]
         assert not (lungs & (case.volume > 1200)).any()
+
+
+def test_cue_pairings_are_configurable(tmp_path):
+    """cues= moves a cue to another label (one spelling per place a user writes it); a
+    pairing the phantom cannot plant is one clear error."""
+    for spelling in ("marker:lung_atelectasis", {"marker": "lung_atelectasis"}):
+        source = PhantomSource("tiny", confounders=True, cues=spelling, cache_dir=tmp_path)
+        assert source.confounded_labels == ("lung_atelectasis",)
+        plans = [source.plan(c) for c in source.case_ids("train")]
+        assert np.mean([p.marker == p.labels["lung_atelectasis"] for p in plans]) > 0.75
+    assert PhantomSource("tiny", cache_dir=tmp_path).confounded_labels == ()
+    for bad, why in (
+        ("glow:lung_mass", "cues are fat, marker"),
+        ("fat:lung_masss", "unknown label"),
+        ("fat:lung_mass,fat:lung_nodule", "at most once"),
+        ("fat", "CUE:LABEL"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            PhantomSource("tiny", confounders=True, cues=bad, cache_dir=tmp_path)
+
+
+def test_fat_stays_in_the_normal_range_and_toggles_within_it():
+    from ctbench.plugins.datasets.phantom.findings import toggle_fat
+
+    for fat in (5.0, 9.0, 13.0, 22.0, 27.5, 32.0):
+        assert toggle_fat(toggle_fat(fat)) == pytest.approx(fat)
+        assert (toggle_fat(fat) >= 18.0) != (fat >= 18.0)
+    with pytest.raises(ValueError, match="neither cue range"):
+        toggle_fat(17.0)
 
 
 def test_confounders_are_off_unless_asked(tiny_cases):

@@ -75,7 +75,7 @@ def test_the_phantoms_shifted_splits_change_only_the_cues(tmp_path):
             assert (a.labels, a.seeds) == (b.labels, b.seeds)
             assert [f.details for f in a.findings] == [f.details for f in b.findings]
     # agreement rates over many plans (no voxel rendered): 0.9, 0.5 and 0.1
-    label = "lung_pleural_effusion"
+    label = "lung_consolidation"
     for config, want in (
         (shifted["iid"].config, 0.9),
         (shifted["balanced"].config, 0.5),
@@ -108,8 +108,16 @@ def test_a_confounded_run_records_the_shift(tmp_path, tiny_phantom, monkeypatch)
             row["reversed"] is None and metrics["auroc"][label] != metrics["auroc"][label]
         )
         assert ("worst_group" in row) == (
-            label in ("h_great_vessel_calcification", "lung_pleural_effusion")
+            label in ("h_great_vessel_calcification", "lung_consolidation")
         )
+    confounded = ("h_great_vessel_calcification", "lung_consolidation")
+    assert set(metrics["shortcut"]) == set(confounded)
+    truth = {label: metrics["cases"]["test"] for label in confounded}
+    for label, row in metrics["shortcut"].items():
+        assert row["n"] == truth[label] and 0 < row["n_positive"] < row["n"]
+        assert row["cue_effect"] >= 0 and row["finding_effect"] >= 0
+        assert row["ratio"] == pytest.approx(row["cue_effect"] / row["finding_effect"])
+        assert row["allowed_share"] is None  # no explainer, no allowed regions in this run
     plain = execute_run(
         RunConfig(arch="axialnet", preset="tiny", explainers=(), overlays=0, head_epochs=2),
         tmp_path / "plain",

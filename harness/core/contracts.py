@@ -310,6 +310,16 @@ MEMBERS: dict[str, dict[str, Member]] = {
             "confounded_labels: shift_source('iid' | 'balanced') -> the same test cases with "
             "their cues agreeing as in training or by chance (metrics.json's shift)",
         ),
+        "confounded_labels": Member(
+            False,
+            "tuple of labels this source's configuration plants a cue for (overrides the "
+            "registration's confounded_labels, for datasets whose pairings are options)",
+        ),
+        "counterfactual": Member(
+            False,
+            "confounded_labels: counterfactual(case_id, label, 'cue' | 'finding') -> the case "
+            "again with the label's cue toggled or its finding removed (metrics.json's shortcut)",
+        ),
         "cue_present": Member(
             False, "confounded_labels: cue_present(case_id, label) -> bool, the planted cue"
         ),

@@ -19,6 +19,19 @@ SHIFTS = ("iid", "balanced", "reversed")
 """The test splits, by how their cues agree with the labels."""
 
 
+def confounded_labels(source, dataset: str) -> tuple[str, ...]:
+    """The labels ``source`` plants a cue for: its own ``confounded_labels`` when it says
+    (a configurable dataset), else its registration's declaration."""
+    from ctbench.core.contracts import declared_of
+
+    own = getattr(source, "confounded_labels", None)
+    return (
+        tuple(own)
+        if own is not None
+        else tuple(declared_of("datasets", dataset)["confounded_labels"])
+    )
+
+
 def worst_group_auroc(truth: np.ndarray, scores: np.ndarray, cue: np.ndarray) -> float | None:
     """AUROC of the positives without the cue against the negatives with it (None when a
     group is empty)."""

@@ -489,9 +489,8 @@ class RunParts:
     def score(self, evaluated: dict[str, Any]):
         """``(metrics, per-label table)``: AUROC, OrganIoU and localisation, and with
         confounders the AUROC under each cue shift (``ctbench.evaluate.shift``)."""
-        from ctbench.core.contracts import declared_of
         from ctbench.evaluate.evaluation import score_run
-        from ctbench.evaluate.shift import shift_scores
+        from ctbench.evaluate.shift import confounded_labels, shift_scores
 
         with self.timer.phase("score"):
             metrics, table = score_run(
@@ -499,9 +498,42 @@ class RunParts:
             )
             if self.shifted:
                 splits = {**self.shifted, "reversed": evaluated["test"]}
-                confounded = declared_of("datasets", self.config.dataset)["confounded_labels"]
+                confounded = confounded_labels(self.source, self.config.dataset)
                 metrics["shift"] = shift_scores(splits, self.labels, self.balanced_cues, confounded)
+            if self.config.confounders and hasattr(self.source, "counterfactual"):
+                metrics["shortcut"] = self._shortcut(
+                    confounded_labels(self.source, self.config.dataset)
+                )
             return metrics, table
+
+    def _shortcut(self, confounded: tuple[str, ...]) -> dict[str, Any]:
+        """``metrics.json["shortcut"]``: the test cases again with each confounded label's cue
+        toggled and its finding removed (``ctbench.evaluate.shortcut``), explained by the mask
+        explainer where the model is explainable."""
+        import ctbench
+        from ctbench.evaluate.shortcut import shortcut_scores
+
+        name = self.config.mask_explainer if self.explainable else None
+        regions = self.regions if name is not None else None
+
+        def allowed_of(case_id: str):
+            if regions.is_cached(case_id):
+                return regions.cached(case_id)
+            return regions(self.source.load(case_id))
+
+        with self.timer.phase("evaluate_shortcut"):
+            return shortcut_scores(
+                self.model,
+                ctbench.create_explainer(name) if name is not None else None,
+                self.datasets["test"],
+                self.labels,
+                confounded,
+                allowed_of if regions is not None else None,
+                batch_size=max(1, self.config.batch_size),
+                device=self.device,
+                precision=self.precision,
+                progress=self.progress,
+            )
 
     def write_figures(self, history: list[dict[str, Any]], test) -> None:
         from ctbench.experiments.results import write_figures

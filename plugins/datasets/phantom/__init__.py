@@ -3,9 +3,10 @@
 Each case is generated independently from ``(seed, split, index)``: normal anatomy in HU
 (``anatomy``), findings drawn inside their organs with masks (``findings``), a free-text
 report (``reports``) and, when asked, confounder cues that predict a label in train and valid
-but are reversed in the shifted test split (thick body-wall fat with aortic calcification; a
-bright skin marker with pleural effusion). Generated once into a cache folder keyed by the
-configuration and reused after (``store``).
+but are reversed in the shifted test split (by default thick body-wall fat with aortic
+calcification and a skin marker with consolidation; ``config.DEFAULT_CUES``). Generated once
+into a cache folder keyed by the configuration and reused after (``store``); a case can be
+rendered again with one cue or finding changed (``PhantomSource.counterfactual``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ from ctbench.core.cases import SPLITS, Case, Finding, InvalidCaseError
 from ctbench.runtime.storage import default_cache_dir
 
 from .anatomy import add_noise, draw_anatomy, render_anatomy
-from .config import FINDING_LABELS, PRESETS, PhantomConfig
-from .findings import SPLIT_PREFIX, CasePlan, anatomy_modifiers, case_id, paint_findings, plan_case
+from .config import DEFAULT_CUES, FINDING_LABELS, PRESETS, PhantomConfig
+from .findings import (
+    SPLIT_PREFIX,
+    CasePlan,
+    anatomy_modifiers,
+    case_id,
+    finding_streams,
+    paint_findings,
+    plan_case,
+    with_cue_toggled,
+    without_finding,
+)
 from .geometry import Grid, ellipsoid
 from .reports import write_report
 from .store import CaseStore
@@ -46,13 +57,15 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
         marker=plan.marker,
     )
     anatomy.pericardial_effusion_mm = modifiers["pericardial_effusion_mm"]
-    rng = np.random.default_rng(plan.seeds["paint"])
-    rendered = render_anatomy(anatomy, grid, rng)
-    masks = paint_findings(plan, anatomy, grid, rendered, rng)
+    texture, noise = (
+        np.random.default_rng(np.random.SeedSequence(plan.seeds["paint"], spawn_key=(k,)))
+        for k in (0, 1)
+    )  # own streams: a finding or a cue more or less leaves the texture and noise as they are
+    rendered = render_anatomy(anatomy, grid, texture)
+    masks = paint_findings(plan, anatomy, grid, rendered, finding_streams(plan))
     if anatomy.marker is not None:
-        radius = max(4.0, 0.6 * max(grid.spacing))
-        rendered.hu[ellipsoid(grid, anatomy.marker, (radius, radius, radius))] = MARKER_HU
-    volume = add_noise(rendered.hu, anatomy, rng)
+        rendered.hu[marker_mask(grid, anatomy.marker)] = MARKER_HU
+    volume = add_noise(rendered.hu, anatomy, noise)
     report = write_report(plan, np.random.default_rng(plan.seeds["report"]))
     findings = [
         Finding(f.label, f.organs, mask, {k: v for k, v in f.details.items() if k != "u"})
@@ -77,15 +90,18 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
     )
 
 
+def marker_mask(grid: Grid, centre) -> np.ndarray:
+    """The skin marker's voxels: a bead of 4 mm radius (one voxel at least) on the skin."""
+    radius = max(4.0, 0.6 * max(grid.spacing))
+    return ellipsoid(grid, centre, (radius, radius, radius))
+
+
 SHIFTS = {"iid": "cue_strength", "balanced": 0.5}
 """The test splits beside the reversed one: the same test cases (labels, findings, patients)
 with their cues drawn again to agree as in training (``iid``) or by chance (``balanced``)."""
 
-CUES = {
-    "h_great_vessel_calcification": "thick body-wall fat (18 mm or more)",
-    "lung_pleural_effusion": "a skin marker",
-}
-"""What each confounded label's planted cue is."""
+COUNTERFACTUALS = ("cue", "finding")
+"""What :meth:`PhantomSource.counterfactual` changes: the label's cue, or its finding."""
 
 
 PRETEXT_SEED = 1000
@@ -118,6 +134,8 @@ class PhantomSource:
             split: [case_id(split, i) for i in range(n)]
             for split, n in self.config.split_sizes().items()
         }
+        self.confounded_labels = tuple(self.config.confounded())
+        """The labels this configuration plants a cue for (none without confounders)."""
         self._write_index()
 
     @property
@@ -151,7 +169,8 @@ class PhantomSource:
 
     def shift_source(self, kind: str) -> PhantomSource:
         """This dataset's test split with its cues agreeing as :data:`SHIFTS` says (no training
-        or validation cases); only the cues differ from this source's test cases."""
+        or validation cases; ``n_shift`` test cases, the first ``n_test`` of them this
+        source's own); only the cues differ from this source's test cases."""
         if kind not in SHIFTS:
             raise ValueError(f"unknown shift {kind!r}; choose {', '.join(SHIFTS)}")
         agreement = SHIFTS[kind]
@@ -159,7 +178,8 @@ class PhantomSource:
         overrides = {
             f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in named
         }
-        overrides |= {"n_train": 0, "n_valid": 0}
+        overrides |= {"n_train": 0, "n_valid": 0, "n_shift": None}
+        overrides["n_test"] = self.config.n_shift or self.config.n_test
         overrides["test_agreement"] = (
             self.config.cue_strength if agreement == "cue_strength" else agreement
         )
@@ -172,13 +192,31 @@ class PhantomSource:
         )
 
     def cue_present(self, case_id: str, label: str) -> bool:
-        """Whether the case carries ``label``'s planted cue (:data:`CUES`)."""
+        """Whether the case carries ``label``'s planted cue (``config.CUE_KINDS``)."""
+        kind = self._cue_of(label)
         plan = self.plan(case_id)
-        if label == "h_great_vessel_calcification":
-            return bool(plan.fat_mm >= 18.0)
-        if label == "lung_pleural_effusion":
-            return bool(plan.marker)
-        raise ValueError(f"{label} has no planted cue; confounded: {', '.join(CUES)}")
+        return bool(plan.fat_mm >= 18.0) if kind == "fat" else bool(plan.marker)
+
+    def counterfactual(self, case_id: str, label: str, change: str) -> Case:
+        """The case rendered again with ``label``'s cue toggled (``change="cue"``) or its
+        finding removed (``"finding"``, for a positive case): the same seeds, so every other
+        voxel is as it was (tests/test_counterfactuals.py). Not cached: a render is cheap."""
+        plan = self.plan(case_id)
+        if change == "cue":
+            changed = with_cue_toggled(plan, self._cue_of(label))
+        elif change == "finding":
+            changed = without_finding(plan, label)
+        else:
+            choices = ", ".join(COUNTERFACTUALS)
+            raise ValueError(f"unknown counterfactual {change!r}; choose {choices}")
+        return render_case(self.config, changed)
+
+    def _cue_of(self, label: str) -> str:
+        confounded = self.config.confounded()
+        if label not in confounded:
+            planted = ", ".join(confounded) or "none (no --confounders)"
+            raise ValueError(f"{label} has no planted cue; confounded: {planted}")
+        return confounded[label]
 
     def pretext_source(self) -> PhantomSource:
         """The pool a pretrained start is built from (``ctbench.train.pretraining``): this preset's
@@ -249,7 +287,7 @@ def register_datasets(register):
         organ_masks=True,
         finding_masks=True,
         pretext=True,  # pretext_source(): runs can start from ctbench pretrain's weights
-        # the labels whose cue --confounders plants (body-wall fat, a skin marker): the
-        # confounders table (ctbench table --table confounders) shows their AUROC
-        confounded_labels=("h_great_vessel_calcification", "lung_pleural_effusion"),
+        # the labels whose cue --confounders plants by default (body-wall fat, a skin marker;
+        # dataset option cues= changes them): the confounders table shows their AUROC
+        confounded_labels=tuple(label for _, label in DEFAULT_CUES),
     )

@@ -13,7 +13,7 @@ from ctbench.core import paper
 from ctbench.runtime.storage import config_key
 from ctbench.vocabulary import output_labels
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the generator's output changes for the same configuration."""
 
 FINDING_LABELS = (
@@ -57,6 +57,17 @@ DEFAULT_CO_OCCURRENCE = (
     ("lung_mass", "h_mediastinum_lymphadenopathy", 0.8),
 )
 
+CUE_KINDS = {
+    "fat": "thick body-wall fat: 22-32 mm of subcutaneous fat against 5-13 mm without the cue",
+    "marker": "a skin marker: a bright bead of 4 mm radius taped on the anterior chest wall",
+}
+"""The cues the phantom can plant; both stay within what real chest CT shows."""
+
+DEFAULT_CUES = (("fat", "h_great_vessel_calcification"), ("marker", "lung_consolidation"))
+"""``--confounders``' pairings (cue, label): the paper's case (body fat with aortic
+calcification) and a cue on a label whose finding models learn (consolidation). The skin
+marker used to sit on pleural effusion, where no model read it (docs/mask-loss.md)."""
+
 FIELD_OF_VIEW_MM = paper.FIELD_OF_VIEW_MM
 """Physical extent of every preset along [S, Y, X]: the paper's 405 x 420 x 420 at 0.8 mm."""
 
@@ -69,7 +80,13 @@ PRESETS = {
         "run": {"recipe": "cpu-tiny", "downsampler": "area"},
     },
     "default": {
-        "data": {"volume_shape": (48, 128, 128), "n_train": 192, "n_valid": 48, "n_test": 64},
+        "data": {
+            "volume_shape": (48, 128, 128),
+            "n_train": 192,
+            "n_valid": 48,
+            "n_test": 64,
+            "n_shift": 128,
+        },
         # nearest keeps ~4% of an organ's cells on a 4x4 grid
         "run": {"recipe": "cpu", "downsampler": "area"},
     },
@@ -99,9 +116,12 @@ class PhantomConfig:
     shared_factor: float = 0.6  # log-odds per SD of a patient-level "sickness" factor
     co_occurrence: tuple[tuple[str, str, float], ...] = DEFAULT_CO_OCCURRENCE
     confounders: bool = False
+    cues: tuple[tuple[str, str], ...] = DEFAULT_CUES  # (cue kind, label) planted by confounders
     cue_strength: float = 0.9  # P(cue agrees with the label) in train and valid
     # P(cue agrees) in the test split; None: reversed (1 - cue_strength), the shifted test
     test_agreement: float | None = None
+    # test cases of the iid and balanced shift splits (None: n_test); at least n_test
+    n_shift: int | None = None
     field_of_view_mm: tuple[float, float, float] = FIELD_OF_VIEW_MM
     version: int = field(default=GENERATOR_VERSION)
 
@@ -116,6 +136,8 @@ class PhantomConfig:
             if unknown:
                 raise ValueError(f"phantom prevalence: unknown labels {sorted(unknown)}")
             overrides["prevalence"] = tuple(merged.items())
+        if "cues" in overrides:
+            overrides["cues"] = parse_cues(overrides["cues"])
         config = cls(preset=preset, **PRESETS[preset]["data"])
         return replace(config, **overrides)
 
@@ -125,6 +147,17 @@ class PhantomConfig:
         for label, p in self.prevalence:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"phantom prevalence of {label} must be in [0, 1], got {p}")
+        kinds = [kind for kind, _ in self.cues]
+        labels = [label for _, label in self.cues]
+        for kind, label in self.cues:
+            if kind not in CUE_KINDS:
+                raise ValueError(f"phantom cue {kind!r}: cues are {', '.join(CUE_KINDS)}")
+            if label not in FINDING_LABELS:
+                raise ValueError(f"phantom cue {kind}: unknown label {label!r}")
+        if len(set(kinds)) < len(kinds) or len(set(labels)) < len(labels):
+            raise ValueError(f"phantom cues {self.cues}: each cue and label at most once")
+        if self.n_shift is not None and self.n_shift < self.n_test:
+            raise ValueError(f"phantom n_shift {self.n_shift} is below n_test {self.n_test}")
         for name in ("cue_strength", "test_agreement"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -137,6 +170,11 @@ class PhantomConfig:
     def split_sizes(self) -> dict[str, int]:
         return {"train": self.n_train, "valid": self.n_valid, "test": self.n_test}
 
+    def confounded(self) -> dict[str, str]:
+        """``{label: cue kind}`` of the cues this configuration plants (none without
+        confounders)."""
+        return {label: kind for kind, label in self.cues} if self.confounders else {}
+
     def test_agreement_p(self) -> float:
         """P(a test case's cue agrees with its label): reversed unless ``test_agreement``."""
         if self.test_agreement is None:
@@ -145,10 +183,25 @@ class PhantomConfig:
 
     def to_json(self) -> dict:
         data = json.loads(json.dumps(asdict(self)))
-        if data["test_agreement"] is None:  # unset, it leaves every cache key as it was
-            del data["test_agreement"]
+        for name in ("test_agreement", "n_shift"):  # unset, they leave the cache key as it was
+            if data[name] is None:
+                del data[name]
         return data
 
     def key(self) -> str:
         """Short hash of the configuration: the cache folder's name."""
         return config_key(self.to_json())
+
+
+def parse_cues(value) -> tuple[tuple[str, str], ...]:
+    """Pairings from ``"fat:LABEL,marker:LABEL"``, ``{cue: label}`` or ``[[cue, label], ...]``
+    (a matrix spec's or ``--dataset-option cues=...``'s spelling)."""
+    if isinstance(value, str):
+        pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"phantom cues {value!r}: write CUE:LABEL[,CUE:LABEL]")
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        pairs = list(value)
+    return tuple((str(kind).strip(), str(label).strip()) for kind, label in pairs)

@@ -8,7 +8,7 @@ on a rendered anatomy; every mask is intersected with its organ, so it lies insi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,6 +17,10 @@ from .config import FINDING_LABELS, PhantomConfig
 from .geometry import Grid, ellipsoid
 
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
+FAT_MM = (5.0, 13.0)
+"""Body-wall fat without the fat cue (the normal adult range runs from about 5 to 40 mm)."""
+FAT_WITH_CUE_MM = (22.0, 32.0)
+"""Body-wall fat with the cue; :func:`toggle_fat` maps one range onto the other."""
 LOBE_Z = {"upper": (0.10, 0.40), "middle": (0.42, 0.60), "lower": (0.62, 0.90)}
 STATIONS = ("subcarinal", "right paratracheal", "aortopulmonary window")
 
@@ -53,6 +57,49 @@ def case_id(split: str, index: int) -> str:
     return f"{SPLIT_PREFIX[split]}{index:05d}"
 
 
+def toggle_fat(fat_mm: float) -> float:
+    """The same patient's fat on the other side of the cue: the same place in the other range."""
+    (lo, hi), (cue_lo, cue_hi) = FAT_MM, FAT_WITH_CUE_MM
+    if cue_lo <= fat_mm <= cue_hi:
+        return lo + (fat_mm - cue_lo) * (hi - lo) / (cue_hi - cue_lo)
+    if lo <= fat_mm <= hi:
+        return cue_lo + (fat_mm - lo) * (cue_hi - cue_lo) / (hi - lo)
+    raise ValueError(f"fat of {fat_mm:.1f} mm is in neither cue range: no confounders planned")
+
+
+def without_finding(plan: CasePlan, label: str) -> CasePlan:
+    """The plan with ``label``'s findings taken out (the label negative), all else the same."""
+    if not plan.labels[label]:
+        raise ValueError(f"{plan.case_id} has no {label} to remove")
+    return replace(
+        plan,
+        labels={**plan.labels, label: False},
+        findings=[f for f in plan.findings if f.label != label],
+    )
+
+
+def with_cue_toggled(plan: CasePlan, kind: str) -> CasePlan:
+    """The plan with cue ``kind`` (``fat``, ``marker``) on the other side, all else the same."""
+    if kind == "fat":
+        return replace(plan, fat_mm=toggle_fat(plan.fat_mm))
+    if kind == "marker":
+        return replace(plan, marker=not plan.marker)
+    raise ValueError(f"unknown cue {kind!r}")
+
+
+def finding_streams(plan: CasePlan) -> list[np.random.Generator]:
+    """One random stream per planned finding, keyed by its label and its rank among that
+    label's findings: taking a label's findings out leaves every other finding's draws as
+    they were (the counterfactuals rely on it)."""
+    streams, seen = [], dict.fromkeys(FINDING_LABELS, 0)
+    for finding in plan.findings:
+        key = (2, FINDING_LABELS.index(finding.label), seen[finding.label])
+        seen[finding.label] += 1
+        seed = np.random.SeedSequence(plan.seeds["paint"], spawn_key=key)
+        streams.append(np.random.default_rng(seed))
+    return streams
+
+
 def _sigmoid(v: float) -> float:
     return 1.0 / (1.0 + np.exp(-v))
 
@@ -86,16 +133,17 @@ def plan_case(config: PhantomConfig, split: str, index: int) -> CasePlan:
         logit += sum(b for given, then, b in boosts if then == name and labels.get(given))
         labels[name] = bool(rng.random() < _sigmoid(logit))
 
-    # Confounder cues: in train/valid they agree with their label with probability
+    # Confounder cues: in train/valid each agrees with its label with probability
     # cue_strength; in the shifted test split the agreement is reversed (or test_agreement).
     rng_cue = np.random.default_rng(details_seq.spawn(1)[0])
     agree_p = config.cue_strength if split != "test" else config.test_agreement_p()
-    if config.confounders:
-        thick = labels["h_great_vessel_calcification"] == (rng_cue.random() < agree_p)
-        fat_mm = rng_cue.uniform(22, 32) if thick else rng_cue.uniform(5, 13)
-        marker = labels["lung_pleural_effusion"] == (rng_cue.random() < agree_p)
+    planted = {kind: label for label, kind in config.confounded().items()}
+    present = {k: labels[label] == (rng_cue.random() < agree_p) for k, label in planted.items()}
+    if "fat" in present:
+        fat_mm = rng_cue.uniform(*FAT_WITH_CUE_MM) if present["fat"] else rng_cue.uniform(*FAT_MM)
     else:
-        fat_mm, marker = rng_cue.uniform(5, 32), False
+        fat_mm = rng_cue.uniform(FAT_MM[0], FAT_WITH_CUE_MM[1])
+    marker = present.get("marker", False)
 
     rng = np.random.default_rng(details_seq)
     findings = [f for name in FINDING_LABELS if labels[name] for f in _plan_findings(name, rng)]
@@ -285,9 +333,14 @@ def _boundary_band(organ: np.ndarray, thickness_vox: np.ndarray, posterior: bool
 
 
 def paint_findings(
-    plan: CasePlan, anatomy: Anatomy, grid: Grid, rendered: Rendered, rng: np.random.Generator
+    plan: CasePlan,
+    anatomy: Anatomy,
+    grid: Grid,
+    rendered: Rendered,
+    streams: list[np.random.Generator],
 ) -> list[np.ndarray]:
-    """Paint every planned finding into ``rendered.hu``; returns one mask per finding."""
+    """Paint every planned finding into ``rendered.hu``, each from its own random stream
+    (:func:`finding_streams`); returns one mask per finding."""
     hu, organs, parts = rendered.hu, rendered.organs, rendered.parts
     z = grid.axis(0)[:, None, None]
     lung_height = anatomy.lung_height()
@@ -298,7 +351,7 @@ def paint_findings(
         range(len(plan.findings)), key=lambda k: _PAINT_ORDER.index(plan.findings[k].label)
     )
     for k in order:
-        finding = plan.findings[k]
+        finding, rng = plan.findings[k], streams[k]
         d = finding.details
         label = finding.label
         organ = np.logical_or.reduce([organs[o] for o in finding.organs])
