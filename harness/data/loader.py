@@ -34,7 +34,8 @@ class VolumeDataset(Dataset):
     ``findings`` uint8 ``[M, S, Y, X]`` (each label's finding instances: 0 outside, ``k`` in
     the ``k``-th, ``Case.finding_instances``; ``> 0`` is the union of its masks), both on the
     same grid and under the same augmentation as ``x``. With ``allowed_regions`` it adds
-    ``allowed`` bool ``[M, H', D1, D2]``: PARTITION's G_true of the augmented organ masks.
+    ``allowed`` bool ``[M, H', D1, D2]``: PARTITION's G_true of the augmented organ masks, and
+    with ``organ_cells`` also ``organ_cells`` (each label's organs, present or not).
 
     With ``raw`` the sample holds ``volume`` (int16 ``[S, Y, X]`` on the model's grid, *not*
     augmented) instead of ``x``; :func:`to_model_batch` finishes the batch on the device.
@@ -53,6 +54,7 @@ class VolumeDataset(Dataset):
         with_organs: bool = False,
         with_findings: bool = False,
         allowed_regions=None,
+        organ_cells: bool = False,
         raw: bool = False,
         volume_cache=None,
     ) -> None:
@@ -69,6 +71,8 @@ class VolumeDataset(Dataset):
         self.with_findings = with_findings
         # a ctbench.regions.partition.AllowedRegions, or None
         self.allowed_regions = allowed_regions
+        # with allowed_regions: each label's organ cells too (--oracle organ-head)
+        self.organ_cells = organ_cells
         _, y, x = self.preprocessing.volume_shape
         if augment and y != x:
             raise ValueError(
@@ -168,6 +172,12 @@ class VolumeDataset(Dataset):
                 if case is None
                 else regions(case, augmentation)
             )
+            if self.organ_cells:
+                sample["organ_cells"] = torch.from_numpy(
+                    regions.cached(case_id, augmentation, every_label=True)
+                    if case is None
+                    else regions(case, augmentation, every_label=True)
+                )
         return sample
 
 

@@ -35,6 +35,7 @@ from ctbench.explain.explanations import relu_minmax
 from ctbench.runtime.devices import Precision, to_device
 from ctbench.runtime.distributed import Distributed, shard
 from ctbench.runtime.progress import progress_bar
+from ctbench.train.oracles import organ_masked
 from scipy.special import expit
 from torch import nn
 from torch.utils.data import Subset
@@ -78,8 +79,13 @@ def predict_and_explain(
     device: torch.device | str = "cpu",
     precision: Precision | None = None,
     job: Distributed | None = None,
+    oracle=None,
 ) -> SplitOutputs | None:
     """One pass over ``dataset`` (no augmentation) with the model in eval mode on ``device``.
+
+    ``oracle``: the complete explainer of ``--oracle organ-head`` (the dataset gives each
+    sample's ``organ_cells``): the logits are the organ-masked head's, and every explainer's
+    map is kept inside the label's organ cells as the masked model's is (exact for HiResCAM).
 
     Under torchrun every rank evaluates its own cases (each case on exactly one rank) and rank
     0 receives the whole split in dataset order; the other ranks get None.
@@ -102,13 +108,20 @@ def predict_and_explain(
     ):
         inputs = {key: batch[key] for key in ("x", "volume", "augmentation") if key in batch}
         x = to_model_batch(to_device(inputs, device), getattr(dataset, "preprocessing", None))["x"]
-        batch_logits = None
+        batch_logits, cells = None, None
+        if oracle is not None:
+            cells = batch["organ_cells"].to(device)
+            with torch.no_grad(), precision.autocast():
+                oracle_maps, batch_logits = oracle.explain(model, x)
+                batch_logits, _ = organ_masked(batch_logits, oracle_maps, cells)
         maps_of = {}
         for name, explainer in explainers.items():
             began = time.perf_counter()
             # explainers that need gradients enable them themselves
             with torch.no_grad(), precision.autocast():
                 maps, out = explainer.explain(model, x)
+            if cells is not None:
+                maps = maps * cells.to(maps.dtype)
             maps_of[name] = relu_minmax(maps.detach().float()).cpu()
             explain_seconds[name] += time.perf_counter() - began  # .cpu() waited for the device
             attention[name].append(maps_of[name].numpy())

@@ -26,6 +26,7 @@ import torch
 from ctbench.data.loader import VolumeDataset, make_loader, to_model_batch
 from ctbench.runtime.devices import Precision, to_device
 from ctbench.runtime.progress import progress_bar
+from ctbench.train.oracles import organ_masked
 
 CHANGES = ("cue", "finding")
 
@@ -59,7 +60,7 @@ def responses(
     progress: bool | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``{case_id: (logits [M], raw map [M, H, D1, D2], truth [M])}`` of the model in eval
-    mode."""
+    mode (the organ-masked head's where the dataset gives ``organ_cells``)."""
     device = torch.device(device)
     precision = precision or Precision("fp32", device.type)
     model.eval()
@@ -70,6 +71,8 @@ def responses(
         x = to_model_batch(to_device(inputs, device), dataset.preprocessing)["x"]
         with torch.no_grad(), precision.autocast():
             maps, logits = explainer.explain(model, x)
+            if "organ_cells" in batch:  # --oracle organ-head: the masked head's own
+                logits, maps = organ_masked(logits, maps, batch["organ_cells"].to(device))
         logits, maps = logits.detach().double().cpu().numpy(), maps.detach().double().cpu().numpy()
         truth = batch["y"].numpy() > 0.5
         for k, case_id in enumerate(batch["case_id"]):
@@ -133,7 +136,14 @@ def shortcut_scores(
     source, ids = test.source, test.case_ids
 
     def dataset(cases) -> VolumeDataset:
-        return VolumeDataset(cases, "test", preprocessing=test.preprocessing)
+        regions = test.allowed_regions if test.organ_cells else None
+        return VolumeDataset(
+            cases,
+            "test",
+            preprocessing=test.preprocessing,
+            allowed_regions=regions,
+            organ_cells=test.organ_cells,
+        )
 
     base = responses(model, explainer, test, **options)
     out = {}

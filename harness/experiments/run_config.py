@@ -17,6 +17,7 @@ from typing import Any
 from ctbench.core import paper
 from ctbench.runtime.device_names import DEVICE_HELP, PRECISIONS
 from ctbench.train.mask_forms import MASK_LOSS_FORMS
+from ctbench.train.oracles import ORACLES
 
 DEFAULT_LAMBDA = paper.MASK_LAMBDA
 """The paper's weight of the mask loss (``ctbench.core.paper``)."""
@@ -240,6 +241,13 @@ class RunConfig:
     seed: int = option(
         0, help="Seed of weights, augmentation and batch order.", minimum=0, maximum=MAX_SEED
     )
+    pretext_seed: int = option(
+        0,
+        minimum=0,
+        maximum=MAX_SEED,
+        help="Training seed of the pretext a pretext start builds or reuses (ctbench pretrain "
+        "--seed): the trunk is a source of variance besides --seed.",
+    )
     start: str | None = option(None, cli=False, help="Where ResNet-18 starts (see STARTS).")
     head_epochs: int | None = option(
         None,
@@ -254,6 +262,14 @@ class RunConfig:
         help="With --finetune layer4, epochs of ResNet's layer4 and everything after it on the "
         "cached output of the frozen layers (per volume and augmentation), after the head's, "
         "at a tenth of --lr. Default: the preset's (phantom default: 12).",
+    )
+    oracle: str = option(
+        "none",
+        choices=tuple(ORACLES),
+        help="An oracle that bounds what a spatial method could do against a cue: organ-head "
+        "(each label's per-cell contributions outside its organs zeroed, in training and at "
+        "test) or input-mask (voxels outside the segmented organs set to a constant before "
+        "the model).",
     )
     finetune: str | None = option(
         None,
@@ -339,7 +355,8 @@ class RunConfig:
         explainers = self.explainers
         if explainers is None:
             explainers = tuple(default_names("explainers"))
-        mask_explainer = self.mask_explainer or _default_mask_explainer(self.mask_loss)
+        needs_maps = self.mask_loss or self.oracle == "organ-head"
+        mask_explainer = self.mask_explainer or _default_mask_explainer(needs_maps)
         defaults = preset_defaults(dataset, self.preset)
         declared = capabilities(self.arch)
         start = chosen_start(self.start, self.pretrained, bool(self.weights))
@@ -486,6 +503,8 @@ class RunConfig:
         parts += [self.dataset, self.preset]
         if self.confounders:
             parts.append("confounders")
+        if self.oracle != "none":
+            parts.append(self.oracle)
         parts.append(f"seed{self.seed}")
         from ctbench.runtime.storage import config_key, safe_name
 

@@ -53,10 +53,29 @@ def checked(run_field: Field, value: Any) -> Any:
             raise ValueError(f"{flag}: expected a name or a list of names, got {value!r}")
         return tuple(dict.fromkeys(_one_value(run_field, meta, flag, item) for item in items))
     if run_field.name == "dataset_options":
-        if not isinstance(value, dict):
-            raise ValueError(f"{flag}: expected a table of dataset options, got {value!r}")
-        return dict(value)
+        return dataset_options(value)
     return _one_value(run_field, meta, flag, value)
+
+
+def dataset_options(value: Any) -> dict[str, Any]:
+    """A spec's table of dataset options, or ``ctbench run --dataset-option KEY=VALUE``'s
+    strings (each VALUE read as JSON when it is, else as text): one dict."""
+    import json
+
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"--dataset-option: expected KEY=VALUE items, got {value!r}")
+    options: dict[str, Any] = {}
+    for item in value:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--dataset-option {item!r}: write KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
 
 
 def _one_value(run_field: Field, meta, flag: str, value: Any) -> Any:
@@ -165,12 +184,18 @@ def option_flag(run_field: Field) -> str:
 def run_arguments(options: dict[str, Any]) -> list[str]:
     """``ctbench run`` arguments for option values: ``{"mask_loss": True, "explainer": ["a",
     "b"]}`` -> ``["--mask-loss", "--explainer", "a", "--explainer", "b"]``; a ValueError for an
-    unknown key or a list given to a one-value option. ``dataset_options`` have no ``ctbench
-    run`` option and are left out (a matrix passes them to the dataset itself)."""
+    unknown key or a list given to a one-value option. ``dataset_options`` become
+    ``--dataset-option KEY=JSON`` items."""
+    import json
+
     args: list[str] = []
     for key, value in options.items():
         run_field = field_for_key(key)
-        if value is None or run_field.name == "dataset_options":
+        if value is None:
+            continue
+        if run_field.name == "dataset_options":
+            for name, one in dataset_options(value).items():
+                args += ["--dataset-option", f"{name}={json.dumps(one)}"]
             continue
         flag = option_flag(run_field)
         if isinstance(value, bool):

@@ -231,6 +231,10 @@ class RunParts:
             from ctbench.experiments.finished_run import dataset_of
 
             self.source = dataset_of(self.config)
+            if self.config.oracle == "input-mask":
+                from ctbench.train.oracles import InputMaskedSource
+
+                self.source = InputMaskedSource(self.source, self.config.segmenter)
             if self.wrap_source is not None:
                 self.source = self.wrap_source(self.source)
             self.labels = list(self.source.label_names)
@@ -304,6 +308,17 @@ class RunParts:
         self.explainable = bool(getattr(model, "explainable", False))
         if config.mask_loss:
             self.check_mask_loss(model)
+        self.oracle_explainer = None
+        if config.oracle != "none":
+            from ctbench.core.contracts import declared_of
+            from ctbench.train.oracles import check_oracle
+
+            declared = declared_of("explainers", config.mask_explainer)
+            check_oracle(
+                config.oracle, config.arch, model, {"name": config.mask_explainer, **declared}
+            )
+            if config.oracle == "organ-head":
+                self.oracle_explainer = ctbench.create_explainer(config.mask_explainer)
         self.explainers = {name: ctbench.create_explainer(name) for name in config.explainers}
         if self.explainers and not self.explainable:
             self.log(f"{config.arch} is not explainable: no explanations, OrganIoU or localisation")
@@ -355,7 +370,8 @@ class RunParts:
 
         config = self.config
         self.regions = None
-        if self.explainers or config.mask_loss:
+        organ_head = config.oracle == "organ-head"
+        if self.explainers or config.mask_loss or organ_head:
             from ctbench.regions.partition import AllowedRegions
 
             map_shape = (self.input_shape[0], *tuple(self.model.representation_shape)[1:])
@@ -376,7 +392,9 @@ class RunParts:
         has_lesions = bool(meta.get("finding_masks"))
 
         def split(name: str, train: bool) -> VolumeDataset:
-            needs_regions = self.regions is not None and (not train or config.mask_loss)
+            needs_regions = self.regions is not None and (
+                not train or config.mask_loss or organ_head
+            )
             return VolumeDataset(
                 self.source,
                 name,
@@ -385,6 +403,7 @@ class RunParts:
                 seed=config.seed,
                 with_findings=has_lesions and not train,
                 allowed_regions=self.regions if needs_regions else None,
+                organ_cells=organ_head,
                 raw=True,
                 volume_cache=volumes,
             )
@@ -456,6 +475,7 @@ class RunParts:
                     device=self.device,
                     precision=self.precision,
                     job=self.job,
+                    oracle=self.oracle_explainer,
                 )
         self.shifted = self._evaluate_shifts()
         return evaluated
@@ -468,19 +488,27 @@ class RunParts:
 
         if not self.config.confounders or not hasattr(self.source, "shift_source"):
             return {}
+        organ_head = self.oracle_explainer is not None
         shifted = {}
         for kind in ("iid", "balanced"):
             source = self.source.shift_source(kind)
             with self.timer.phase(f"evaluate_{kind}"):
                 shifted[kind] = predict_and_explain(
                     self.model,
-                    VolumeDataset(source, "test", preprocessing=self.preprocessing),
+                    VolumeDataset(
+                        source,
+                        "test",
+                        preprocessing=self.preprocessing,
+                        allowed_regions=self.regions if organ_head else None,
+                        organ_cells=organ_head,
+                    ),
                     {},
                     batch_size=max(1, self.config.batch_size // self.job.world_size),
                     progress=self.progress,
                     device=self.device,
                     precision=self.precision,
                     job=self.job,
+                    oracle=self.oracle_explainer,
                 )
             if kind == "balanced":
                 self.balanced_cues = source.cue_present
@@ -613,7 +641,13 @@ def pretext_start(config: RunConfig, source, timer: Timer, progress, log, job=No
     with timer.phase("pretext"):
         path = job.main_first(
             lambda: preset_pretext(
-                source, config.dataset, config.preset, progress=progress, log=log, device=device
+                source,
+                config.dataset,
+                config.preset,
+                progress=progress,
+                log=log,
+                device=device,
+                seed=config.pretext_seed,
             )
         )
     from ctbench.runtime.storage import read_json

@@ -159,15 +159,30 @@ class AllowedRegions:
         except (ValueError, KeyError) as error:
             raise InvalidCaseError(f"{case_id}: {error}") from error
 
-    def cached(self, case_id: str, augmentation: Augmentation | None = None) -> np.ndarray:
+    def cached(
+        self, case_id: str, augmentation: Augmentation | None = None, every_label: bool = False
+    ) -> np.ndarray:
         """:meth:`__call__` of a case whose grids are cached, from its id alone."""
-        return self._regions(*self._read(case_id), augmentation)
+        return self._regions(*self._read(case_id), augmentation, every_label)
 
-    def __call__(self, case: Case, augmentation: Augmentation | None = None) -> np.ndarray:
-        """``G_true [M, H', D1, D2]`` of ``case`` under ``augmentation`` (default: none)."""
-        return self._regions(*self.organ_grids(case), augmentation)
+    def __call__(
+        self, case: Case, augmentation: Augmentation | None = None, every_label: bool = False
+    ) -> np.ndarray:
+        """``G_true [M, H', D1, D2]`` of ``case`` under ``augmentation`` (default: none);
+        ``every_label``: each label's organs whether the report names it or not (where the
+        label can be: the vocabulary's ``label_organs``; ``--oracle organ-head``)."""
+        return self._regions(*self.organ_grids(case), augmentation, every_label)
 
-    def _regions(self, grids, record, augmentation: Augmentation | None) -> np.ndarray:
+    def _regions(
+        self, grids, record, augmentation: Augmentation | None, every_label: bool = False
+    ) -> np.ndarray:
+        from ctbench.vocabulary import label_organs
+
         chosen = grids[(augmentation or Augmentation()).index]
         by_organ = dict(zip(SEGMENTED_ORGANS, chosen, strict=True))
+        if every_label:
+            organs = label_organs()
+            return allowed_regions(
+                self.label_names, {m: organs[m] for m in self.label_names}, by_organ
+            )
         return allowed_regions(self.label_names, record["locations"], by_organ)

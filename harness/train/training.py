@@ -29,7 +29,14 @@ from ctbench.runtime.checkpoints import load_checkpoint, save_checkpoint
 from ctbench.runtime.devices import Precision, to_device
 from ctbench.runtime.distributed import Distributed, GlobalBatchSampler, rank_batches
 from ctbench.runtime.progress import progress_bar
-from ctbench.train.losses import classification_loss, mask_attention, mask_loss, mask_loss_count
+from ctbench.train.losses import (
+    classification_loss,
+    mask_attention,
+    mask_loss,
+    mask_loss_count,
+    slice_contributions,
+)
+from ctbench.train.oracles import organ_masked
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -63,6 +70,7 @@ class TrainSettings:
     mask_loss: bool = False
     mask_lambda: float = paper.MASK_LAMBDA
     mask_loss_form: str = "paper"  # ctbench.train.losses.MASK_LOSS_FORMS
+    oracle: str = "none"  # ctbench.train.oracles.ORACLES; organ-head needs organ_cells batches
     seed: int = 0
     workers: int = 0
     head_epochs: int = 0
@@ -118,7 +126,7 @@ class Trainer:
         job: Distributed | None = None,
     ) -> None:
         """``model`` must already be on ``device``; ``job`` is torchrun's (default: none)."""
-        if settings.mask_loss and explain_for_loss is None:
+        if (settings.mask_loss or settings.oracle == "organ-head") and explain_for_loss is None:
             raise ValueError("the mask loss needs an explainer")
         self.device = torch.device(device)
         self.precision = precision or Precision("fp32", self.device.type)
@@ -142,6 +150,9 @@ class Trainer:
         self.log = log or (lambda _message: None)
         self.train_explainer = explain_for_loss(True) if settings.mask_loss else None
         self.valid_explainer = explain_for_loss(False) if settings.mask_loss else None
+        # --oracle organ-head: the logits come from the (complete, differentiable) maps
+        organ_head = settings.oracle == "organ-head"
+        self.oracle_explainer = explain_for_loss(True) if organ_head else None
         self.history: list[dict[str, float]] = []
         self.best_loss = math.inf
         self.best_epoch = -1
@@ -162,11 +173,19 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(total, classification, mask)`` for one batch (of ``model``, default the model)."""
         model = self.model if model is None else model
-        if explainer is None:
+        if self.oracle_explainer is not None:  # the organ-masked head's logits and maps
+            maps, logits = self.oracle_explainer.explain(model, batch["x"])
+            logits, maps = organ_masked(logits, maps, batch["organ_cells"])
+            if explainer is None:
+                loss = classification_loss(logits, batch["y"])
+                return loss, loss, torch.zeros(())
+            attention = slice_contributions(model, maps)
+        elif explainer is None:
             logits = model(batch["x"])
             loss = classification_loss(logits, batch["y"])
             return loss, loss, torch.zeros(())
-        attention, logits = mask_attention(model, explainer, batch["x"])
+        else:
+            attention, logits = mask_attention(model, explainer, batch["x"])
         class_loss = classification_loss(logits, batch["y"])
         region_loss = mask_loss(attention, batch["allowed"], self.settings.mask_loss_form)
         return class_loss + self.settings.mask_lambda * region_loss, class_loss, region_loss

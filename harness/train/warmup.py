@@ -28,6 +28,9 @@ from ctbench.runtime.progress import progress_bar
 from torch import nn
 from torch.utils.data import Subset
 
+REGION_KEYS = frozenset({"allowed", "organ_cells"})
+"""A sample's region masks, cached beside the frozen part's output."""
+
 
 def supports_warm_up(model: nn.Module) -> bool:
     """True for models that split into a backbone and the rest (see the module docstring)."""
@@ -112,8 +115,8 @@ def cache_backbone_output(
             batch = to_model_batch(to_device(batch, device), plain.preprocessing)
             parts.setdefault("x", []).append(features(batch["x"]).float().cpu())
             parts.setdefault("y", []).append(batch["y"].cpu())
-            if "allowed" in batch:
-                parts.setdefault("allowed", []).append(batch["allowed"].cpu())
+            for key in REGION_KEYS & batch.keys():
+                parts.setdefault(key, []).append(batch[key].cpu())
     model.train(was_training)
     local = {key: torch.cat(values) for key, values in parts.items()}
     shards = job.all_gather((indices, local))
@@ -158,8 +161,8 @@ class AugmentedCache:
             with torch.no_grad(), self.precision.autocast():
                 output = self.features(batch["x"]).float().cpu()
             self.entries[key] = {"x": output[0], "y": batch["y"][0].cpu()}
-            if "allowed" in batch:
-                self.entries[key]["allowed"] = batch["allowed"][0].cpu()
+            for name in REGION_KEYS & batch.keys():
+                self.entries[key][name] = batch[name][0].cpu()
         return self.entries[key]
 
     def batches(self, epoch: int, batches: list[list[int]]):

@@ -75,6 +75,14 @@ def _click_settings(run_field, hint) -> dict:
     show_default=True,
     help="Parent folder of run folders.",
 )
+@click.option(
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the dataset itself, VALUE read as JSON when it is (phantom: "
+    "cue_strength=0.75, cues=marker:lung_atelectasis, n_shift=256). Repeatable.",
+)
 @click.option("--name", default=None, help="Run folder name (default: from the options).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same folder.")

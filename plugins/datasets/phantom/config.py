@@ -7,7 +7,7 @@ names the cache folder, so a changed configuration regenerates and an unchanged 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ctbench.core import paper
 from ctbench.runtime.storage import config_key
@@ -138,6 +138,12 @@ class PhantomConfig:
             overrides["prevalence"] = tuple(merged.items())
         if "cues" in overrides:
             overrides["cues"] = parse_cues(overrides["cues"])
+        unknown = set(overrides) - {f.name for f in fields(cls)} - {"preset"}
+        if unknown:
+            options = ", ".join(f.name for f in fields(cls) if f.name not in ("preset", "version"))
+            raise ValueError(
+                f"phantom has no option {', '.join(sorted(unknown))}; options: {options}"
+            )
         config = cls(preset=preset, **PRESETS[preset]["data"])
         return replace(config, **overrides)
 
