@@ -242,40 +242,104 @@ def test_runs_group_by_their_training_scope(tmp_path):
     assert dict(zip(table.columns, layer4, strict=True))["OrganIoU HiRes"].mean == pytest.approx(40)
 
 
-def ladder_metrics(organiou: float, iid: float, balanced: float, worst: float) -> dict:
-    return {
+TEST_IDS, SHIFT_IDS = [f"tst{i:05d}" for i in range(6)], [f"tst{i:05d}" for i in range(8)]
+CUED_TRUTH = [1, 0, 1, 0, 1, 0, 1, 0]  # the positives of "cued" in every split
+
+
+def ladder_run(root, name, organiou, cue_effect, finding_effect, **options):
+    """A finished ladder run: predictions.csv (test, iid, balanced; per-case OrganIoU of
+    'cued' positives, cue flags) and metrics.json (shift, and shortcut per case) with known
+    answers: constant per-case numbers, iid logits that rank every positive first."""
+    rows = []
+    for split, ids in (("test", TEST_IDS), ("iid", SHIFT_IDS), ("balanced", SHIFT_IDS)):
+        for k, case in enumerate(ids):
+            truth = CUED_TRUTH[k]
+            cue = k % 4 in (0, 3)  # balanced: half the positives and half the negatives
+            logit = {"iid": truth + 0.1 * k, "balanced": float(cue), "test": 0.5}[split]
+            rows.append({"split": split, "case_id": case, "label": "cued", "truth": truth,
+                         "logit": logit, "probability": 0.5, "cue": int(cue),
+                         "organiou_hirescam": organiou if split == "test" and truth else None})
+            rows.append({"split": split, "case_id": case, "label": "plain", "truth": k % 2,
+                         "logit": (k % 2) + 0.01 * k, "probability": 0.5, "cue": None,
+                         "organiou_hirescam": None})  # fmt: skip
+    positives = [bool(CUED_TRUTH[k]) for k in range(len(TEST_IDS))]
+    metrics = {
         "organiou": {"hirescam": organiou},
         "shift": {
-            "cued": {"iid": iid, "balanced": balanced, "reversed": 0.1, "worst_group": worst},
-            "plain": {"iid": iid, "balanced": iid, "reversed": iid},
+            "cued": {"iid": 1.0, "balanced": 0.5, "reversed": 0.5, "worst_group": 0.0},
+            "plain": {"iid": 1.0, "balanced": 1.0, "reversed": 1.0},
         },
-    }
+        "shortcut": {
+            "cued": {
+                "cue_effect": cue_effect, "finding_effect": finding_effect,
+                "ratio": cue_effect / finding_effect, "allowed_share": 0.25, "n": 6,
+                "per_case": {
+                    "case_ids": TEST_IDS,
+                    "cue": [cue_effect] * 6,
+                    "finding": [finding_effect if p else None for p in positives],
+                    "map_allowed": [1.0 if p else None for p in positives],
+                    "map_total": [4.0 if p else None for p in positives],
+                },
+            }
+        },
+    }  # fmt: skip
+    return fake_run(root, name, metrics, pd.DataFrame(rows), confounders=True, **options)
 
 
 def test_the_ladder_reads_each_arm_against_its_scopes_class_loss(tmp_path):
     for seed, organiou in ((0, 0.70), (1, 0.80)):
-        fake_run(tmp_path, f"head{seed}", ladder_metrics(organiou, 0.9, 0.6, 0.0), seed=seed,
-                 confounders=True)  # fmt: skip
-    fake_run(tmp_path, "head-mask", ladder_metrics(0.85, 0.88, 0.8, 0.4), confounders=True,
-             mask_loss=True, mask_loss_form="per-case")  # fmt: skip
+        ladder_run(tmp_path, f"head{seed}", organiou, 2.0, 1.0, seed=seed)
+    ladder_run(tmp_path, "head-mask", 0.85, 1.0, 1.0, seed=0, mask_loss=True,
+               mask_loss_form="per-case")  # fmt: skip
+    ladder_run(tmp_path, "oracle", 0.9, 0.0, 1.0, seed=0, oracle="input-mask")
     table = build_table("ladder", tmp_path)
-    assert [row[0] for row in table.rows] == ["head: class loss", "head: mask loss, per-case"]
-    base, mask = (dict(zip(table.columns, row, strict=True)) for row in table.rows)
-    assert base["n"] == 2 and base["OrganIoU"].mean == pytest.approx(0.75)
-    assert base["headroom closed"] == pytest.approx(0.0)
-    # (0.85 - 0.75) / (1 - 0.75): 40% of the headroom; the iid median falls by 0.02
-    assert mask["headroom closed"] == pytest.approx(0.4)
-    assert mask["iid change"] == pytest.approx(-0.02)
-    assert mask["cued worst group"].mean == 0.4 and base["cued worst group"].mean == 0.0
-    assert mask["cued balanced"].mean == 0.8
-    assert "plain worst group" not in table.columns  # no cue, no group
+    assert [row[0] for row in table.rows] == [
+        "head: class loss", "head: mask loss, per-case", "head: class loss, oracle input-mask"
+    ]  # fmt: skip
+    base, mask, oracle = (dict(zip(table.columns, row, strict=True)) for row in table.rows)
+    assert base["n"] == 2 and base["OrganIoU"].value == pytest.approx(0.75)
+    # two seeds, each constant over volumes: the replicates average 0.7 and 0.8 in any mix
+    assert (base["OrganIoU"].low, base["OrganIoU"].high) == pytest.approx((0.7, 0.8))
+    assert base["headroom closed"] is None  # the baseline is not measured against itself
+    # paired with seed 0 (0.70): (0.85 - 0.70) / (1 - 0.70) of the headroom, on every replicate
+    closed = mask["headroom closed"]
+    assert (closed.value, closed.low, closed.high) == pytest.approx((0.5, 0.5, 0.5))
+    assert mask["OrganIoU change"].value == pytest.approx(0.15)
+    # ratio 2 -> 1: halved, with an interval that excludes zero
+    assert base["cued ratio"].value == pytest.approx(2.0)
+    change = mask["cued ratio change"]
+    assert change.value == pytest.approx(-0.5) and change.excludes_zero()
+    assert mask["cued allowed share"].value == pytest.approx(0.25)
+    assert base["iid median AUROC"].value == pytest.approx(1.0)
+    assert mask["iid change"].value == pytest.approx(0.0)
+    # balanced logits are the cue itself: 2 of 4 positives and 2 of 4 negatives carry it
+    assert base["cued balanced"].value == pytest.approx(0.5)
+    assert base["cued worst group"].value == pytest.approx(0.0)  # every pair ranked backwards
+    assert oracle["cued ratio"].value == 0.0  # input masking hides the cue entirely
+    assert oracle["OrganIoU change"].value == pytest.approx(0.2)  # against the class loss
+    assert "plain ratio" not in table.columns  # no cue, no shortcut
+    frame = table.frame()
+    assert {"cued ratio low", "cued ratio high"} <= set(frame.columns)
+
+
+def test_the_ladder_figure_plots_every_arm(tmp_path):
+    from ctbench.report.ladder import build_ladder, plot_ladder
+    from ctbench.report.tables import load_runs
+
+    ladder_run(tmp_path / "runs", "head", 0.7, 2.0, 1.0)
+    ladder_run(tmp_path / "runs", "mask", 0.8, 1.0, 1.0, mask_loss=True)
+    _, points = build_ladder(load_runs(tmp_path / "runs"), replicates=50)
+    assert [p["arm"] for p in points] == ["head: class loss", "head: mask loss, paper"]
+    assert points[1]["cued"].value == pytest.approx(1.0)
+    path = plot_ladder(points, tmp_path / "ladder.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_ladder_needs_shift_scores_and_one_matrixs_runs(tmp_path):
     fake_run(tmp_path, "plain", {"organiou": {"hirescam": 0.7}})
     with pytest.raises(ValueError, match="run them with --confounders"):
         build_table("ladder", tmp_path)
-    fake_run(tmp_path, "a", ladder_metrics(0.7, 0.9, 0.6, 0.0), confounders=True)
-    fake_run(tmp_path, "b", ladder_metrics(0.7, 0.9, 0.6, 0.0), confounders=True, lr=0.01)
+    ladder_run(tmp_path, "a", 0.7, 2.0, 1.0)
+    ladder_run(tmp_path, "b", 0.7, 2.0, 1.0, lr=0.01)
     with pytest.raises(ValueError, match="differ in more than their arm: lr"):
         build_table("ladder", tmp_path)

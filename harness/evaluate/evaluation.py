@@ -57,6 +57,11 @@ class SplitOutputs:
     lesion_instances: np.ndarray | None = None  # [N, M, H, D1, D2] int16: instance of each cell
     lesion_iou: dict[str, np.ndarray] = field(default_factory=dict)  # [T, N, M], NaN: no lesion
     explain_seconds: dict[str, float] = field(default_factory=dict)  # per explainer, whole split
+    # OrganIoU per (case, label) at the validation-chosen thresholds, NaN where the label is
+    # absent: [N, M] per explainer (score_run fills it in for the test split)
+    organiou: dict[str, np.ndarray] = field(default_factory=dict)
+    # with confounders: {label: [N] bool} whether each case carries the label's planted cue
+    cues: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def lesion_grid(self) -> np.ndarray | None:
@@ -294,6 +299,7 @@ def _organ_iou(valid: SplitOutputs, test: SplitOutputs, labels, table) -> dict:
             np.nan,
         )
         per_label = column_means(test_scores)
+        test.organiou[name] = test_scores
         out["organiou"][name] = finite_mean(test_scores)
         out["valid_organiou"][name] = finite_mean(valid_scores)
         out["organiou_per_label"][name] = dict(zip(labels, per_label, strict=True))

@@ -13,7 +13,8 @@ and again with that label's finding removed, everything else identical
   in the label's allowed cells: a cue that moved into the organ shows as a rising share while
   ``cue_effect`` stays;
 - ``n`` (cases of ``cue_effect``) and ``n_positive`` (of ``finding_effect``, ``allowed_share``),
-  and ``per_case`` (case ids with each case's cue and finding effect) for paired intervals.
+  and ``per_case`` (case ids with each case's cue and finding effect and map changes) for
+  the ladder's paired intervals (``ctbench.report.ladder``).
 """
 
 from __future__ import annotations
@@ -95,18 +96,19 @@ def shortcut_row(
     cue_change = np.array([abs(cue[c][0][m] - base[c][0][m]) for c in ids])
     positives = list(removed)
     finding_change = np.array([abs(removed[c][0][m] - base[c][0][m]) for c in positives])
-    inside = outside = 0.0
+    shares: dict[str, tuple[float, float]] = {}  # case -> (change inside, change in all)
     for case_id in positives if allowed is not None else ():
         moved = np.abs(cue[case_id][1][m] - base[case_id][1][m])
-        inside += float(moved[allowed[case_id]].sum())
-        outside += float(moved[~allowed[case_id]].sum())
+        shares[case_id] = (float(moved[allowed[case_id]].sum()), float(moved.sum()))
+    inside = sum(a for a, _ in shares.values())
+    total = sum(b for _, b in shares.values())
     cue_effect = float(cue_change.mean()) if ids else None
     finding_effect = float(finding_change.mean()) if positives else None
     return {
         "cue_effect": cue_effect,
         "finding_effect": finding_effect,
         "ratio": cue_effect / finding_effect if cue_effect is not None and finding_effect else None,
-        "allowed_share": inside / (inside + outside) if inside + outside > 0 else None,
+        "allowed_share": inside / total if total > 0 else None,
         "n": len(ids),
         "n_positive": len(positives),
         "per_case": {
@@ -115,6 +117,9 @@ def shortcut_row(
             "finding": [
                 float(finding_change[positives.index(c)]) if c in removed else None for c in ids
             ],
+            # each positive's cue-induced map change: in the allowed cells, and in all cells
+            "map_allowed": [shares[c][0] if c in shares else None for c in ids],
+            "map_total": [shares[c][1] if c in shares else None for c in ids],
         },
     }
 

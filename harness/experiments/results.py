@@ -31,21 +31,30 @@ def json_safe(value: Any) -> Any:
 
 
 def predictions_frame(evaluated: dict, labels: list[str]) -> pd.DataFrame:
+    """One row per (split, case, label): truth, logit, probability, and ``organiou_<explainer>``
+    where the split has per-case OrganIoU (the test split; empty elsewhere). With confounders
+    the splits include the cue-shifted ``iid`` and ``balanced`` test splits, and ``cue`` says
+    whether the case carries the label's planted cue."""
     frames = []
     for split, outputs in evaluated.items():
         n, m = outputs.truth.shape
-        frames.append(
-            pd.DataFrame(
-                {
-                    "split": split,
-                    "case_id": np.repeat(outputs.case_ids, m),
-                    "label": np.tile(labels, n),
-                    "truth": outputs.truth.reshape(-1).astype(int),
-                    "logit": outputs.logits.reshape(-1),
-                    "probability": outputs.probabilities.reshape(-1),
-                }
-            )
-        )
+        columns = {
+            "split": split,
+            "case_id": np.repeat(outputs.case_ids, m),
+            "label": np.tile(labels, n),
+            "truth": outputs.truth.reshape(-1).astype(int),
+            "logit": outputs.logits.reshape(-1),
+            "probability": outputs.probabilities.reshape(-1),
+        }
+        for name, scores in outputs.organiou.items():
+            columns[f"organiou_{name}"] = scores.reshape(-1)
+        if outputs.cues:  # 1/0 where the label has a planted cue, empty elsewhere
+            cue = np.full((n, m), np.nan)
+            for k, label in enumerate(labels):
+                if label in outputs.cues:
+                    cue[:, k] = outputs.cues[label]
+            columns["cue"] = cue.reshape(-1)
+        frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True)
 
 

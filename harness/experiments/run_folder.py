@@ -7,7 +7,9 @@ name once, here::
     RUN/
       config.json          the resolved options and everything else that shaped the results
       metrics.json         written last: its presence marks the run finished
-      predictions.csv      validation and test logits and probabilities, per case and label
+      predictions.csv      logits and probabilities per split, case and label (validation,
+                           test, and with confounders the iid and balanced test splits),
+                           and the test split's OrganIoU per case and label
       per_label.csv        AUROC with intervals, OrganIoU per explainer, per label
       timing.json          seconds per phase
       slice_scores.npz     per-slice scores of the test split (MIL models)

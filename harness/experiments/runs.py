@@ -161,7 +161,7 @@ def execute_run(
             run.write_figures(history, evaluated["test"])
         timer.seconds["total"] = time.perf_counter() - began
         metrics |= run.summary(history, evaluated, skipped, memory.record())
-        write_results(folder, metrics, table, evaluated, run.labels)
+        write_results(folder, metrics, table, {**evaluated, **run.shifted}, run.labels)
         job.barrier()
         return metrics
 
@@ -490,6 +490,7 @@ class RunParts:
             return {}
         organ_head = self.oracle_explainer is not None
         shifted = {}
+        self.shift_sources = {}
         for kind in ("iid", "balanced"):
             source = self.source.shift_source(kind)
             with self.timer.phase(f"evaluate_{kind}"):
@@ -510,8 +511,7 @@ class RunParts:
                     job=self.job,
                     oracle=self.oracle_explainer,
                 )
-            if kind == "balanced":
-                self.balanced_cues = source.cue_present
+            self.shift_sources[kind] = source
         return shifted
 
     def score(self, evaluated: dict[str, Any]):
@@ -527,7 +527,16 @@ class RunParts:
             if self.shifted:
                 splits = {**self.shifted, "reversed": evaluated["test"]}
                 confounded = confounded_labels(self.source, self.config.dataset)
-                metrics["shift"] = shift_scores(splits, self.labels, self.balanced_cues, confounded)
+                cues = self.shift_sources["balanced"].cue_present
+                metrics["shift"] = shift_scores(splits, self.labels, cues, confounded)
+                import numpy as np
+
+                sources = {**self.shift_sources, "reversed": self.source}
+                for kind, out in splits.items():  # predictions.csv's cue column
+                    out.cues = {
+                        label: np.array([sources[kind].cue_present(c, label) for c in out.case_ids])
+                        for label in confounded
+                    }
             if self.config.confounders and hasattr(self.source, "counterfactual"):
                 metrics["shortcut"] = self._shortcut(
                     confounded_labels(self.source, self.config.dataset)

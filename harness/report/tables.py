@@ -45,6 +45,21 @@ class Stat:
 
 
 @dataclass
+class Interval:
+    """A point estimate with its bootstrap percentile interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def text(self, digits: int) -> str:
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+@dataclass
 class Table:
     title: str
     columns: list[str]
@@ -55,7 +70,8 @@ class Table:
     formats: dict[str, str] = field(default_factory=dict)  # column -> format spec (p: ".2g")
 
     def frame(self) -> pd.DataFrame:
-        """Full precision: each Stat column becomes ``<col>``, ``<col> sd``, ``<col> n``."""
+        """Full precision: each Stat column becomes ``<col>``, ``<col> sd``, ``<col> n``; each
+        Interval column ``<col>``, ``<col> low``, ``<col> high``."""
         stat_columns = {
             column
             for row in self.rows
@@ -66,7 +82,10 @@ class Table:
         for row in self.rows:
             record: dict[str, Any] = {}
             for column, value in zip(self.columns, row, strict=True):
-                if column in stat_columns:
+                if isinstance(value, Interval):
+                    record |= {column: value.value, f"{column} low": value.low,
+                               f"{column} high": value.high}  # fmt: skip
+                elif column in stat_columns:
                     record[column] = None if value is None else value.mean
                     record[f"{column} sd"] = None if value is None else value.sd
                     record[f"{column} n"] = None if value is None else value.n
@@ -104,7 +123,7 @@ def _cell(value, digits: int, spec: str | None = None) -> str:
         return "-"
     if spec is not None and isinstance(value, float):
         return format(value, spec)
-    if isinstance(value, Stat):
+    if isinstance(value, Stat | Interval):
         return value.text(digits)
     if isinstance(value, float):
         return f"{value:.{digits}f}"

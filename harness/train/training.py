@@ -260,8 +260,9 @@ class Trainer:
     def warm_up_head(self) -> None:
         """The stages on a frozen part's cached output (``ctbench.train.warmup``):
         ``head_epochs`` after the backbone, then ``layer4_epochs`` from layer4 on, each
-        continuing from the best epoch before it; the epoch with the lowest validation loss is
-        kept, then ``best.pt`` and ``last.pt`` are written."""
+        continuing from the best epoch of the one before; the last stage's epoch with the
+        lowest validation loss is kept (a scope's epochs are never discarded for a warm-up's),
+        then ``best.pt`` and ``last.pt`` are written."""
         settings = self.settings
         stages = (
             ("head", settings.head_epochs, settings.lr),
@@ -287,6 +288,7 @@ class Trainer:
         except ValueError as error:
             raise ValueError(f"{error}; use --head-epochs 0") from error
         size = self.settings.batch_size
+        self.best_loss = math.inf  # each stage keeps its own best epoch; the run, the last's
         with FrozenBackbone(self.model, frozen):
             train, valid = self._cached_splits(scope, features)
             head = self.job.wrap(BackboneHead(self.model, scope), self.device)
@@ -369,6 +371,8 @@ class Trainer:
             start = 0
         if not self.head_done:
             self.warm_up_head()
+        if start == 0:  # the full stage keeps its own best epoch, not a warm-up's
+            self.best_loss = math.inf
         for epoch in range(start, self.settings.epochs):
             if self.finished:
                 break

@@ -36,7 +36,14 @@ import click
     default=None,
     help="Write to this file (atomically) instead of standard output.",
 )
-def table(folder: Path, names, fmt: str, benchmarks, out: Path | None) -> None:
+@click.option(
+    "--figure",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --table ladder: also draw the shortcut ratio against OrganIoU per arm, with "
+    "both intervals, to this PNG file.",
+)
+def table(folder: Path, names, fmt: str, benchmarks, out: Path | None, figure) -> None:
     """Rebuild tables from the finished runs in FOLDER (a matrix's --out, or run folders).
 
     Seeds are aggregated as mean ± sd (n runs); the paper's own numbers stand beside ours.
@@ -51,9 +58,19 @@ def table(folder: Path, names, fmt: str, benchmarks, out: Path | None) -> None:
                 f"{folder}: no matrix spec here names its tables; choose with --table "
                 f"({', '.join(TABLES)})"
             )
-        texts = [
-            build_table(name, folder, list(benchmarks), runs=runs).render(fmt) for name in chosen
-        ]
+        if figure is not None and "ladder" not in chosen:
+            raise ValueError("--figure draws the ladder's figure: add --table ladder")
+        texts = []
+        for name in chosen:
+            if name == "ladder" and figure is not None:
+                from ctbench.report.ladder import build_ladder, plot_ladder
+
+                built, points = build_ladder(runs)
+                plot_ladder(points, figure)
+                click.echo(f"wrote {figure}", err=True)
+            else:
+                built = build_table(name, folder, list(benchmarks), runs=runs)
+            texts.append(built.render(fmt))
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     text = "\n\n".join(t.rstrip("\n") for t in texts) + "\n"

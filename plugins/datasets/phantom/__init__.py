@@ -63,8 +63,8 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
     )  # own streams: a finding or a cue more or less leaves the texture and noise as they are
     rendered = render_anatomy(anatomy, grid, texture)
     masks = paint_findings(plan, anatomy, grid, rendered, finding_streams(plan))
-    if anatomy.marker is not None:
-        rendered.hu[marker_mask(grid, anatomy.marker)] = MARKER_HU
+    for electrode in anatomy.markers:
+        rendered.hu[marker_mask(grid, electrode)] = MARKER_HU
     volume = add_noise(rendered.hu, anatomy, noise)
     report = write_report(plan, np.random.default_rng(plan.seeds["report"]))
     findings = [
@@ -91,8 +91,9 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
 
 
 def marker_mask(grid: Grid, centre) -> np.ndarray:
-    """The skin marker's voxels: a bead of 4 mm radius (one voxel at least) on the skin."""
-    radius = max(4.0, 0.6 * max(grid.spacing))
+    """One ECG electrode's voxels: a metal snap of 6 mm radius (one voxel at least) on the
+    skin."""
+    radius = max(6.0, 0.6 * max(grid.spacing))
     return ellipsoid(grid, centre, (radius, radius, radius))
 
 

@@ -74,7 +74,7 @@ class Anatomy:
     rib_phase: float = 0.0
     noise_sigma: float = 15.0
     vessel_segments: dict[str, list[tuple[Point, Point, float]]] = field(default_factory=dict)
-    marker: Point | None = None
+    markers: tuple[Point, ...] = ()  # ECG electrodes on the skin (a confounder cue)
 
     @property
     def z_carina(self) -> float:
@@ -173,7 +173,10 @@ def draw_anatomy(
     )
     anatomy.vessel_segments = {side: _vessel_tree(rng, anatomy, side) for side in ("right", "left")}
     if marker:
-        anatomy.marker = _skin_marker_position(rng, anatomy)
+        anatomy.markers = tuple(
+            _skin_marker_position(rng, anatomy, side, level)
+            for side, level in ELECTRODE_SITES
+        )
     return anatomy
 
 
@@ -212,12 +215,21 @@ def _vessel_tree(
     return segments
 
 
-def _skin_marker_position(rng: np.random.Generator, anatomy: Anatomy) -> Point:
-    """A point on the anterior skin surface (where an external marker would be taped)."""
-    angle = rng.uniform(-0.6, 0.6)  # radians from the anterior midline
+ELECTRODE_SITES = ((-1, 0.3), (1, 0.3), (-1, 0.75), (1, 0.75))
+"""(side, height between lung apex and base) of the four chest ECG electrodes a monitored
+patient wears: right and left, upper and lower chest."""
+
+
+def _skin_marker_position(
+    rng: np.random.Generator, anatomy: Anatomy, side: int, level: float
+) -> Point:
+    """A point on the anterior skin surface where an electrode is taped (``side`` -1 right,
+    1 left; ``level`` 0 apex to 1 base), a little off its nominal site."""
+    angle = side * rng.uniform(0.3, 0.9)  # radians from the anterior midline
     a = anatomy.cavity_half_width + anatomy.muscle_mm + anatomy.fat_mm
     b = anatomy.cavity_half_depth + anatomy.muscle_mm + anatomy.fat_mm
-    z = rng.uniform(anatomy.z_apex + 60, anatomy.z_base - 60)
+    height = anatomy.z_base - anatomy.z_apex
+    z = anatomy.z_apex + (level + rng.uniform(-0.08, 0.08)) * height
     return (z, anatomy.cavity_y - b * np.cos(angle), a * np.sin(angle))
 
 

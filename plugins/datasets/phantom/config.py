@@ -59,14 +59,16 @@ DEFAULT_CO_OCCURRENCE = (
 
 CUE_KINDS = {
     "fat": "thick body-wall fat: 22-32 mm of subcutaneous fat against 5-13 mm without the cue",
-    "marker": "a skin marker: a bright bead of 4 mm radius taped on the anterior chest wall",
+    "marker": "skin markers: four ECG electrodes (metal snaps of 6 mm radius) taped on the "
+    "upper and lower, right and left anterior chest wall, as a monitored patient wears them",
 }
 """The cues the phantom can plant; both stay within what real chest CT shows."""
 
 DEFAULT_CUES = (("fat", "h_great_vessel_calcification"), ("marker", "lung_consolidation"))
 """``--confounders``' pairings (cue, label): the paper's case (body fat with aortic
-calcification) and a cue on a label whose finding models learn (consolidation). The skin
-marker used to sit on pleural effusion, where no model read it (docs/mask-loss.md)."""
+calcification) and a cue on a label whose finding models learn (consolidation: monitored,
+often ICU, patients wear ECG electrodes). The skin marker used to be one 4 mm bead with
+pleural effusion, where no model read it (docs/mask-loss.md)."""
 
 FIELD_OF_VIEW_MM = paper.FIELD_OF_VIEW_MM
 """Physical extent of every preset along [S, Y, X]: the paper's 405 x 420 x 420 at 0.8 mm."""
