@@ -3,8 +3,11 @@
 For each run folder given (or each finished run under a folder), per confounded label: the test
 AUROC with the cue agreeing as in training (iid), by chance (balanced) and reversed, and the
 worst-group AUROC (positives without the cue against negatives with it); with the run's median
-AUROC on iid and balanced cases and its HiResCAM OrganIoU. A model that reads a cue shows
-iid >> balanced >> reversed and a worst-group AUROC under 0.5.
+AUROC on iid and balanced cases and its HiResCAM OrganIoU; and the counterfactual shortcut
+measures (``metrics.json["shortcut"]``): the mean |logit change| when the cue is toggled and
+when the finding is removed, their ratio and the allowed share of the cue's map change. A model
+that reads a cue shows iid >> balanced >> reversed, a worst-group AUROC under 0.5, and a cue
+effect that is not small beside the finding's.
 
     python -m benchmarks.cue_use RUN_OR_FOLDER [...]
 """
@@ -28,6 +31,10 @@ def rows_of(folder: Path) -> list[list]:
     arm = f"{options['finetune']}, " + (
         f"mask loss ({options['mask_loss_form']})" if options["mask_loss"] else "class loss"
     )
+    if options.get("oracle", "none") != "none":
+        arm += f", oracle {options['oracle']}"
+    shortcut = metrics.get("shortcut", {})
+    organiou = (metrics.get("organiou") or {}).get("hirescam")
     medians = {
         kind: float(np.median([v[kind] for v in shift.values() if v[kind] is not None]))
         for kind in ("iid", "balanced", "reversed")
@@ -35,10 +42,12 @@ def rows_of(folder: Path) -> list[list]:
     rows = []
     for label, row in shift.items():
         if "worst_group" in row:
+            short = shortcut.get(label, {})
             rows.append(
                 [arm, f"seed {options['seed']}", label, row["iid"], row["balanced"],
-                 row["reversed"], row["worst_group"], medians["iid"], medians["balanced"],
-                 (metrics.get("organiou") or {}).get("hirescam")]
+                 row["reversed"], row["worst_group"], short.get("cue_effect"),
+                 short.get("finding_effect"), short.get("ratio"), short.get("allowed_share"),
+                 medians["iid"], medians["balanced"], organiou]
             )  # fmt: skip
     return rows
 
@@ -49,7 +58,8 @@ def main(paths: list[Path]) -> None:
         folders += [path] if RunFolder(path).finished else finished_runs(path)
     rows = [row for folder in folders for row in rows_of(folder)]
     headers = ["arm", "seed", "label", "iid", "balanced", "reversed", "worst group",
-               "median iid", "median balanced", "OrganIoU"]  # fmt: skip
+               "cue effect", "finding effect", "ratio", "allowed share", "median iid",
+               "median balanced", "OrganIoU"]  # fmt: skip
     print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=".3f"))
 
 

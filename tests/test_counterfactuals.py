@@ -23,6 +23,7 @@ def source(tmp_path_factory):
         n_test=16,
         cache_dir=tmp_path_factory.mktemp("counterfactual"),
         prevalence={label: 0.6 for label in CONFOUNDED},
+        cues="fat:h_great_vessel_calcification,marker:lung_consolidation",
     )
 
 
@@ -86,3 +87,19 @@ def test_a_counterfactual_needs_a_planted_cue_and_a_present_finding(source):
         source.counterfactual(negative, "lung_mass", "finding")
     with pytest.raises(ValueError, match="unknown counterfactual"):
         source.counterfactual(negative, "lung_consolidation", "both")
+
+
+def test_arms_down_change_only_voxels_outside_the_body(tmp_path):
+    source = PhantomSource(
+        "tiny", seed=5, confounders=True, n_test=6, cache_dir=tmp_path,
+        cues="arms:lung_atelectasis",
+    )  # fmt: skip
+    for case_id in source.case_ids("test"):
+        case = source.load(case_id)
+        other = source.counterfactual(case_id, "lung_atelectasis", "cue")
+        assert case.meta["arms_down"] != other.meta["arms_down"]
+        with_arms, without = (case, other) if case.meta["arms_down"] else (other, case)
+        changed = case.volume != other.volume
+        assert changed.any() and _organs_equal(case, other)
+        # only air became arm: the body, the table and every organ are as they were
+        assert np.all(without.volume[changed] < -850) and np.all(with_arms.volume[changed] > -400)

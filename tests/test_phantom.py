@@ -202,6 +202,7 @@ def confounded(tmp_path_factory):
         n_valid=4,
         cache_dir=tmp_path_factory.mktemp("confounded"),
         prevalence={"h_great_vessel_calcification": 0.5, "lung_consolidation": 0.5},
+        cues="fat:h_great_vessel_calcification,marker:lung_consolidation",
     )
     return {s: [source.load(c) for c in source.case_ids(s)] for s in ("train", "test")}
 
@@ -236,7 +237,7 @@ def test_cue_pairings_are_configurable(tmp_path):
         assert np.mean([p.marker == p.labels["lung_atelectasis"] for p in plans]) > 0.75
     assert PhantomSource("tiny", cache_dir=tmp_path).confounded_labels == ()
     for bad, why in (
-        ("glow:lung_mass", "cues are fat, marker"),
+        ("glow:lung_mass", "cues are fat, marker, arms"),
         ("fat:lung_masss", "unknown label"),
         ("fat:lung_mass,fat:lung_nodule", "at most once"),
         ("fat", "CUE:LABEL"),

@@ -82,7 +82,7 @@ def test_the_phantoms_shifted_splits_change_only_the_cues(tmp_path):
         (source.config, 0.1),
     ):
         plans = [plan_case(config, "test", i) for i in range(2000)]
-        agree = np.mean([p.marker == p.labels[label] for p in plans])
+        agree = np.mean([p.arms == p.labels[label] for p in plans])
         assert agree == pytest.approx(want, abs=0.03)
     # the run's phantom keeps its cache folder: an unset test_agreement is not in its key
     assert "test_agreement" not in source.config.to_json()

@@ -15,10 +15,12 @@ Both are ``ctbench run --oracle``; config.json records it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch-free at import: the run options read ORACLES
+    import torch
 
 ORACLES = {
     "none": "the model as it is",

@@ -4,7 +4,7 @@ Each case is generated independently from ``(seed, split, index)``: normal anato
 (``anatomy``), findings drawn inside their organs with masks (``findings``), a free-text
 report (``reports``) and, when asked, confounder cues that predict a label in train and valid
 but are reversed in the shifted test split (by default thick body-wall fat with aortic
-calcification and a skin marker with consolidation; ``config.DEFAULT_CUES``). Generated once
+calcification and arms down with consolidation; ``config.DEFAULT_CUES``). Generated once
 into a cache folder keyed by the configuration and reused after (``store``); a case can be
 rendered again with one cue or finding changed (``PhantomSource.counterfactual``).
 """
@@ -19,7 +19,7 @@ import numpy as np
 from ctbench.core.cases import SPLITS, Case, Finding, InvalidCaseError
 from ctbench.runtime.storage import default_cache_dir
 
-from .anatomy import add_noise, draw_anatomy, render_anatomy
+from .anatomy import add_noise, draw_anatomy, paint_arms, render_anatomy
 from .config import DEFAULT_CUES, FINDING_LABELS, PRESETS, PhantomConfig
 from .findings import (
     SPLIT_PREFIX,
@@ -65,6 +65,8 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
     masks = paint_findings(plan, anatomy, grid, rendered, finding_streams(plan))
     for electrode in anatomy.markers:
         rendered.hu[marker_mask(grid, electrode)] = MARKER_HU
+    if plan.arms:
+        paint_arms(rendered.hu, anatomy, grid)
     volume = add_noise(rendered.hu, anatomy, noise)
     report = write_report(plan, np.random.default_rng(plan.seeds["report"]))
     findings = [
@@ -75,6 +77,7 @@ def render_case(config: PhantomConfig, plan: CasePlan) -> Case:
         "split": plan.split,
         "fat_mm": round(float(plan.fat_mm), 2),
         "marker": plan.marker,
+        "arms_down": plan.arms,
         "noise_hu": round(float(anatomy.noise_sigma), 2),
         "generator_version": config.version,
     }
@@ -196,7 +199,9 @@ class PhantomSource:
         """Whether the case carries ``label``'s planted cue (``config.CUE_KINDS``)."""
         kind = self._cue_of(label)
         plan = self.plan(case_id)
-        return bool(plan.fat_mm >= 18.0) if kind == "fat" else bool(plan.marker)
+        if kind == "fat":
+            return bool(plan.fat_mm >= 18.0)
+        return bool(plan.marker) if kind == "marker" else bool(plan.arms)
 
     def counterfactual(self, case_id: str, label: str, change: str) -> Case:
         """The case rendered again with ``label``'s cue toggled (``change="cue"``) or its
@@ -288,7 +293,7 @@ def register_datasets(register):
         organ_masks=True,
         finding_masks=True,
         pretext=True,  # pretext_source(): runs can start from ctbench pretrain's weights
-        # the labels whose cue --confounders plants by default (body-wall fat, a skin marker;
+        # the labels whose cue --confounders plants by default (body-wall fat, arms down;
         # dataset option cues= changes them): the confounders table shows their AUROC
         confounded_labels=tuple(label for _, label in DEFAULT_CUES),
     )

@@ -75,6 +75,7 @@ class Anatomy:
     noise_sigma: float = 15.0
     vessel_segments: dict[str, list[tuple[Point, Point, float]]] = field(default_factory=dict)
     markers: tuple[Point, ...] = ()  # ECG electrodes on the skin (a confounder cue)
+    arms_down: bool = False  # arms at the sides of the chest (a confounder cue)
 
     @property
     def z_carina(self) -> float:
@@ -174,8 +175,7 @@ def draw_anatomy(
     anatomy.vessel_segments = {side: _vessel_tree(rng, anatomy, side) for side in ("right", "left")}
     if marker:
         anatomy.markers = tuple(
-            _skin_marker_position(rng, anatomy, side, level)
-            for side, level in ELECTRODE_SITES
+            _skin_marker_position(rng, anatomy, side, level) for side, level in ELECTRODE_SITES
         )
     return anatomy
 
@@ -240,6 +240,35 @@ class Rendered:
     hu: np.ndarray
     organs: dict[str, np.ndarray]
     parts: dict[str, np.ndarray]
+
+
+def paint_arms(hu: np.ndarray, anatomy: Anatomy, grid: Grid) -> np.ndarray:
+    """Arms down at the sides of the chest (as patients who cannot raise them, in intensive care,
+    are scanned): an upper arm against each flank, subcutaneous fat around muscle around the
+    humerus, from the top of the scan to below the lung bases, painted only where there is air
+    (the body and the table stay as they are). Returns the painted voxels."""
+    z, y, x = grid.coords()
+    a = anatomy
+    flank = a.cavity_half_width + a.muscle_mm + a.fat_mm
+    painted = np.zeros(grid.shape, bool)
+    air = hu <= HU["air"] + 1
+    span = z < a.z_base + 20
+    for side in (-1, 1):
+        xc, yc = side * (flank + ARM_RADII_MM[1] + 2.0), a.cavity_y
+        for (half_y, half_x), value in zip(
+            (ARM_RADII_MM, (ARM_RADII_MM[0] - 6, ARM_RADII_MM[1] - 6), (11.0, 11.0), (7.0, 7.0)),
+            (HU["fat"], HU["muscle"], HU["cortical"], HU["cancellous"]),
+            strict=True,
+        ):
+            inside = np.broadcast_to(_ellipse_inside(y, x, yc, xc, half_y, half_x), grid.shape)
+            region = inside & span & (air | painted)
+            hu[region] = value
+            painted |= region
+    return painted
+
+
+ARM_RADII_MM = (48.0, 38.0)
+"""Half depth and half width of an upper arm's cross-section (fat included)."""
 
 
 def _ellipse_inside(y, x, yc, xc, half_d, half_w) -> np.ndarray:

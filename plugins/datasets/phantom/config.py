@@ -61,14 +61,18 @@ CUE_KINDS = {
     "fat": "thick body-wall fat: 22-32 mm of subcutaneous fat against 5-13 mm without the cue",
     "marker": "skin markers: four ECG electrodes (metal snaps of 6 mm radius) taped on the "
     "upper and lower, right and left anterior chest wall, as a monitored patient wears them",
+    "arms": "arms down at the sides of the chest, as patients who cannot raise them (in "
+    "intensive care) are scanned, instead of raised above the head",
 }
 """The cues the phantom can plant; both stay within what real chest CT shows."""
 
-DEFAULT_CUES = (("fat", "h_great_vessel_calcification"), ("marker", "lung_consolidation"))
+DEFAULT_CUES = (("fat", "h_great_vessel_calcification"), ("arms", "lung_consolidation"))
 """``--confounders``' pairings (cue, label): the paper's case (body fat with aortic
-calcification) and a cue on a label whose finding models learn (consolidation: monitored,
-often ICU, patients wear ECG electrodes). The skin marker used to be one 4 mm bead with
-pleural effusion, where no model read it (docs/mask-loss.md)."""
+calcification) and a cue on a label whose finding models learn: arms down with consolidation
+(patients with pneumonia in intensive care are scanned with their arms at their sides). Skin
+markers (ECG electrodes) with consolidation were measured and not read by any model, nor was one
+4 mm marker with pleural effusion: they stay as options, not as defaults (docs/mask-loss.md)."""
+
 
 FIELD_OF_VIEW_MM = paper.FIELD_OF_VIEW_MM
 """Physical extent of every preset along [S, Y, X]: the paper's 405 x 420 x 420 at 0.8 mm."""
@@ -194,6 +198,8 @@ class PhantomConfig:
         for name in ("test_agreement", "n_shift"):  # unset, they leave the cache key as it was
             if data[name] is None:
                 del data[name]
+        if not self.confounders:  # no cue is planted: the pairings change no voxel
+            del data["cues"]
         return data
 
     def key(self) -> str:

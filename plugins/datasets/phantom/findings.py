@@ -44,6 +44,7 @@ class CasePlan:
     fat_mm: float
     marker: bool
     seeds: dict[str, int]
+    arms: bool = False
 
     def label_vector(self) -> np.ndarray:
         return np.array([self.labels[name] for name in FINDING_LABELS], bool)
@@ -79,11 +80,14 @@ def without_finding(plan: CasePlan, label: str) -> CasePlan:
 
 
 def with_cue_toggled(plan: CasePlan, kind: str) -> CasePlan:
-    """The plan with cue ``kind`` (``fat``, ``marker``) on the other side, all else the same."""
+    """The plan with cue ``kind`` (``fat``, ``marker``, ``arms``) on the other side, all else
+    the same."""
     if kind == "fat":
         return replace(plan, fat_mm=toggle_fat(plan.fat_mm))
     if kind == "marker":
         return replace(plan, marker=not plan.marker)
+    if kind == "arms":
+        return replace(plan, arms=not plan.arms)
     raise ValueError(f"unknown cue {kind!r}")
 
 
@@ -144,6 +148,7 @@ def plan_case(config: PhantomConfig, split: str, index: int) -> CasePlan:
     else:
         fat_mm = rng_cue.uniform(FAT_MM[0], FAT_WITH_CUE_MM[1])
     marker = present.get("marker", False)
+    arms = present.get("arms", False)
 
     rng = np.random.default_rng(details_seq)
     findings = [f for name in FINDING_LABELS if labels[name] for f in _plan_findings(name, rng)]
@@ -152,7 +157,9 @@ def plan_case(config: PhantomConfig, split: str, index: int) -> CasePlan:
         "paint": int(paint_seq.generate_state(1)[0]),
         "report": int(report_seq.generate_state(1)[0]),
     }
-    return CasePlan(case_id(split, index), split, index, labels, findings, fat_mm, marker, seeds)
+    return CasePlan(
+        case_id(split, index), split, index, labels, findings, fat_mm, marker, seeds, arms
+    )
 
 
 def _plan_findings(label: str, rng: np.random.Generator) -> list[FindingPlan]:
