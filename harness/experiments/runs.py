@@ -516,7 +516,9 @@ class RunParts:
 
     def score(self, evaluated: dict[str, Any]):
         """``(metrics, per-label table)``: AUROC, OrganIoU and localisation, and with
-        confounders the AUROC under each cue shift (``ctbench.evaluate.shift``)."""
+        confounders the AUROC under each cue shift (``ctbench.evaluate.shift``) and the
+        counterfactual shortcut measures (``ctbench.evaluate.shortcut``)."""
+        import numpy as np
         from ctbench.evaluate.evaluation import score_run
         from ctbench.evaluate.shift import confounded_labels, shift_scores
 
@@ -524,24 +526,22 @@ class RunParts:
             metrics, table = score_run(
                 evaluated["valid"], evaluated["test"], self.labels, self.device
             )
+            if not self.config.confounders:
+                return metrics, table
+            confounded = confounded_labels(self.source, self.config.dataset)
             if self.shifted:
                 splits = {**self.shifted, "reversed": evaluated["test"]}
-                confounded = confounded_labels(self.source, self.config.dataset)
                 cues = self.shift_sources["balanced"].cue_present
                 metrics["shift"] = shift_scores(splits, self.labels, cues, confounded)
-                import numpy as np
-
                 sources = {**self.shift_sources, "reversed": self.source}
                 for kind, out in splits.items():  # predictions.csv's cue column
                     out.cues = {
                         label: np.array([sources[kind].cue_present(c, label) for c in out.case_ids])
                         for label in confounded
                     }
-            if self.config.confounders and hasattr(self.source, "counterfactual"):
-                metrics["shortcut"] = self._shortcut(
-                    confounded_labels(self.source, self.config.dataset)
-                )
-            return metrics, table
+        if hasattr(self.source, "counterfactual"):
+            metrics["shortcut"] = self._shortcut(confounded)
+        return metrics, table
 
     def _shortcut(self, confounded: tuple[str, ...]) -> dict[str, Any]:
         """``metrics.json["shortcut"]``: the test cases again with each confounded label's cue

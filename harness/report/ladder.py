@@ -30,6 +30,10 @@ from ctbench.report.tables import Interval, RunRecord, Table, group_runs, paper_
 ARM_OPTIONS = ("finetune", "mask_loss", "mask_loss_form", "oracle")
 """The options that make an arm of the ladder; every other option is held fixed."""
 
+SCOPE_OPTIONS = ("head_epochs", "layer4_epochs", "epochs")
+"""Options the preset resolves from the scope (a layer4 run has layer4 epochs): they may
+differ with it."""
+
 REPLICATE_OPTIONS = ("seed", "pretext_seed")
 """What an arm's runs differ in: the training seed and the seed of the pretext they start from."""
 
@@ -197,7 +201,7 @@ def ladder_arms(
         }
     )
     groups = group_runs(runs, ignore=REPLICATE_OPTIONS)
-    others = {k for key, _ in groups for k in key if k not in ARM_OPTIONS}
+    others = {k for key, _ in groups for k in key if k not in ARM_OPTIONS + SCOPE_OPTIONS}
     if others:
         raise ValueError(
             f"the ladder's runs differ in more than their arm: {', '.join(sorted(others))}; "
@@ -385,7 +389,8 @@ def plot_ladder(points: list[dict], path: Path) -> Path:
         ax.set_xlabel("HiResCAM OrganIoU (test)")
         ax.set_ylabel("shortcut ratio (cue effect / finding effect)")
         ax.set_title(label)
-        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")  # cue and finding weigh alike
+        ax.set_yscale("symlog", linthresh=1.0)  # ratios span orders of magnitude; 0 stays
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:

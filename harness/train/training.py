@@ -127,7 +127,7 @@ class Trainer:
     ) -> None:
         """``model`` must already be on ``device``; ``job`` is torchrun's (default: none)."""
         if (settings.mask_loss or settings.oracle == "organ-head") and explain_for_loss is None:
-            raise ValueError("the mask loss needs an explainer")
+            raise ValueError("the mask loss and --oracle organ-head need an explainer")
         self.device = torch.device(device)
         self.precision = precision or Precision("fp32", self.device.type)
         self.scaler = self.precision.grad_scaler()
