@@ -24,7 +24,9 @@ from tabulate import tabulate
 
 def rows_of(folder: Path) -> list[list]:
     run = RunFolder(folder)
-    metrics, options = run.read_metrics(), run.read_config()["run"]
+    config = run.read_config()
+    metrics, options = run.read_metrics(), config["run"]
+    strength = (config.get("dataset_config") or {}).get("cue_strength")
     shift = metrics.get("shift")
     if not shift:
         return []
@@ -44,7 +46,7 @@ def rows_of(folder: Path) -> list[list]:
         if "worst_group" in row:
             short = shortcut.get(label, {})
             rows.append(
-                [arm, f"seed {options['seed']}", label, row["iid"], row["balanced"],
+                [arm, f"seed {options['seed']}", strength, label, row["iid"], row["balanced"],
                  row["reversed"], row["worst_group"], short.get("cue_effect"),
                  short.get("finding_effect"), short.get("ratio"), short.get("allowed_share"),
                  medians["iid"], medians["balanced"], organiou]
@@ -57,7 +59,7 @@ def main(paths: list[Path]) -> None:
     for path in paths:
         folders += [path] if RunFolder(path).finished else finished_runs(path)
     rows = [row for folder in folders for row in rows_of(folder)]
-    headers = ["arm", "seed", "label", "iid", "balanced", "reversed", "worst group",
+    headers = ["arm", "seed", "cue strength", "label", "iid", "balanced", "reversed", "worst group",
                "cue effect", "finding effect", "ratio", "allowed share", "median iid",
                "median balanced", "OrganIoU"]  # fmt: skip
     print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=".3f"))

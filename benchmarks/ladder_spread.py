@@ -33,10 +33,13 @@ def statistics(run) -> dict[str, float | None]:
 
 
 def between_share(values: list[float], groups: list) -> float | None:
-    """Between-group sum of squares over the total sum of squares."""
+    """Between-group sum of squares over the total sum of squares; None unless there are two
+    groups or more with two runs or more each (with one run a pretext, its seed and its
+    pretext cannot be told apart)."""
     values, groups = np.asarray(values, float), np.asarray(groups)
     total = float(((values - values.mean()) ** 2).sum())
-    if total == 0 or len(set(groups.tolist())) < 2:
+    sizes = [int((groups == key).sum()) for key in set(groups.tolist())]
+    if total == 0 or len(sizes) < 2 or min(sizes) < 2:
         return None
     between = 0.0
     for key in set(groups.tolist()):

@@ -21,6 +21,7 @@ exclude_patterns = [
     "*.json",
     "paper-table1-default.md",
     "paper-table2-default.md",
+    "mask-ladder-default.md",
 ]
 myst_heading_anchors = 3
 # pages link to source files and folders of the repository (the examples, the benchmarks):

@@ -255,11 +255,11 @@ def arm_value(arm: LadderArm, name: str, picks: np.ndarray, runs: list[int] | No
     runs = list(range(len(arm.runs))) if runs is None else runs
     if name not in arm.replicated:
         return np.nan, np.full(len(picks), np.nan)
-    observed = float(np.nanmean([arm.observed[name][k] for k in runs]))
     chosen = np.asarray(runs)[picks]  # [R, S]
     values = np.take_along_axis(arm.replicated[name], chosen, axis=1)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # a statistic a run cannot have (no map change) is NaN
         warnings.simplefilter("ignore", RuntimeWarning)
+        observed = float(np.nanmean([arm.observed[name][k] for k in runs]))
         return observed, np.nanmean(values, axis=1)
 
 
