@@ -75,7 +75,9 @@ def test_a_removed_finding_changes_only_its_own_voxels(source, label):
         assert not other.labels[k] and case.labels[k]
         rest = [f for f in case.findings if f.label != label]
         assert [f.label for f in rest] == [f.label for f in other.findings]
-        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(rest, other.findings))
+        assert all(
+            np.array_equal(a.mask, b.mask) for a, b in zip(rest, other.findings, strict=True)
+        )
         assert _organs_equal(case, other)
 
 

@@ -95,9 +95,7 @@ def test_a_layer4_step_changes_exactly_layer4_and_after(tmp_path, tiny_phantom, 
     assert all(p.requires_grad for p in trainer.model.parameters())  # unfrozen afterwards
 
 
-def test_layer4_follows_the_head_from_its_best_epoch_and_keeps_its_own_best(
-    tmp_path, tiny_phantom
-):
+def test_layer4_follows_the_head_from_its_best_epoch_and_keeps_its_own_best(tmp_path, tiny_phantom):
     """The warm-up hands its best epoch on; the run keeps the scope's best epoch even when a
     warm-up epoch had a lower validation loss (the scope asked for is never discarded)."""
     trainer = warm_trainer(tmp_path, tiny_phantom, head_epochs=2, layer4_epochs=2)

@@ -29,7 +29,9 @@ def test_the_organ_masked_logit_is_the_sum_of_the_organ_cells_contributions():
         by_hand = (terms * cells).sum(dim=(-2, -1)).mean(dim=2) + bias
     torch.testing.assert_close(masked, by_hand, rtol=1e-5, atol=1e-5)
     assert torch.all(masked_maps[~cells] == 0)
-    torch.testing.assert_close(masked_maps.sum(dim=(-3, -2, -1)) + bias, masked, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        masked_maps.sum(dim=(-3, -2, -1)) + bias, masked, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_an_organ_head_step_never_trains_a_weight_outside_the_organ(tiny_phantom, tmp_path):

@@ -116,6 +116,4 @@ def test_the_ratio_and_the_allowed_share_have_their_known_values():
     assert inside["allowed_share"] == pytest.approx(1.0)
     per_case = row["per_case"]
     assert per_case["cue"] == pytest.approx([row["cue_effect"]] * row["n"])
-    assert [v is None for v in per_case["finding"]] == [
-        not f for _, f in Planted().cases.values()
-    ]
+    assert [v is None for v in per_case["finding"]] == [not f for _, f in Planted().cases.values()]

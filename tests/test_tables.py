@@ -256,9 +256,18 @@ def ladder_run(root, name, organiou, cue_effect, finding_effect, **options):
             truth = CUED_TRUTH[k]
             cue = k % 4 in (0, 3)  # balanced: half the positives and half the negatives
             logit = {"iid": truth + 0.1 * k, "balanced": float(cue), "test": 0.5}[split]
-            rows.append({"split": split, "case_id": case, "label": "cued", "truth": truth,
-                         "logit": logit, "probability": 0.5, "cue": int(cue),
-                         "organiou_hirescam": organiou if split == "test" and truth else None})
+            rows.append(
+                {
+                    "split": split,
+                    "case_id": case,
+                    "label": "cued",
+                    "truth": truth,
+                    "logit": logit,
+                    "probability": 0.5,
+                    "cue": int(cue),
+                    "organiou_hirescam": organiou if split == "test" and truth else None,
+                }
+            )
             rows.append({"split": split, "case_id": case, "label": "plain", "truth": k % 2,
                          "logit": (k % 2) + 0.01 * k, "probability": 0.5, "cue": None,
                          "organiou_hirescam": None})  # fmt: skip
