@@ -13,31 +13,28 @@ from ctbench.evaluate.shift import shift_scores, worst_group_auroc
 LABELS = ["cued", "plain"]
 
 
-def split(truth: np.ndarray, cue: np.ndarray, reads: str, prefix: str) -> SimpleNamespace:
+def split(truth: np.ndarray, cue: np.ndarray, reads: str) -> SimpleNamespace:
     """Outputs of a model that scores each case by its cue (``reads="cue"``) or by its
     finding (``"finding"``); label ``plain`` has no cue and is read from its finding."""
     scores = np.stack([cue if reads == "cue" else truth[:, 0], truth[:, 1]], axis=1)
     return SimpleNamespace(
-        truth=truth.astype(bool),
-        logits=scores.astype(float),
-        case_ids=[f"{prefix}{i}" for i in range(len(truth))],
+        truth=truth.astype(bool), logits=scores.astype(float), cues={"cued": cue}
     )
 
 
 def splits_of(reads: str):
     rng = np.random.default_rng(0)
     truth = rng.random((200, 2)) < 0.5
-    cues, out = {}, {}
+    out = {}
     for kind, agree in (("iid", 0.9), ("balanced", 0.5), ("reversed", 0.1)):
         cue = np.where(rng.random(200) < agree, truth[:, 0], ~truth[:, 0])
-        out[kind] = split(truth, cue, reads, kind)
-        cues |= {f"{kind}{i}": bool(c) for i, c in enumerate(cue)}
-    return out, lambda case_id, label: cues[case_id]
+        out[kind] = split(truth, cue, reads)
+    return out
 
 
 def test_a_model_that_reads_only_the_cue():
-    splits, cue_present = splits_of("cue")
-    cued = shift_scores(splits, LABELS, cue_present, ("cued",))["cued"]
+    splits = splits_of("cue")
+    cued = shift_scores(splits, LABELS, ("cued",))["cued"]
     # the cue agrees with the label 90%, 50% and 10% of the time: AUROC follows it
     assert cued["iid"] > 0.85 and cued["reversed"] < 0.15
     assert cued["balanced"] == pytest.approx(0.5, abs=0.1)
@@ -45,8 +42,8 @@ def test_a_model_that_reads_only_the_cue():
 
 
 def test_a_model_that_reads_only_the_finding():
-    splits, cue_present = splits_of("finding")
-    scores = shift_scores(splits, LABELS, cue_present, ("cued",))
+    splits = splits_of("finding")
+    scores = shift_scores(splits, LABELS, ("cued",))
     assert scores["cued"] == {"iid": 1.0, "balanced": 1.0, "reversed": 1.0, "worst_group": 1.0}
     assert scores["plain"] == {"iid": 1.0, "balanced": 1.0, "reversed": 1.0}  # no cue: no group
 

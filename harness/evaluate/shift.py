@@ -3,14 +3,12 @@
 A dataset with confounders offers the same test cases with their cues drawn three ways
 (``shift_source("iid")``: agreeing with the label as in training; ``"balanced"``: by chance;
 the run's own test split: reversed) and says which case carries which label's cue
-(``cue_present``). Per label, the test AUROC on each; per confounded label, the worst-group
-AUROC on the balanced split: its positives without the cue against its negatives with it, the
-pairs a model that reads the cue ranks backwards.
+(``cue_present``, read into each split's ``cues``). Per label, the test AUROC on each; per
+confounded label, the worst-group AUROC on the balanced split: its positives without the cue
+against its negatives with it, the pairs a model that reads the cue ranks backwards.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 from ctbench.evaluate.metrics import per_label_auroc
@@ -32,28 +30,31 @@ def confounded_labels(source, dataset: str) -> tuple[str, ...]:
     )
 
 
+def worst_groups(truth: np.ndarray, cue: np.ndarray) -> np.ndarray:
+    """The cases of the worst group: the positives without the cue and the negatives with it."""
+    return (truth & ~cue) | (~truth & cue)
+
+
 def worst_group_auroc(truth: np.ndarray, scores: np.ndarray, cue: np.ndarray) -> float | None:
     """AUROC of the positives without the cue against the negatives with it (None when a
     group is empty)."""
-    keep = (truth & ~cue) | (~truth & cue)
+    keep = worst_groups(truth, cue)
     if truth[keep].all() or not truth[keep].any():
         return None
     return per_label_auroc(truth[keep][:, None], scores[keep][:, None], ["x"])["x"]
 
 
-def shift_scores(
-    splits: dict, labels: list[str], cue_present: Callable[[str, str], bool], confounded
-) -> dict[str, dict[str, float | None]]:
+def shift_scores(splits: dict, labels: list[str], confounded) -> dict[str, dict[str, float | None]]:
     """``{label: {"iid", "balanced", "reversed", ["worst_group"]}}`` from the three splits'
-    outputs (``SplitOutputs``: truth, float64 logits, case ids); ``cue_present(case_id,
-    label)`` reads the balanced split's cues."""
+    outputs (``SplitOutputs``: truth, float64 logits, and ``cues[label]``, whether each case
+    carries the label's cue, on the balanced split)."""
     aurocs = {kind: per_label_auroc(out.truth, out.logits, labels) for kind, out in splits.items()}
     out: dict[str, dict[str, float | None]] = {}
     for m, label in enumerate(labels):
         row = {kind: _finite(aurocs[kind][label]) for kind in SHIFTS}
         if label in confounded:
             balanced = splits["balanced"]
-            cue = np.array([cue_present(case, label) for case in balanced.case_ids], bool)
+            cue = np.asarray(balanced.cues[label], bool)
             row["worst_group"] = worst_group_auroc(balanced.truth[:, m], balanced.logits[:, m], cue)
         out[label] = row
     return out

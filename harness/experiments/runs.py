@@ -460,31 +460,36 @@ class RunParts:
         return history
 
     def evaluate(self) -> dict[str, Any]:
-        """Predictions and explanations of the validation and test splits."""
-        from ctbench.evaluate.evaluation import predict_and_explain
-
+        """Predictions and explanations of the validation and test splits (and, with
+        confounders, of the cue-shifted test splits: ``self.shifted``)."""
         evaluated = {}
         for name in ("valid", "test"):
             with self.timer.phase(f"evaluate_{name}"):
-                evaluated[name] = predict_and_explain(
-                    self.model,
-                    self.datasets[name],
-                    self.explainers,
-                    batch_size=max(1, self.config.batch_size // self.job.world_size),
-                    progress=self.progress,
-                    device=self.device,
-                    precision=self.precision,
-                    job=self.job,
-                    oracle=self.oracle_explainer,
-                )
+                evaluated[name] = self._predict(self.datasets[name], self.explainers)
         self.shifted = self._evaluate_shifts()
         return evaluated
+
+    def _predict(self, dataset, explainers: dict[str, Any]):
+        """``predict_and_explain`` of ``dataset`` on this run's device, precision, ranks and
+        oracle."""
+        from ctbench.evaluate.evaluation import predict_and_explain
+
+        return predict_and_explain(
+            self.model,
+            dataset,
+            explainers,
+            batch_size=max(1, self.config.batch_size // self.job.world_size),
+            progress=self.progress,
+            device=self.device,
+            precision=self.precision,
+            job=self.job,
+            oracle=self.oracle_explainer,
+        )
 
     def _evaluate_shifts(self) -> dict[str, Any]:
         """With confounders, on a dataset that offers them (``shift_source``): predictions on
         the same test cases with their cues agreeing as in training and by chance."""
         from ctbench.data.loader import VolumeDataset
-        from ctbench.evaluate.evaluation import predict_and_explain
 
         if not self.config.confounders or not hasattr(self.source, "shift_source"):
             return {}
@@ -493,24 +498,15 @@ class RunParts:
         self.shift_sources = {}
         for kind in ("iid", "balanced"):
             source = self.source.shift_source(kind)
+            dataset = VolumeDataset(
+                source,
+                "test",
+                preprocessing=self.preprocessing,
+                allowed_regions=self.regions if organ_head else None,
+                organ_cells=organ_head,
+            )
             with self.timer.phase(f"evaluate_{kind}"):
-                shifted[kind] = predict_and_explain(
-                    self.model,
-                    VolumeDataset(
-                        source,
-                        "test",
-                        preprocessing=self.preprocessing,
-                        allowed_regions=self.regions if organ_head else None,
-                        organ_cells=organ_head,
-                    ),
-                    {},
-                    batch_size=max(1, self.config.batch_size // self.job.world_size),
-                    progress=self.progress,
-                    device=self.device,
-                    precision=self.precision,
-                    job=self.job,
-                    oracle=self.oracle_explainer,
-                )
+                shifted[kind] = self._predict(dataset, {})
             self.shift_sources[kind] = source
         return shifted
 
@@ -531,14 +527,13 @@ class RunParts:
             confounded = confounded_labels(self.source, self.config.dataset)
             if self.shifted:
                 splits = {**self.shifted, "reversed": evaluated["test"]}
-                cues = self.shift_sources["balanced"].cue_present
-                metrics["shift"] = shift_scores(splits, self.labels, cues, confounded)
                 sources = {**self.shift_sources, "reversed": self.source}
-                for kind, out in splits.items():  # predictions.csv's cue column
+                for kind, out in splits.items():  # read once: the shift scores and the CSV
                     out.cues = {
                         label: np.array([sources[kind].cue_present(c, label) for c in out.case_ids])
                         for label in confounded
                     }
+                metrics["shift"] = shift_scores(splits, self.labels, confounded)
         if hasattr(self.source, "counterfactual"):
             metrics["shortcut"] = self._shortcut(confounded)
         return metrics, table
