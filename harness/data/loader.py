@@ -166,18 +166,12 @@ class VolumeDataset(Dataset):
             )
             sample["findings"] = torch.from_numpy(self._transform(stack, False, augmentation))
         if self.allowed_regions is not None:
-            regions = self.allowed_regions
-            sample["allowed"] = torch.from_numpy(
-                regions.cached(case_id, augmentation)
-                if case is None
-                else regions(case, augmentation)
+            allowed, cells = self.allowed_regions.sample_regions(
+                case_id, case, augmentation, self.organ_cells
             )
-            if self.organ_cells:
-                sample["organ_cells"] = torch.from_numpy(
-                    regions.cached(case_id, augmentation, every_label=True)
-                    if case is None
-                    else regions(case, augmentation, every_label=True)
-                )
+            sample["allowed"] = torch.from_numpy(allowed)
+            if cells is not None:
+                sample["organ_cells"] = torch.from_numpy(cells)
         return sample
 
 

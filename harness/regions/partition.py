@@ -159,19 +159,30 @@ class AllowedRegions:
         except (ValueError, KeyError) as error:
             raise InvalidCaseError(f"{case_id}: {error}") from error
 
-    def cached(
-        self, case_id: str, augmentation: Augmentation | None = None, every_label: bool = False
-    ) -> np.ndarray:
+    def cached(self, case_id: str, augmentation: Augmentation | None = None) -> np.ndarray:
         """:meth:`__call__` of a case whose grids are cached, from its id alone."""
-        return self._regions(*self._read(case_id), augmentation, every_label)
+        return self._regions(*self._read(case_id), augmentation)
 
-    def __call__(
-        self, case: Case, augmentation: Augmentation | None = None, every_label: bool = False
-    ) -> np.ndarray:
-        """``G_true [M, H', D1, D2]`` of ``case`` under ``augmentation`` (default: none);
-        ``every_label``: each label's organs whether the report names it or not (where the
-        label can be: the vocabulary's ``label_organs``; ``--oracle organ-head``)."""
-        return self._regions(*self.organ_grids(case), augmentation, every_label)
+    def __call__(self, case: Case, augmentation: Augmentation | None = None) -> np.ndarray:
+        """``G_true [M, H', D1, D2]`` of ``case`` under ``augmentation`` (default: none)."""
+        return self._regions(*self.organ_grids(case), augmentation)
+
+    def sample_regions(
+        self,
+        case_id: str,
+        case: Case | None,
+        augmentation: Augmentation | None,
+        organ_cells: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(G_true, each label's organ cells or None)`` of one training or evaluation sample,
+        its organ grids read once (from the cache by id when ``case`` is None). A label's
+        organ cells are its organs whether the report names it or not (the vocabulary's
+        ``label_organs``: where the label can be; ``--oracle organ-head``)."""
+        grids, record = self._read(case_id) if case is None else self.organ_grids(case)
+        allowed = self._regions(grids, record, augmentation)
+        if not organ_cells:
+            return allowed, None
+        return allowed, self._regions(grids, record, augmentation, every_label=True)
 
     def _regions(
         self, grids, record, augmentation: Augmentation | None, every_label: bool = False
@@ -180,9 +191,5 @@ class AllowedRegions:
 
         chosen = grids[(augmentation or Augmentation()).index]
         by_organ = dict(zip(SEGMENTED_ORGANS, chosen, strict=True))
-        if every_label:
-            organs = label_organs()
-            return allowed_regions(
-                self.label_names, {m: organs[m] for m in self.label_names}, by_organ
-            )
-        return allowed_regions(self.label_names, record["locations"], by_organ)
+        locations = label_organs() if every_label else record["locations"]
+        return allowed_regions(self.label_names, locations, by_organ)
