@@ -29,7 +29,8 @@ from ctbench.runtime.devices import Precision, to_device
 from ctbench.runtime.progress import progress_bar
 from ctbench.train.oracles import organ_masked
 
-CHANGES = ("cue", "finding")
+Response = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One case's (logits [M], raw map [M, H, D1, D2], truth [M]) (:func:`responses`)."""
 
 
 class CounterfactualSource:
@@ -59,7 +60,7 @@ def responses(
     device: torch.device | str = "cpu",
     precision=None,
     progress: bool | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> dict[str, Response]:
     """``{case_id: (logits [M], raw map [M, H, D1, D2], truth [M])}`` of the model in eval
     mode (the organ-masked head's where the dataset gives ``organ_cells``)."""
     device = torch.device(device)
@@ -82,9 +83,9 @@ def responses(
 
 
 def shortcut_row(
-    base: dict[str, tuple[np.ndarray, np.ndarray]],
-    cue: dict[str, tuple[np.ndarray, np.ndarray]],
-    removed: dict[str, tuple[np.ndarray, np.ndarray]],
+    base: dict[str, Response],
+    cue: dict[str, Response],
+    removed: dict[str, Response],
     allowed: dict[str, np.ndarray] | None,
     m: int,
 ) -> dict[str, Any]:
@@ -94,29 +95,26 @@ def shortcut_row(
     cells ``[H, D1, D2]`` of each positive (None: no allowed share); ``m`` the label's index."""
     ids = list(cue)
     cue_change = np.array([abs(cue[c][0][m] - base[c][0][m]) for c in ids])
-    positives = list(removed)
-    finding_change = np.array([abs(removed[c][0][m] - base[c][0][m]) for c in positives])
+    finding_change = {c: abs(removed[c][0][m] - base[c][0][m]) for c in removed}
     shares: dict[str, tuple[float, float]] = {}  # case -> (change inside, change in all)
-    for case_id in positives if allowed is not None else ():
+    for case_id in removed if allowed is not None else ():
         moved = np.abs(cue[case_id][1][m] - base[case_id][1][m])
         shares[case_id] = (float(moved[allowed[case_id]].sum()), float(moved.sum()))
     inside = sum(a for a, _ in shares.values())
     total = sum(b for _, b in shares.values())
     cue_effect = float(cue_change.mean()) if ids else None
-    finding_effect = float(finding_change.mean()) if positives else None
+    finding_effect = float(np.mean(list(finding_change.values()))) if removed else None
     return {
         "cue_effect": cue_effect,
         "finding_effect": finding_effect,
         "ratio": cue_effect / finding_effect if cue_effect is not None and finding_effect else None,
         "allowed_share": inside / total if total > 0 else None,
         "n": len(ids),
-        "n_positive": len(positives),
+        "n_positive": len(removed),
         "per_case": {
             "case_ids": ids,
             "cue": cue_change.tolist(),
-            "finding": [
-                float(finding_change[positives.index(c)]) if c in removed else None for c in ids
-            ],
+            "finding": [float(finding_change[c]) if c in removed else None for c in ids],
             # each positive's cue-induced map change: in the allowed cells, and in all cells
             "map_allowed": [shares[c][0] if c in shares else None for c in ids],
             "map_total": [shares[c][1] if c in shares else None for c in ids],
