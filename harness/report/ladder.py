@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ctbench.core import paper
+from ctbench.evaluate.shift import worst_groups
 from ctbench.report.tables import Interval, RunRecord, Table, group_runs, paper_plugin
 
 ARM_OPTIONS = ("finetune", "mask_loss", "mask_loss_form", "oracle")
@@ -103,22 +104,25 @@ def read_run_cases(run: RunRecord, orders: dict[str, list[str]], labels, confoun
         key=tuple(run.options.get(k) for k in REPLICATE_OPTIONS),
         organiou=(np.nansum(values, 1), np.isfinite(values).sum(1).astype(float)),
     )
-    for split, order in (("iid", "shift"), ("balanced", "shift"), ("reversed", "test")):
-        rows = frame[frame["split"] == ("test" if split == "reversed" else split)]
-        logits = rows.pivot(index="case_id", columns="label", values="logit").loc[orders[order]]
-        truth = rows.pivot(index="case_id", columns="label", values="truth").loc[orders[order]]
+
+    def shift_table(split: str, values: str) -> pd.DataFrame:
+        rows = frame[frame["split"] == split]
+        return rows.pivot(index="case_id", columns="label", values=values).loc[orders["shift"]]
+
+    for split in ("iid", "balanced"):
+        logits, truth = shift_table(split, "logit"), shift_table(split, "truth") > 0
         cases.auroc_inputs[split] = {
-            label: _pairs(truth[label].to_numpy() > 0, logits[label].to_numpy()) for label in labels
+            label: _pairs(truth[label].to_numpy(), logits[label].to_numpy()) for label in labels
         }
-        if split == "balanced":
-            cue = rows.pivot(index="case_id", columns="label", values="cue").loc[orders[order]]
-            for label in confounded:
-                has, positive = cue[label].to_numpy() > 0, truth[label].to_numpy() > 0
-                keep = (positive & ~has) | (~positive & has)
-                cases.auroc_inputs["worst"] = cases.auroc_inputs.get("worst", {})
-                cases.auroc_inputs["worst"][label] = _pairs(
-                    positive, logits[label].to_numpy(), keep
-                )
+    cue = shift_table("balanced", "cue") > 0  # logits and truth: the balanced split's, above
+    cases.auroc_inputs["worst"] = {
+        label: _pairs(
+            truth[label].to_numpy(),
+            logits[label].to_numpy(),
+            worst_groups(truth[label].to_numpy(), cue[label].to_numpy()),
+        )
+        for label in confounded
+    }
     for label in confounded:
         per_case = run.get("shortcut", label, "per_case")
         if per_case is None:
@@ -288,23 +292,20 @@ def build_ladder(runs: list[RunRecord], replicates: int = REPLICATES) -> tuple[T
         base = baselines.get(arm.options["finetune"])
         paired = _paired(arm, base) if base is not None and base is not arm else None
         if paired:
-            ours, theirs = paired
-            same = _seed_draws(len(ours), replicates, rng)
-            a_obs, a_rep = arm_value(base, "organiou", same, theirs)
-            b_obs, b_rep = arm_value(arm, "organiou", same, ours)
+            (a_obs, a_rep), (b_obs, b_rep) = _paired_values(arm, base, paired, "organiou", rng)
             row.append(_interval(b_obs - a_obs, b_rep - a_rep))
             row.append(_interval((b_obs - a_obs) / (1 - a_obs), (b_rep - a_rep) / (1 - a_rep)))
         else:
             row += [None, None]
         row.append(_interval(*arm_value(arm, "iid median AUROC", picks)))
-        row.append(_change(arm, base, paired, "iid median AUROC", replicates, rng))
+        row.append(_change(arm, base, paired, "iid median AUROC", rng))
         point = {"arm": arm.name, "organiou": row[2]}
         for label in confounded:
             ratio = _interval(*arm_value(arm, f"{label} ratio", picks))
             point[label] = ratio
             row += [
                 ratio,
-                _change(arm, base, paired, f"{label} ratio", replicates, rng, relative=True),
+                _change(arm, base, paired, f"{label} ratio", rng, relative=True),
                 _interval(*arm_value(arm, f"{label} allowed share", picks)),
                 _interval(*arm_value(arm, f"{label} balanced", picks)),
                 _interval(*arm_value(arm, f"{label} worst group", picks)),
@@ -339,13 +340,19 @@ def _paired(arm: LadderArm, base: LadderArm) -> tuple[list[int], list[int]] | No
     return [k for k, _ in pairs], [j for _, j in pairs]
 
 
-def _change(arm, base, paired, name: str, replicates: int, rng, relative: bool = False):
+def _paired_values(arm, base, paired, name: str, rng):
+    """``((baseline observed, replicates), (arm observed, replicates))`` of statistic ``name``
+    over the runs of both that share seeds, under the same seed and volume draws."""
+    ours, theirs = paired
+    same = _seed_draws(len(ours), len(next(iter(arm.replicated.values()))), rng)
+    return arm_value(base, name, same, theirs), arm_value(arm, name, same, ours)
+
+
+def _change(arm, base, paired, name: str, rng, relative: bool = False):
+    """The arm's change in ``name`` against its baseline (relative: ``b / a - 1``)."""
     if not paired:
         return None
-    ours, theirs = paired
-    same = _seed_draws(len(ours), replicates, rng)
-    a_obs, a_rep = arm_value(base, name, same, theirs)
-    b_obs, b_rep = arm_value(arm, name, same, ours)
+    (a_obs, a_rep), (b_obs, b_rep) = _paired_values(arm, base, paired, name, rng)
     if relative:
         return _interval(b_obs / a_obs - 1, b_rep / a_rep - 1)
     return _interval(b_obs - a_obs, b_rep - a_rep)
