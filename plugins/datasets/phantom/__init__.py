@@ -27,6 +27,7 @@ from .findings import (
     anatomy_modifiers,
     case_id,
     finding_streams,
+    has_cue,
     paint_findings,
     plan_case,
     with_cue_toggled,
@@ -100,7 +101,7 @@ def marker_mask(grid: Grid, centre) -> np.ndarray:
     return ellipsoid(grid, centre, (radius, radius, radius))
 
 
-SHIFTS = {"iid": "cue_strength", "balanced": 0.5}
+SHIFTS = ("iid", "balanced")
 """The test splits beside the reversed one: the same test cases (labels, findings, patients)
 with their cues drawn again to agree as in training (``iid``) or by chance (``balanced``)."""
 
@@ -177,16 +178,13 @@ class PhantomSource:
         source's own); only the cues differ from this source's test cases."""
         if kind not in SHIFTS:
             raise ValueError(f"unknown shift {kind!r}; choose {', '.join(SHIFTS)}")
-        agreement = SHIFTS[kind]
         named = ("preset", "seed", "confounders", "version")  # given by name, or fixed
         overrides = {
             f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name not in named
         }
         overrides |= {"n_train": 0, "n_valid": 0, "n_shift": None}
         overrides["n_test"] = self.config.n_shift or self.config.n_test
-        overrides["test_agreement"] = (
-            self.config.cue_strength if agreement == "cue_strength" else agreement
-        )
+        overrides["test_agreement"] = self.config.cue_strength if kind == "iid" else 0.5
         return PhantomSource(
             self.config.preset,
             seed=self.config.seed,
@@ -197,11 +195,7 @@ class PhantomSource:
 
     def cue_present(self, case_id: str, label: str) -> bool:
         """Whether the case carries ``label``'s planted cue (``config.CUE_KINDS``)."""
-        kind = self._cue_of(label)
-        plan = self.plan(case_id)
-        if kind == "fat":
-            return bool(plan.fat_mm >= 18.0)
-        return bool(plan.marker) if kind == "marker" else bool(plan.arms)
+        return has_cue(self.plan(case_id), self._cue_of(label))
 
     def counterfactual(self, case_id: str, label: str, change: str) -> Case:
         """The case rendered again with ``label``'s cue toggled (``change="cue"``) or its

@@ -75,7 +75,6 @@ class Anatomy:
     noise_sigma: float = 15.0
     vessel_segments: dict[str, list[tuple[Point, Point, float]]] = field(default_factory=dict)
     markers: tuple[Point, ...] = ()  # ECG electrodes on the skin (a confounder cue)
-    arms_down: bool = False  # arms at the sides of the chest (a confounder cue)
 
     @property
     def z_carina(self) -> float:
@@ -242,11 +241,11 @@ class Rendered:
     parts: dict[str, np.ndarray]
 
 
-def paint_arms(hu: np.ndarray, anatomy: Anatomy, grid: Grid) -> np.ndarray:
+def paint_arms(hu: np.ndarray, anatomy: Anatomy, grid: Grid) -> None:
     """Arms down at the sides of the chest (as patients who cannot raise them, in intensive care,
     are scanned): an upper arm against each flank, subcutaneous fat around muscle around the
     humerus, from the top of the scan to below the lung bases, painted only where there is air
-    (the body and the table stay as they are). Returns the painted voxels."""
+    (the body and the table stay as they are)."""
     z, y, x = grid.coords()
     a = anatomy
     flank = a.cavity_half_width + a.muscle_mm + a.fat_mm
@@ -264,7 +263,6 @@ def paint_arms(hu: np.ndarray, anatomy: Anatomy, grid: Grid) -> np.ndarray:
             region = inside & span & (air | painted)
             hu[region] = value
             painted |= region
-    return painted
 
 
 ARM_RADII_MM = (48.0, 38.0)

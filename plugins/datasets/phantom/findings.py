@@ -79,6 +79,17 @@ def without_finding(plan: CasePlan, label: str) -> CasePlan:
     )
 
 
+def has_cue(plan: CasePlan, kind: str) -> bool:
+    """Whether the plan carries cue ``kind`` (``fat``: fat in the cue's range)."""
+    if kind == "fat":
+        return bool(plan.fat_mm >= FAT_WITH_CUE_MM[0])
+    if kind == "marker":
+        return bool(plan.marker)
+    if kind == "arms":
+        return bool(plan.arms)
+    raise ValueError(f"unknown cue {kind!r}")
+
+
 def with_cue_toggled(plan: CasePlan, kind: str) -> CasePlan:
     """The plan with cue ``kind`` (``fat``, ``marker``, ``arms``) on the other side, all else
     the same."""
