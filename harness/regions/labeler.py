@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -89,6 +90,10 @@ def _apply_rule(text: str, rule: dict) -> str:
     phrase, kind = rule["phrase"], rule["kind"]
     if kind == "delete_word_starting":
         return re.sub(rf"\b{phrase}\S*", " ", text)
+    if kind == "delete_phrase":
+        return re.sub(phrase, " ", text)
+    if kind == "replace":
+        return re.sub(phrase, rule["with"], text)
     position = text.find(phrase)
     if position < 0:
         return text
@@ -126,7 +131,9 @@ def abnormal_phrase(sentence: str) -> str:
 def _matches(text: str, entry: dict) -> bool:
     hit = any(term in text for term in entry.get("any", []))
     hit = hit or any(a in text and b in text for a, b in entry.get("pairs", []))
-    return hit and not any(term in text for term in entry.get("exclude", []))
+    hit = hit or any(re.search(pattern, text) for pattern in entry.get("regex", []))
+    vetoed = any(term in text for term in entry.get("exclude", []))
+    return hit and (not vetoed or any(term in text for term in entry.get("despite", [])))
 
 
 @dataclass(frozen=True)
@@ -218,12 +225,17 @@ def _sizes_cm(phrase: str, axis: str) -> list[float]:
     ]
 
 
-def label_sentences(report: str) -> ReportLabels:
-    """Run the whole labeler on one report and keep the per-sentence trace."""
+def label_sentences(
+    report: str, phrase_of: Callable[[str], str] | None = None
+) -> ReportLabels:
+    """Run the whole labeler on one report and keep the per-sentence trace. ``phrase_of``
+    (sentence -> abnormal phrase) replaces step 2, the rules of :func:`abnormal_phrase`: a
+    labeler that reads negation another way (NegEx) keeps steps 1, 3 and 4."""
     vocab = vocabulary()
     result = ReportLabels()
+    phrase_of = phrase_of or abnormal_phrase
     for sentence in split_sentences(report):
-        phrase = abnormal_phrase(sentence)
+        phrase = phrase_of(sentence)
         result.sentences.append((sentence, phrase.strip()))
         if not phrase:
             continue
