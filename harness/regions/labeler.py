@@ -225,9 +225,7 @@ def _sizes_cm(phrase: str, axis: str) -> list[float]:
     ]
 
 
-def label_sentences(
-    report: str, phrase_of: Callable[[str], str] | None = None
-) -> ReportLabels:
+def label_sentences(report: str, phrase_of: Callable[[str], str] | None = None) -> ReportLabels:
     """Run the whole labeler on one report and keep the per-sentence trace. ``phrase_of``
     (sentence -> abnormal phrase) replaces step 2, the rules of :func:`abnormal_phrase`: a
     labeler that reads negation another way (NegEx) keeps steps 1, 3 and 4."""
