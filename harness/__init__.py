@@ -1,8 +1,9 @@
 """ctbench: explainable multiple-abnormality classification of chest CT volumes.
 
-The core of the harness. It knows no model, explainer, segmenter, downsampler or dataset by
-name: all of them arrive as plugins through the ``ctbench`` entry-point group. Importing this
-package is cheap (no torch, no plugin) so that ``ctbench --help`` stays fast.
+The core of the harness. It knows no model, explainer, segmenter, downsampler, dataset or
+report labeler by name: all of them arrive as plugins through the ``ctbench`` entry-point
+group. Importing this package is cheap (no torch, no plugin) so that ``ctbench --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ctbench.core.api import (
     create_dataset,
     create_downsampler,
     create_explainer,
+    create_labeler,
     create_model,
     create_segmenter,
     list_plugins,
@@ -30,6 +32,7 @@ __all__ = [
     "create_dataset",
     "create_downsampler",
     "create_explainer",
+    "create_labeler",
     "create_model",
     "create_segmenter",
     "hookimpl",

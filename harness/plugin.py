@@ -17,8 +17,10 @@ from ctbench.regions.segmentation import (
     OrganMasks,
     heuristic_masks,
 )
+from ctbench.vocabulary import ORGANS, output_labels
 
 __all__ = [
+    "ORGANS",
     "QC",
     "SEGMENTED_ORGANS",
     "SPLITS",
@@ -30,4 +32,5 @@ __all__ = [
     "OrganMasks",
     "heuristic_masks",
     "hookimpl",
+    "output_labels",
 ]

@@ -22,16 +22,19 @@ from ctbench.testing import (
     DATASET_CHECKS,
     DOWNSAMPLER_CHECKS,
     EXPLAINER_CHECKS,
+    LABELER_CHECKS,
     SEGMENTER_CHECKS,
     architecture_case,
     check_architecture,
     check_dataset,
     check_downsampler,
     check_explainer,
+    check_labeler,
     check_segmenter,
     dataset_case,
     downsampler_case,
     explainer_case,
+    labeler_case,
     segmenter_case,
 )
 
@@ -60,6 +63,12 @@ def test_every_segmenter_keeps_the_contract(name, rule):
 @pytest.mark.parametrize("name", BUILT_IN["downsamplers"])
 def test_every_downsampler_keeps_the_contract(name, rule):
     DOWNSAMPLER_CHECKS[rule](downsampler_case(name))
+
+
+@pytest.mark.parametrize("rule", list(LABELER_CHECKS))
+@pytest.mark.parametrize("name", BUILT_IN["labelers"])
+def test_every_labeler_keeps_the_contract(name, rule):
+    LABELER_CHECKS[rule](labeler_case(name))
 
 
 @pytest.mark.parametrize("name", ["axialnet", "axialnet-randinit", "3dconv", "ctnet"])
@@ -120,6 +129,7 @@ def test_every_example_plugin_keeps_its_kinds_contract(example_plugin, tmp_path,
     check_downsampler("example-maxpool")
     check_dataset("example-spheres")
     check_dataset("example-spheres-nomasks")
+    check_labeler("example-keywords")
 
 
 def test_a_check_names_the_rule_that_broke(example_plugin):
@@ -165,6 +175,12 @@ def test_the_core_reads_no_dataset_member_the_contract_does_not_name():
     read = read_attributes({"source", "self.source", "dataset"})
     assert read, "the scan found nothing: its patterns are stale"
     assert read <= set(MEMBERS["datasets"]), read - set(MEMBERS["datasets"])
+
+
+def test_the_core_reads_no_labeler_member_the_contract_does_not_name():
+    read = read_attributes({"chosen", "labeler"})
+    assert read, "the scan found nothing: its patterns are stale"
+    assert read <= set(MEMBERS["labelers"]), read - set(MEMBERS["labelers"])
 
 
 def test_registration_metadata_in_use_is_all_declared():

@@ -74,6 +74,10 @@ RULE_SENTENCES = {
         "Mediastinal lymph nodes, not pathological in size.",
         {"lymphadenopathy": {"mediastinum"}},
     ),
+    "size limit": (
+        "Mediastinal lymph nodes not exceeding 6 mm in short axis.",
+        {"lymphadenopathy": {"mediastinum"}},
+    ),
     "size pair": ("No pathological size and configuration lymph nodes in the mediastinum.", {}),
     "node stations": ("In the mediastinal lymph node stations, no lymph node is enlarged.", {}),
     "larger than normal": ("The heart is larger than normal.", {"cardiomegaly": {"heart"}}),
@@ -86,6 +90,8 @@ RULE_SENTENCES = {
 
 # (abnormality, excluded term) -> (sentence, expected abnormality -> organs)
 EXCLUSION_SENTENCES = {
+    ("nodule", " pleural nodul"): ("A pleural nodule of 8 mm in the right hemithorax.", {}),
+    ("nodule", "hypodense nodul"): ("A hypodense nodule of 20 mm in the left lobe.", {}),
     ("mass", "mass effect"): ("Mild mass effect upon the right lower lobe.", {}),
     ("calcification", "noncalcified"): (
         "Noncalcified plaque in the aorta.",
@@ -155,6 +161,10 @@ EXCLUSION_SENTENCES = {
         {"fibrosis": {"right_lung"}},
     ),
     ("density", "pleuroparenchymal"): ("Pleuroparenchymal density increase in the left apex.", {}),
+    ("density", "pleural parenchymal"): (
+        "Pleural parenchymal density increases in the right apex.",
+        {},
+    ),
     ("density", "soft tissue densit"): (
         "Soft tissue density in the right lower lobe.",
         {"soft_tissue": {"right_lung"}},

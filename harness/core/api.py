@@ -94,8 +94,16 @@ def create_dataset(name: str, **options: Any) -> Any:
     return default_registry().create("datasets", name, **options)
 
 
+def create_labeler(name: str | None = None, **options: Any) -> Any:
+    """Build report labeler ``name`` (default: the one that declares ``default=True``):
+    ``labeler(report) -> {label: organs}`` over the paper's output labels."""
+    from ctbench.core.contracts import default_name
+
+    return default_registry().create("labelers", name or default_name("labelers"), **options)
+
+
 def list_plugins() -> dict[str, list[str]]:
-    """``{kind: [registered names]}`` for the five plugin kinds."""
+    """``{kind: [registered names]}`` for the six plugin kinds."""
     return default_registry().list_plugins()
 
 
@@ -105,5 +113,6 @@ for _function, _kind in (  # each docstring ends with its kind's contract, as th
     (create_segmenter, "segmenters"),
     (create_downsampler, "downsamplers"),
     (create_dataset, "datasets"),
+    (create_labeler, "labelers"),
 ):
     with_contract(_function, _kind)

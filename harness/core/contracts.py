@@ -1,6 +1,7 @@
 """The written contract of each plugin kind: what the core calls, and what a plugin declares.
 
-One place says, for architectures, explainers, segmenters, downsamplers and datasets (the
+One place says, for architectures, explainers, segmenters, downsamplers, datasets and report
+labelers (the
 docs pages under ``docs/plugins/`` say the same in prose, and ``tests/test_contracts.py`` keeps
 the two and the core equal):
 
@@ -12,7 +13,8 @@ the two and the core equal):
 - the **members** the core reads on what the factory builds: required ones, and optional ones
   with what each changes when present;
 - the per-kind :mod:`ctbench.testing` check (``check_architecture``, ``check_explainer``,
-  ``check_segmenter``, ``check_downsampler``, ``check_dataset``) that verifies both.
+  ``check_segmenter``, ``check_downsampler``, ``check_dataset``, ``check_labeler``) that
+  verifies both.
 
 Registering an unknown metadata key, or a declared capability of the wrong type, is a
 :class:`ctbench.core.registry.PluginWarning` and the registration is refused.
@@ -147,6 +149,20 @@ METADATA: dict[str, dict[str, Declared]] = {
         ),
         "confounded_labels": Declared(
             tuple, (), "labels whose planted cue --confounders moves (the confounders table)"
+        ),
+    },
+    "labelers": {
+        "default": Declared(
+            bool,
+            False,
+            "the labeler that PARTITION, the datasets and ctbench labels use when none is named "
+            "(one plugin may declare it)",
+        ),
+        "extra": Declared(
+            str,
+            "",
+            "documentation: the optional extra its factory needs (pip install 'ctbench[EXTRA]'); "
+            "without it the factory raises one error that says so",
         ),
     },
 }
@@ -325,6 +341,27 @@ MEMBERS: dict[str, dict[str, Member]] = {
         ),
         "preprocessing": Member(
             False, "VolumeDataset only (internal): the preprocessing the core applies"
+        ),
+        "label_agreement": Member(
+            False,
+            "label_agreement() -> {label: {released, labeler, both, f1, kappa}, 'all': {..., "
+            "reports}}: how the released labels agree with what the labeler reads in the "
+            "reports (printed by ctbench data check)",
+        ),
+    },
+    "labelers": {
+        "__call__": Member(
+            True,
+            "labeler(report: str) -> {label: [organs]}: the paper's output labels "
+            "(ctbench.vocabulary.output_labels) the report states, in model order, each with "
+            "the organs among ctbench.vocabulary.ORGANS that hold it; {} for a normal report",
+        ),
+        "place": Member(
+            False,
+            "place(report, table) -> {label: [organs]} for another label set described by "
+            "labeler terms (ctbench.vocabulary.ct_rate_labels): the ct-rate and folder datasets "
+            "place their labels with it; without it their labels come from the paper labels "
+            "(ctbench.vocabulary.ct_rate_paper_labels)",
         ),
     },
 }

@@ -1,7 +1,8 @@
 """Hook specifications of the ctbench plugin system (docs/plugins/README.md).
 
-Every architecture, explainer, segmenter, downsampler and dataset reaches ctbench through one
-of these hooks, built-in and third-party alike. Each hook receives a ``register`` callable::
+Every architecture, explainer, segmenter, downsampler, dataset and report labeler reaches
+ctbench through one of these hooks, built-in and third-party alike. Each hook receives a
+``register`` callable::
 
     register(name, factory, description="...", **meta)
 
@@ -67,12 +68,21 @@ def register_datasets(register: Register) -> None:
     """Register dataset factories ``factory(preset=..., **options) -> CaseSource``."""
 
 
+# --- Reports ------------------------------------------------------------------------------
+
+
+@hookspec
+def register_labelers(register: Register) -> None:
+    """Register report labeler factories ``factory(**options) -> labeler(report)``."""
+
+
 KINDS: tuple[str, ...] = (
     "architectures",
     "explainers",
     "segmenters",
     "downsamplers",
     "datasets",
+    "labelers",
 )
 """Plugin kinds; the hook for kind ``k`` is ``register_k``."""
 

@@ -33,6 +33,7 @@ SINGULAR = {
     "segmenters": "segmenter",
     "downsamplers": "downsampler",
     "datasets": "dataset",
+    "labelers": "labeler",
 }
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")

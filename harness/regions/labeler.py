@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 
 from ctbench.vocabulary import ORGANS, output_labels
 
+LUNGS = frozenset({"right_lung", "left_lung"})
 ORGAN_PREFIX = {
     "great_vessel": "h_great_vessel_",
     "mediastinum": "h_mediastinum_",
@@ -82,7 +83,8 @@ def split_sentences(report: str) -> list[str]:
     text = image_sections(report)
     text = re.sub(r"\b[A-Z][A-Z ]{2,}:", " ", text)  # FINDINGS:, IMPRESSION:, ...
     text = re.sub(r"(?:^|\s)\d+[.)]\s+", " ", text)  # "1. ", "2) "
-    parts = re.split(r"(?<=[.;!?])\s+|\n+", text)
+    # a quote or bullet delimits too: CT-RATE's impressions list findings as "...", • ...
+    parts = re.split(r"(?<=[.;!?])\s+|\n+|[\"\u201c\u201d\u2022\u00b7]", text)
     return [p.strip() for p in parts if p.strip(" .")]
 
 
@@ -139,13 +141,15 @@ def _matches(text: str, entry: dict) -> bool:
 @dataclass(frozen=True)
 class Mention:
     """One abnormality found in one abnormal phrase: the organs it was placed in, whether the
-    phrase named a location of the vocabulary, and whether it named a place outside the five
-    organs (``elsewhere``: thyroid, liver, axilla, ...)."""
+    phrase named a location of the vocabulary, whether it named a place outside the five
+    organs (``elsewhere``: thyroid, liver, axilla, ...), and whether it stated a lung's side
+    (``sided``: "right", "left", "both lungs", a lobe)."""
 
     abnormality: str
     organs: frozenset[str]
     placed: bool
     elsewhere: bool
+    sided: bool = False
 
 
 @dataclass
@@ -254,12 +258,28 @@ def label_sentences(report: str, phrase_of: Callable[[str], str] | None = None) 
             organs = _organs_for(abnormality, locations, phrase, vocab)
             if not organs and not locations and not elsewhere:
                 organs = _unplaced_organs(abnormality, vocab)
+            sided = bool(locations & LUNGS or _stated_sides(phrase))
             result.mentions.append(
-                Mention(abnormality, frozenset(organs), bool(locations), elsewhere)
+                Mention(abnormality, frozenset(organs), bool(locations), elsewhere, sided)
             )
-            if organs:
-                result.matrix.setdefault(abnormality, set()).update(organs)
+    result.mentions = _sides_from_the_report(result.mentions)
+    for mention in result.mentions:
+        if mention.organs:
+            result.matrix.setdefault(mention.abnormality, set()).update(mention.organs)
     return result
+
+
+def _sides_from_the_report(mentions: list[Mention]) -> list[Mention]:
+    """A finding placed in both lungs only for want of a side ("atelectasis in the lower
+    lobes") lies on the sides that another sentence of the report states for it ("atelectasis
+    in the right lower lobe"): the report says where, once."""
+    stated = {m.abnormality for m in mentions if m.sided and m.organs & LUNGS}
+    return [
+        replace(m, organs=m.organs - LUNGS)
+        if not m.sided and m.abnormality in stated and m.organs & LUNGS
+        else m
+        for m in mentions
+    ]
 
 
 def _unplaced_organs(abnormality: str, vocab: dict) -> set[str]:
@@ -270,15 +290,18 @@ def _unplaced_organs(abnormality: str, vocab: dict) -> set[str]:
     return set()
 
 
-def place_labels(report: str, table: dict[str, dict]) -> dict[str, list[str]]:
+def place_labels(
+    report: str, table: dict[str, dict], phrase_of: Callable[[str], str] | None = None
+) -> dict[str, list[str]]:
     """``{label: organs}`` for another label set described by labeler terms, such as
     CT-RATE's 18 (``ctbench.vocabulary.ct_rate_labels``): a label is present when one of its
     ``abnormalities`` is found in an abnormal phrase, and lies where those phrases place it.
     Its ``gate`` says which phrases count: ``none``, every one; ``place``, those that place
     the finding in one of the label's organs or name no place at all (a thyroid nodule is no
     lung nodule); ``strict``, only those that place it in the label's organs (a calcification
-    is arterial only in a vessel). A label found but not placed lies in all its organs."""
-    mentions = label_sentences(report).mentions
+    is arterial only in a vessel). A label found but not placed lies in all its organs.
+    ``phrase_of``: as for :func:`label_sentences`."""
+    mentions = label_sentences(report, phrase_of).mentions
     out: dict[str, set[str]] = {}
     for label, entry in table.items():
         organs = set(entry["organs"])

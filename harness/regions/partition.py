@@ -54,14 +54,15 @@ def allowed_regions(
 def report_locations(case: Case) -> dict[str, list[str]]:
     """``{label: organs}`` PARTITION places: the dataset's own placement when it states one
     (``Case.located``: RAD-ChestCT's location columns, CT-RATE's labels placed through its
-    report), else what the report labeler reads in the report."""
+    report), else what the report labeler (the default one, ctbench.regions.labeling) reads in the
+    report."""
     if case.located is not None:
         return case.located
     if not case.report:
         raise InvalidCaseError(f"{case.case_id}: no report, so no labels to place")
-    from ctbench.regions.labeler import label_report
+    from ctbench.regions.labeling import locations
 
-    return label_report(case.report)["locations"]
+    return locations(case.report)
 
 
 class AllowedRegions:

@@ -9,9 +9,9 @@ builds the plugin on a tiny input and asserts every rule of its kind's contract
     check_explainer("example-activation")
 
 Each rule is also available on its own in ``ARCHITECTURE_CHECKS``, ``EXPLAINER_CHECKS``,
-``SEGMENTER_CHECKS``, ``DOWNSAMPLER_CHECKS`` and ``DATASET_CHECKS`` (name -> function of a
-case), so a test suite can parametrise over (plugin, rule) pairs; a failure raises
-``AssertionError`` naming the rule.
+``SEGMENTER_CHECKS``, ``DOWNSAMPLER_CHECKS``, ``DATASET_CHECKS`` and ``LABELER_CHECKS``
+(name -> function of a case), so a test suite can parametrise over (plugin, rule) pairs; a
+failure raises ``AssertionError`` naming the rule.
 """
 
 from ctbench.testing.architectures import (
@@ -35,6 +35,12 @@ from ctbench.testing.explainers import (
     check_explainer,
     explainer_case,
 )
+from ctbench.testing.labelers import (
+    LABELER_CHECKS,
+    LabelerCase,
+    check_labeler,
+    labeler_case,
+)
 from ctbench.testing.segmenters import (
     SEGMENTER_CHECKS,
     SegmenterCase,
@@ -48,12 +54,14 @@ __all__ = [
     "DATASET_CHECKS",
     "DOWNSAMPLER_CHECKS",
     "EXPLAINER_CHECKS",
+    "LABELER_CHECKS",
     "SEGMENTER_CHECKS",
     "TINY_INPUT_SHAPE",
     "ArchitectureCase",
     "DatasetCase",
     "DownsamplerCase",
     "ExplainerCase",
+    "LabelerCase",
     "ReferenceSliceNet",
     "SegmenterCase",
     "architecture_case",
@@ -61,10 +69,12 @@ __all__ = [
     "check_dataset",
     "check_downsampler",
     "check_explainer",
+    "check_labeler",
     "check_segmenter",
     "dataset_case",
     "downsampler_case",
     "explainer_case",
+    "labeler_case",
     "segmenter_case",
     "synthetic_chest",
 ]

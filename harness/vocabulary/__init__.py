@@ -71,3 +71,19 @@ def ct_rate_labels() -> dict[str, dict[str, tuple[str, ...]]]:
         }
         for row in _rows("ct_rate_labels.csv")
     }
+
+
+@cache
+def ct_rate_paper_labels() -> dict[str, tuple[str, ...]]:
+    """``{CT-RATE label: paper output labels}`` for the 15 of CT-RATE's 18 labels that have a
+    counterpart (``ct_rate_paper_labels.csv``, the mapping under which CT-RATE's manually
+    labelled reports are scored: a report is positive for a CT-RATE label when a labeler
+    outputs any of its paper labels). Medical material, Hiatal hernia and Mosaic attenuation
+    pattern have none."""
+    table = {
+        row["label"]: tuple(row["paper_labels"].split("|"))
+        for row in _rows("ct_rate_paper_labels.csv")
+    }
+    for label, names in table.items():
+        check_labels(names, f"ct_rate_paper_labels.csv, {label}")
+    return table

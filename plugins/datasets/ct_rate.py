@@ -20,10 +20,11 @@ own: a header scaling means HU; otherwise the stored values are used when their 
 dataset's authors evaluate on it) and ctbench's valid split is made from train by patient.
 Several reconstructions share one scan and one report, so patients never straddle splits.
 
-**Labels.** The output is CT-RATE's 18 labels. PARTITION places each present label in the
-organs the report labeler reads for it in the English report (findings and impression;
+**Labels.** The output is CT-RATE's 18 released labels. PARTITION places each present label
+in the organs the report labeler reads for it in the English report (findings and impression;
 ``vocabulary/ct_rate_labels.csv`` maps labeler terms onto the 18 labels), or in all the organs
-where the label may lie when the report does not say.
+where the label may lie when the report does not say. ``ctbench data check ct-rate`` reports
+how the released labels agree with what the labeler reads (:meth:`CtRateSource.label_agreement`).
 """
 
 from __future__ import annotations
@@ -202,11 +203,50 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
 def placement(report: str | None, labels) -> dict[str, list[str]]:
     """Each present label where the labeler reads it in the report, else in every organ where
     it may lie."""
-    from ctbench.regions.labeler import place_labels
+    from ctbench.regions.labeling import place
 
     known = ct_rate_labels()
-    placed = place_labels(report, known) if report else {}
+    placed = place(report, known) if report else {}
     return present_placement(known, labels, placed, {k: v["organs"] for k, v in known.items()})
+
+
+class CtRateSource(DiskSource):
+    """CT-RATE's volumes, with the agreement of its released labels and the labeler."""
+
+    def label_agreement(self) -> dict[str, dict]:
+        """Per label (and ``all``, micro): volumes whose report the released labels call
+        positive (``released``), the labeler does (``labeler``), both do (``both``), the F1
+        of one against the other and Cohen's kappa, over the distinct reports (several
+        reconstructions share one)."""
+        from ctbench.regions.labeling import place
+        from sklearn.metrics import cohen_kappa_score
+
+        known = ct_rate_labels()
+        seen, released, found = set(), [], []
+        for entry in self.entries.values():
+            key = (entry.patient, entry.report)
+            if not entry.report or key in seen:
+                continue
+            seen.add(key)
+            placed = place(entry.report, known)
+            released.append(np.asarray(entry.labels, bool))
+            found.append([label in placed for label in known])
+        if not released:
+            return {}
+        a, b = np.array(released), np.array(found, bool)
+        out = {}
+        for k, label in enumerate([*known, "all"]):
+            x, y = (a[:, k], b[:, k]) if label != "all" else (a.ravel(), b.ravel())
+            both, total = int((x & y).sum()), int(x.sum() + y.sum())
+            out[label] = {
+                "released": int(x.sum()),
+                "labeler": int(y.sum()),
+                "both": both,
+                "f1": 2 * both / total if total else None,
+                "kappa": float(cohen_kappa_score(x, y)) if len(set(x) | set(y)) > 1 else None,
+            }
+        out["all"]["reports"] = len(released)
+        return out
 
 
 def _case_id(volume_name: str) -> str:
@@ -216,7 +256,7 @@ def _case_id(volume_name: str) -> str:
 def ct_rate(preset: str = "default", *, data_root: str | Path | None = None, **options):
     """Factory for ``create_dataset("ct-rate", data_root=..., preset=...)``."""
     root = data_folder("ct-rate", data_root)
-    return DiskSource(
+    return CtRateSource(
         "ct-rate", root, preset, tuple(ct_rate_labels()), *index(root), presets=PRESETS, **options
     )
 

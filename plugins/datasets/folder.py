@@ -139,7 +139,7 @@ def read_label_rows(path: Path, problems: list[dict[str, str]]):
 
 
 def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]], dict]:
-    from ctbench.regions.labeler import label_report, place_labels
+    from ctbench.regions.labeling import locations, place
 
     labels_path = root / "labels.csv"
     problems: list[dict[str, str]] = []
@@ -181,9 +181,9 @@ def index(root: Path) -> tuple[tuple[str, ...], list[Entry], list[dict[str, str]
         if case_id in unreadable:
             continue  # its report cannot be read: listed already
         if table is not None:
-            placed = place_labels(report, table) if report else {}
+            placed = place(report, table) if report else {}
         else:
-            placed = label_report(report)["locations"] if report else {}
+            placed = locations(report) if report else {}
         if labels_path.is_file():
             try:
                 labels = binary_labels(row, list(names), labels_path, case_id)

@@ -124,8 +124,9 @@ def check(dataset_name: str | None, preset: str, data_root: Path | None, quiet: 
     """Load every case of dataset NAME once and list every problem, one line each, before any
     training: an unreadable or truncated file, a label row with no volume or a volume with no
     row, duplicated names, a volume not in HU, no lungs, NaN, a wrong shape or label count.
-    Exit 1 when a case is bad. A run skips and lists the same cases. Default NAME: the
-    dataset that declares default=True."""
+    Exit 1 when a case is bad. A run skips and lists the same cases. A dataset with released
+    labels and reports (ct-rate) also prints, per label, how its labels agree with what the
+    report labeler reads. Default NAME: the dataset that declares default=True."""
     from ctbench.data.checks import EmptySplitError, check_cases, check_splits
     from ctbench.data.loader import VolumeDataset
 
@@ -142,6 +143,8 @@ def check(dataset_name: str | None, preset: str, data_root: Path | None, quiet: 
     click.echo(
         f"{dataset_name} ({preset}): {total} cases, {len(problems)} with problems; usable: {sizes}"
     )
+    if hasattr(source, "label_agreement"):
+        _echo_agreement(source.label_agreement())
     try:
         check_splits(datasets, dataset_name, problems)
     except EmptySplitError as error:
@@ -149,6 +152,25 @@ def check(dataset_name: str | None, preset: str, data_root: Path | None, quiet: 
         raise SystemExit(1) from None
     if problems:
         raise SystemExit(1)
+
+
+def _echo_agreement(agreement: dict[str, dict]) -> None:
+    """The released labels against the report labeler's, one row per label."""
+    from tabulate import tabulate
+
+    if not agreement:
+        click.echo("no reports: the released labels cannot be compared with the labeler's")
+        return
+    click.echo(
+        f"released labels against the report labeler, over {agreement['all']['reports']} "
+        "distinct reports:"
+    )
+    rows = [
+        [label, a["released"], a["labeler"], a["both"], a["f1"], a["kappa"]]
+        for label, a in agreement.items()
+    ]
+    headers = ["label", "released", "labeler", "both", "F1", "kappa"]
+    click.echo(tabulate(rows, headers=headers, floatfmt=".3f", missingval="-"))
 
 
 @data.command("show")

@@ -1,4 +1,4 @@
-"""``ctbench labels``: the labels and their organs that the report labeler finds in a report."""
+"""``ctbench labels``: the labels and their organs that a report labeler finds in a report."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from ctbench.cli.commands import PluginName
 
 
 @click.command()
@@ -23,9 +24,20 @@ import click
     show_default=True,
     help="The paper's 80 output labels, or CT-RATE's 18.",
 )
-def labels(report: Path | None, text: str | None, as_json: bool, label_set: str) -> None:
+@click.option(
+    "--labeler",
+    "labeler_name",
+    type=PluginName("labelers"),
+    default=None,
+    help="Report labeler (ctbench plugins lists them). Default: the one that declares "
+    "default=True (sarle).",
+)
+def labels(
+    report: Path | None, text: str | None, as_json: bool, label_set: str, labeler_name: str | None
+) -> None:
     """Label REPORT (a text file) or --text: output labels and the organs that hold them."""
-    from ctbench.regions.labeler import label_report, place_labels, read_report
+    from ctbench.regions.labeler import read_report
+    from ctbench.regions.labeling import locations, place
     from ctbench.vocabulary import ct_rate_labels
 
     if report is None and text is None:
@@ -34,13 +46,13 @@ def labels(report: Path | None, text: str | None, as_json: bool, label_set: str)
         raise click.UsageError("give a REPORT file or --text, not both")
     try:
         body = text if text is not None else read_report(report)
-    except (ValueError, OSError) as error:
+        if label_set == "ct-rate":
+            located = place(body, ct_rate_labels(), labeler_name)
+        else:
+            located = locations(body, labeler_name)
+    except (ValueError, OSError, ImportError) as error:  # ImportError: a missing extra
         raise click.ClickException(str(error)) from error
-    if label_set == "ct-rate":
-        located = place_labels(body, ct_rate_labels())
-        result = {"labels": list(located), "locations": located}
-    else:
-        result = label_report(body)
+    result = {"labels": list(located), "locations": located}
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

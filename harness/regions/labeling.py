@@ -1,0 +1,44 @@
+"""How the core reads reports: through a registered labeler (docs/plugins/labelers.md).
+
+PARTITION, the ``folder`` and ``ct-rate`` datasets and ``ctbench labels`` ask the labeler
+named here, by default the one that declares ``default=True`` (the built-in ``sarle``, whose
+rules live in :mod:`ctbench.regions.labeler`). The core knows no labeler by name.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from ctbench.vocabulary import ORGANS, ct_rate_paper_labels
+
+
+@cache
+def labeler(name: str | None = None) -> Any:
+    """The labeler ``name`` (default: the one that declares ``default=True``), built once."""
+    from ctbench.core.api import create_labeler
+
+    return create_labeler(name)
+
+
+def locations(report: str, name: str | None = None) -> dict[str, list[str]]:
+    """``{paper output label: organs}`` the labeler reads in ``report``."""
+    return labeler(name)(report)
+
+
+def place(report: str, table: dict[str, dict], name: str | None = None) -> dict[str, list[str]]:
+    """``{label: organs}`` for another label set (``ctbench.vocabulary.ct_rate_labels``):
+    the labeler's own ``place`` where it has one, else through the paper labels each label
+    maps onto (:func:`ctbench.vocabulary.ct_rate_paper_labels`), in the organs they were
+    found in; a label without paper labels is never found that way."""
+    chosen = labeler(name)
+    if hasattr(chosen, "place"):
+        return chosen.place(report, table)
+    found = chosen(report)
+    mapping = ct_rate_paper_labels()
+    out = {}
+    for label in table:
+        organs = {o for paper in mapping.get(label, ()) for o in found.get(paper, ())}
+        if any(paper in found for paper in mapping.get(label, ())):
+            out[label] = sorted(organs or table[label]["organs"], key=ORGANS.index)
+    return out

@@ -1,0 +1,1 @@
+"""Built-in report labelers (docs/plugins/labelers.md)."""
