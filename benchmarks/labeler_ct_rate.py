@@ -40,8 +40,8 @@ REPORTS = ROOT.parent / "shared" / "data" / "ctrate_reports" / "train.csv"
 TRUTHS = ROOT / "tests" / "data" / "ctrate_locations.csv"
 
 
-def old_sarle(revision: str):
-    """``labeler(report) -> {label: organs}`` of the sarle rules at git ``revision``."""
+def old_labeler_module(revision: str):
+    """The labeler module of git ``revision`` with its own vocabulary (``sarle.json``)."""
 
     def show(path: str) -> str | None:
         done = subprocess.run(
@@ -60,6 +60,12 @@ def old_sarle(revision: str):
     spec.loader.exec_module(module)
     vocab = json.loads(show("harness/vocabulary/sarle.json"))
     module.vocabulary = lambda: vocab
+    return module
+
+
+def old_sarle(revision: str):
+    """``labeler(report) -> {label: organs}`` of the sarle rules at git ``revision``."""
+    module = old_labeler_module(revision)
     return lambda report: module.label_report(report)["locations"]
 
 

@@ -12,11 +12,7 @@ read. ``--errors`` prints every sentence the labeler gets wrong.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +28,9 @@ def old_labeler(revision: str):
     """``place_labels`` as the labeler of git ``revision`` would give it (its rules and
     vocabulary; a labeler without ``place_labels`` places labels from its abnormality x organ
     matrix, with the same gates)."""
-    root = Path(__file__).resolve().parents[1]
+    from benchmarks.labeler_ct_rate import old_labeler_module
 
-    def show(path: str) -> str:
-        return subprocess.run(
-            ["git", "show", f"{revision}:{path}"],
-            cwd=root,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-
-    folder = Path(tempfile.mkdtemp())
-    (folder / "old_labeler.py").write_text(show("harness/labeler.py"))
-    spec = importlib.util.spec_from_file_location("old_labeler", folder / "old_labeler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["old_labeler"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    vocab = json.loads(show("harness/vocabulary/sarle.json"))
-    module.vocabulary = lambda: vocab
+    module = old_labeler_module(revision)
     if hasattr(module, "place_labels"):
         return module.place_labels
 
@@ -97,6 +77,7 @@ def score(
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.* importable
     parser = argparse.ArgumentParser()
     parser.add_argument("--errors", action="store_true")
     parser.add_argument("--old", default=None, help="score the labeler of this git revision")
