@@ -244,3 +244,33 @@ def test_data_check_reports_the_agreement_of_released_labels_and_the_labeler(tmp
     assert "released labels against the report labeler, over 3 distinct reports" in result.output
     assert re.search(r"Pleural effusion\s+1\s+1\s+1\s+1\.000\s+1\.000", result.output)
     assert re.search(r"all\s+2\s+2\s+1\s+0\.500", result.output)
+
+
+def test_ct_rate_without_released_labels_labels_its_reports(tmp_path):
+    """A CT-RATE copy without the labels CSV: each volume's labels are what the labeler reads
+    in its report; a volume without a report is a listed problem."""
+    import ctbench
+
+    names = [f"train_{p}_a_1.nii.gz" for p in range(1, 21)] + ["valid_900_a_1.nii.gz"]
+    reports = {name: "No abnormality." for name in names[2:]}  # names[1]: no report
+    reports[names[0]] = "Right pleural effusion. Millimetric lymph nodes in the mediastinum."
+    write_ct_rate(tmp_path / "ct-rate", dict.fromkeys(names, chest_volume()), TINY, reports=reports)
+    (
+        tmp_path / "ct-rate" / "dataset" / "multi_abnormality_labels" / "train_predicted_labels.csv"
+    ).unlink()
+    source = ctbench.create_dataset(
+        "ct-rate", data_root=tmp_path / "ct-rate", preset="tiny", cache_dir=tmp_path / "cache"
+    )
+    assert source.record["labels_from"] == {
+        "train": "the report labeler (no labels CSV)",
+        "valid": "released labels",
+    }
+    entry = source.entries["train_1_a_1"]
+    assert [n for n, on in zip(source.label_names, entry.labels, strict=True) if on] == [
+        "Lymphadenopathy",
+        "Pleural effusion",
+    ]
+    assert entry.located["Pleural effusion"] == ["right_lung"]
+    (missing,) = source.problems
+    assert missing["case_id"] == "train_2_a_1"
+    assert "no train_predicted_labels.csv and no report" in missing["error"]

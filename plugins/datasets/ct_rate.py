@@ -20,11 +20,14 @@ own: a header scaling means HU; otherwise the stored values are used when their 
 dataset's authors evaluate on it) and ctbench's valid split is made from train by patient.
 Several reconstructions share one scan and one report, so patients never straddle splits.
 
-**Labels.** The output is CT-RATE's 18 released labels. PARTITION places each present label
-in the organs the report labeler reads for it in the English report (findings and impression;
-``vocabulary/ct_rate_labels.csv`` maps labeler terms onto the 18 labels), or in all the organs
-where the label may lie when the report does not say. ``ctbench data check ct-rate`` reports
-how the released labels agree with what the labeler reads (:meth:`CtRateSource.label_agreement`).
+**Labels.** The output is CT-RATE's 18 labels: the released ones (``*_predicted_labels.csv``)
+where a split has them, else what the report labeler reads in each volume's report (a volume
+without either is listed as a problem; ``config.json`` records which). PARTITION places each
+present label in the organs the report labeler reads for it in the English report (findings
+and impression; ``vocabulary/ct_rate_labels.csv`` maps labeler terms onto the 18 labels), or in
+all the organs where the label may lie when the report does not say. ``ctbench data check
+ct-rate`` reports how the released labels agree with what the labeler reads
+(:meth:`CtRateSource.label_agreement`).
 """
 
 from __future__ import annotations
@@ -130,11 +133,24 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
     for split in ("train", "valid"):
         labels_path = folder / "multi_abnormality_labels" / f"{split}_predicted_labels.csv"
         volumes, release = _volumes(folder, split)
-        if not labels_path.is_file():
-            if volumes:
-                raise FileNotFoundError(f"{labels_path}: missing (the {split} volumes' labels)")
+        reports_path = folder / "radiology_text_reports" / f"{TABLE_SPLIT[split]}_reports.csv"
+        reports = {}
+        if reports_path.is_file():
+            for row in read_csv(reports_path, ("VolumeName",)).to_dict("records"):
+                reports[row["VolumeName"]] = report_text(row)
+        if labels_path.is_file():
+            table = read_csv(labels_path, ("VolumeName",))
+            record.setdefault("labels_from", {})[split] = "released labels"
+        elif volumes and reports:
+            table = labeler_table(reports, volumes)
+            record.setdefault("labels_from", {})[split] = "the report labeler (no labels CSV)"
+        elif volumes:
+            raise FileNotFoundError(
+                f"{labels_path}: missing (the {split} volumes' labels), and no reports in "
+                f"{reports_path} to label them from"
+            )
+        else:
             continue
-        table = read_csv(labels_path, ("VolumeName",))
         names = [c for c in table.columns if c != "VolumeName"]
         unknown = [c for c in names if c not in known]
         if unknown or len(names) != len(known):
@@ -142,11 +158,6 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
                 f"{labels_path}: label columns {unknown or names} are not CT-RATE's 18 "
                 f"({', '.join(known)})"
             )
-        reports_path = folder / "radiology_text_reports" / f"{TABLE_SPLIT[split]}_reports.csv"
-        reports = {}
-        if reports_path.is_file():
-            for row in read_csv(reports_path, ("VolumeName",)).to_dict("records"):
-                reports[row["VolumeName"]] = report_text(row)
         metadata = _metadata(folder, split)
         repeated = duplicates(table["VolumeName"].tolist())
         for name in sorted(repeated):
@@ -190,7 +201,12 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
             )
         for name, path in volumes.items():
             if name not in listed:
-                problems.append(problem(_case_id(name), f"{path}: no row in {labels_path.name}"))
+                why = (
+                    f"no row in {labels_path.name}"
+                    if labels_path.is_file()
+                    else f"no {labels_path.name} and no report in {reports_path.name}"
+                )
+                problems.append(problem(_case_id(name), f"{path}: {why}"))
         record["releases"][split] = sorted(set(release.values()))
     if not entries and not problems:
         raise FileNotFoundError(
@@ -198,6 +214,21 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
             "dataset/multi_abnormality_labels/train_predicted_labels.csv)"
         )
     return entries, problems, record
+
+
+def labeler_table(reports: dict[str, str | None], volumes: dict[str, Path]):
+    """A labels table of the volumes that have a report, read by the labeler: CT-RATE's
+    released labels where a split has them, the labeler's where it has none."""
+    import pandas as pd
+    from ctbench.regions.labeling import place
+
+    known = ct_rate_labels()
+    rows = []
+    for name in sorted(volumes):
+        if reports.get(name):
+            placed = place(reports[name], known)
+            rows.append({"VolumeName": name, **{label: int(label in placed) for label in known}})
+    return pd.DataFrame(rows, columns=["VolumeName", *known])
 
 
 def placement(report: str | None, labels) -> dict[str, list[str]]:
