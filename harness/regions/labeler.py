@@ -1,17 +1,19 @@
 """SARLE-style report labeler with locations (paper appendix 7.2.1, Table 3; SARLE).
 
-1. Sentences: the report is split into sentences (decimals such as "1.5 cm" stay whole).
+1. Sentences: the report is split into sentences (decimals such as "1.5 cm" stay whole; a
+   quote or a bullet ends one too, as in CT-RATE's listed impressions).
 2. Phrase classification: ordered rules delete normal and negated phrases ("No pleural
    effusion.", "... without pericardial effusion", "The lungs are clear."); a sentence is
    abnormal if any text remains.
 3. Term search on what remains: abnormality and location terms (any-of substrings, term pairs
-   that must both occur, exclusions that veto a hit), all vocabulary shipped as data
-   (``vocabulary/sarle.json``).
+   that must both occur, regular expressions, exclusions that veto a hit and words that keep
+   it despite them), all vocabulary shipped as data (``vocabulary/sarle.json``).
 4. Location inference: a lobe implies its lung; "bilateral"/"both" imply both lungs; a
    lung-only pathology implies the lungs (the side from "right"/"left"/"lingula" in the
    sentence, else both); a heart-only pathology implies the heart; abnormalities an organ
-   cannot hold are removed from it. Measurement rules: a nodule over 1 cm adds
-   ``nodulegr1cm``; a node over 1 cm is lymphadenopathy.
+   cannot hold are removed from it; a finding placed in both lungs for want of a side lies on
+   the side another sentence of the report states for it. Measurement rules: a nodule over
+   1 cm adds ``nodulegr1cm``; a node over 1 cm is lymphadenopathy.
 
 Output: the abnormality x location matrix, the output labels of the paper's 80-label
 vocabulary and, per label, the organs among right_lung, left_lung, heart, great_vessel and
