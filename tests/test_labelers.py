@@ -274,3 +274,23 @@ def test_ct_rate_without_released_labels_labels_its_reports(tmp_path):
     (missing,) = source.problems
     assert missing["case_id"] == "train_2_a_1"
     assert "no train_predicted_labels.csv and no report" in missing["error"]
+
+
+def test_partition_reads_reports_again_when_the_labeler_changes(tmp_path, monkeypatch):
+    """PARTITION caches each case's placements: its cache key names the labeler and its
+    fingerprint, so new rules (or another default labeler) never reuse old placements."""
+    from ctbench.data.preprocess import Preprocessing
+    from ctbench.regions import labeler as rules
+    from ctbench.regions import labeling
+    from ctbench.regions.partition import AllowedRegions
+
+    def folder():
+        labeling.labeler.cache_clear()
+        shape = Preprocessing(volume_shape=(9, 16, 16))
+        return AllowedRegions(["lung_nodule"], (3, 2, 2), shape, cache_dir=tmp_path).folder
+
+    before = folder()
+    assert folder() == before
+    monkeypatch.setattr(rules, "fingerprint", lambda: "other rules")
+    assert folder() != before
+    labeling.labeler.cache_clear()

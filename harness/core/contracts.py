@@ -363,6 +363,12 @@ MEMBERS: dict[str, dict[str, Member]] = {
             "place their labels with it; without it their labels come from the paper labels "
             "(ctbench.vocabulary.ct_rate_paper_labels)",
         ),
+        "fingerprint": Member(
+            False,
+            "str that changes whenever the labels it gives may change (its rules, vocabulary "
+            "or weights): part of the key under which PARTITION caches each case's placements; "
+            "without it, the labeler's name and its distribution's version are",
+        ),
     },
 }
 """What the core reads on what each kind's factory builds (``tests/test_contracts.py`` checks

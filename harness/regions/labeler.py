@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from ctbench.vocabulary import ORGANS, output_labels
 
@@ -54,6 +55,16 @@ def read_report(path) -> str:
     if b"\x00" in data:
         raise ValueError(f"{path}: not a text report (it holds NUL bytes: a binary file?)")
     return decode_utf8(data, path)
+
+
+@cache
+def fingerprint() -> str:
+    """SHA-256 of the rules' code and vocabulary: changes whenever the labels may."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(resources.files("ctbench.vocabulary").joinpath("sarle.json").read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @cache

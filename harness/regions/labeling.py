@@ -21,6 +21,25 @@ def labeler(name: str | None = None) -> Any:
     return create_labeler(name)
 
 
+def identity(name: str | None = None) -> dict[str, str]:
+    """``{"labeler", "fingerprint"}``: which labeler reads the reports, and a string that
+    changes when what it reads may change (its own ``fingerprint``, else its distribution's
+    version). PARTITION keys its cache of placements with it."""
+    from importlib import metadata
+
+    from ctbench.core.contracts import default_name
+    from ctbench.core.registry import default_registry
+
+    entry = default_registry().get("labelers", name or default_name("labelers"))
+    fingerprint = getattr(labeler(name), "fingerprint", None)
+    if fingerprint is None:
+        try:
+            fingerprint = f"{entry.provider} {metadata.version(entry.provider)}"
+        except metadata.PackageNotFoundError:
+            fingerprint = entry.provider
+    return {"labeler": entry.name, "fingerprint": str(fingerprint)}
+
+
 def locations(report: str, name: str | None = None) -> dict[str, list[str]]:
     """``{paper output label: organs}`` the labeler reads in ``report``."""
     return labeler(name)(report)

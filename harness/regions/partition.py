@@ -84,6 +84,7 @@ class AllowedRegions:
         ``segmenter`` and ``downsampler`` default to the plugins that declare ``default=True``."""
         import ctbench
         from ctbench.core.contracts import default_name
+        from ctbench.regions import labeling
 
         segmenter = segmenter or default_name("segmenters")
         downsampler = downsampler or default_name("downsamplers")
@@ -101,6 +102,8 @@ class AllowedRegions:
             "segmenter": segmenter,
             "downsampler": downsampler,
             "dilate": dilate,
+            # the placements of each case are cached too: a new labeler, or new rules, re-reads
+            "labeler": labeling.identity(),
             "version": 2,  # 2: organ grids of every augmentation, downsampled after it
         }
         key = config_key(self.config)

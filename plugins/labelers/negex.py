@@ -75,6 +75,13 @@ class NegexLabeler:
                 kept[entity.start_char : entity.end_char] = " " * len(entity.text)
         return "".join(kept)
 
+    @property
+    def fingerprint(self) -> str:
+        from importlib.metadata import version
+
+        rules = "sarle-negex" if self.after_rules else "negex"
+        return f"{rules} {rules.fingerprint()} negspacy {version('negspacy')}"
+
     def phrase(self, sentence: str) -> str:
         """Step 2: what of ``sentence`` is abnormal ('' if nothing)."""
         text = abnormal_phrase(sentence) if self.after_rules else _normalise(sentence)

@@ -7,12 +7,17 @@ manually labelled reports is in docs/labeler.md.
 from __future__ import annotations
 
 import ctbench
+from ctbench.regions import labeler as rules
 from ctbench.regions.labeler import label_report, place_labels
 
 
 class SarleLabeler:
     """``labeler(report) -> {label: organs}``; ``place`` for CT-RATE's 18 labels through the
     labeler's own terms and gates (``vocabulary/ct_rate_labels.csv``)."""
+
+    @property
+    def fingerprint(self) -> str:
+        return f"sarle {rules.fingerprint()}"
 
     def __call__(self, report: str) -> dict[str, list[str]]:
         return label_report(report)["locations"]
