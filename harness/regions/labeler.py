@@ -134,9 +134,15 @@ def _apply_rule(text: str, rule: dict) -> str:
     raise ValueError(f"unknown rule kind {kind!r}")
 
 
+def normalise(sentence: str) -> str:
+    """Lower case, letters, digits, '.' and '-' only, padded with a space: the text every rule
+    and term is matched against."""
+    return " " + re.sub(r"[^a-z0-9.\- ]", " ", sentence.lower()) + " "
+
+
 def abnormal_phrase(sentence: str) -> str:
     """What is left of a sentence after the normal/negation rules ('' if it is normal)."""
-    text = " " + re.sub(r"[^a-z0-9.\- ]", " ", sentence.lower()) + " "
+    text = normalise(sentence)
     for rule in vocabulary()["rules"]:
         text = _apply_rule(text, rule)
     text = re.sub(r"\s+", " ", text).strip(" .")

@@ -21,11 +21,7 @@ import re
 from functools import partial
 
 import ctbench
-from ctbench.regions.labeler import abnormal_phrase, label_sentences, vocabulary
-
-
-def _normalise(sentence: str) -> str:
-    return " " + re.sub(r"[^a-z0-9.\- ]", " ", sentence.lower()) + " "
+from ctbench.regions.labeler import abnormal_phrase, label_sentences, normalise, vocabulary
 
 
 class NegexLabeler:
@@ -84,7 +80,7 @@ class NegexLabeler:
 
     def phrase(self, sentence: str) -> str:
         """Step 2: what of ``sentence`` is abnormal ('' if nothing)."""
-        text = abnormal_phrase(sentence) if self.after_rules else _normalise(sentence)
+        text = abnormal_phrase(sentence) if self.after_rules else normalise(sentence)
         if not text:
             return ""
         text = re.sub(r"\s+", " ", self._unnegated(text)).strip(" .")
