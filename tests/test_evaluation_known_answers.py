@@ -151,13 +151,14 @@ def test_auroc_from_logits_with_delong_ci(scored):
     # a: positives 50, 45 over the negative 38 -> 1.0 (their float64 probabilities all
     # round to 1.0, which would tie them at 0.5). b: positive 2.0 over 1.0, -1.0 under: 0.5.
     assert metrics["auroc"] == {"a": 1.0, "b": 0.5}
-    assert metrics["auroc_median"] == 0.75
+    assert metrics["auroc_median"] == 0.75 and metrics["auroc_mean"] == 0.75
     assert metrics["auroc_iqr"] == pytest.approx(0.875 - 0.625)
     # DeLong for b: V10 = [1, 0] over m = 2 positives, var 0.5 / 2; V01 has n = 1: no term.
     # se = 0.5, half-width 1.96 * 0.5 = 0.98 -> [-0.48, 1.48] clipped to [0, 1]. For a, se = 0.
     assert metrics["auroc_ci"] == {"a": [1.0, 1.0], "b": [0.0, 1.0]}
     # validation: a has no negative (undefined); b: 0.2 over 0.1
     assert metrics["valid_auroc"] == {"a": None, "b": 1.0}
+    assert metrics["valid_auroc_mean"] == 1.0  # over the labels that have an AUROC
 
 
 def test_organiou_thresholds_chosen_on_validation_and_reused_on_test(scored):

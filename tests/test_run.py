@@ -111,6 +111,7 @@ def test_metrics_agree_with_the_predictions_and_the_checkpoint(tiny_run, tiny_ph
         else:
             assert metrics["auroc"][label] is None
     assert metrics["auroc_median"] == pytest.approx(float(np.median(finite)))
+    assert metrics["auroc_mean"] == pytest.approx(float(np.mean(finite)))
     per_label = pd.read_csv(tiny_run / "per_label.csv")
     truth = test.pivot(index="case_id", columns="label", values="truth")[labels]
     assert per_label["test_positives"].tolist() == truth.sum(axis=0).tolist()

@@ -37,6 +37,7 @@ def test_table1_aggregates_seeds_and_sets_the_paper_beside(tmp_path):
     for seed, auroc, hires in ((0, 0.70, 0.20), (1, 0.74, 0.30)):
         metrics = {
             "valid_auroc_median": auroc,
+            "valid_auroc_mean": auroc - 0.1,
             "valid_organiou": {"gradcam": 0.1, "hirescam": hires},
         }
         fake_run(tmp_path, f"a{seed}", metrics, seed=seed)
@@ -48,6 +49,7 @@ def test_table1_aggregates_seeds_and_sets_the_paper_beside(tmp_path):
     assert axial["AUROC"].sd == pytest.approx(math.sqrt(8.0))  # sample sd of 70 and 74
     assert axial["AUROC (paper)"] == 67.5 and axial["OrganIoU HiRes (paper)"] == 21.5
     assert axial["OrganIoU HiRes"].mean == pytest.approx(25.0)
+    assert axial["AUROC mean"].mean == pytest.approx(62.0)  # beside the median, ours only
     ctnet = cells(table, "ctnet")
     assert ctnet["OrganIoU Grad"] is None and ctnet["OrganIoU Grad (paper)"] is None
     assert ctnet["AUROC"].mean == pytest.approx(60.0) and ctnet["AUROC"].n == 1

@@ -265,10 +265,12 @@ def score_run(
     metrics: dict[str, Any] = {
         "auroc": auroc,
         "auroc_median": median,
+        "auroc_mean": finite_mean(np.array(list(auroc.values()), float)),
         "auroc_iqr": iqr,
         "auroc_ci": {label: list(c) for label, c in zip(labels, cis, strict=True)},
         "valid_auroc": valid_auroc,
         "valid_auroc_median": median_iqr(valid_auroc.values())[0],
+        "valid_auroc_mean": finite_mean(np.array(list(valid_auroc.values()), float)),
         "n_cases": {"valid": len(valid.case_ids), "test": len(test.case_ids)},
     }
     if test.attention and test.allowed is not None and valid.allowed is not None:

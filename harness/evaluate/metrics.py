@@ -1,6 +1,7 @@
 """Evaluation metrics: AUROC per label, OrganIoU and localisation (paper section 4.3).
 
-- AUROC per label (scikit-learn), summarised by the median and IQR over labels.
+- AUROC per label (scikit-learn), summarised by the median and IQR over labels, and the mean
+  (one label crossing moves the median of 12 labels by the gap between the 6th and 7th).
 - OrganIoU [paper 4.3, scored as its reference code does]: cells of the ReLU'd, min-max-
   normalised map above a threshold (strict) are "on"; ``a`` of them lie inside the allowed
   region, ``b`` outside; OrganIoU = a / (a + b), so 1 when all attention is allowed and 0 when

@@ -74,7 +74,11 @@ def _matrix_section(folder: Path, states: list[dict[str, Any]]) -> str:
 def _runs_table(runs) -> str:
     rows = []
     for run in runs:
-        row = {"run": run.folder.name, "test AUROC median": run.get("auroc_median")}
+        row = {
+            "run": run.folder.name,
+            "test AUROC median": run.get("auroc_median"),
+            "test AUROC mean": run.get("auroc_mean"),
+        }
         for name, value in (run.get("organiou") or {}).items():
             row[f"OrganIoU {name}"] = value
         row["total s"] = run.get("timing", "total")
@@ -92,6 +96,7 @@ def _run_section(run, overlays: int) -> str:
     summary = {
         "test AUROC median": metrics.get("auroc_median"),
         "test AUROC IQR": metrics.get("auroc_iqr"),
+        "test AUROC mean": metrics.get("auroc_mean"),
         **{f"OrganIoU {k}": v for k, v in (metrics.get("organiou") or {}).items()},
         **{
             f"pointing game {k}": v["pointing_game"] for k, v in localisation_means(metrics).items()

@@ -151,7 +151,8 @@ def summary(metrics: dict) -> str:
 
     lines = [
         f"test AUROC median {_number(metrics['auroc_median'])} "
-        f"(IQR {_number(metrics['auroc_iqr'])}) over {len(metrics['auroc'])} labels"
+        f"(IQR {_number(metrics['auroc_iqr'])}), mean {_number(metrics.get('auroc_mean'))} "
+        f"over {len(metrics['auroc'])} labels"
     ]
     for explainer, value in metrics.get("organiou", {}).items():
         lines.append(f"OrganIoU {explainer}: {_number(value)}")
