@@ -53,6 +53,10 @@ class EveryKindPlugin:
     def register_datasets(self, register):
         register("data-a", _factory, description="a dataset")
 
+    @ctbench.hookimpl
+    def register_labelers(self, register):
+        register("label-a", _factory, description="a report labeler")
+
 
 def test_every_kind_is_collected_with_provider_and_meta():
     registry = Registry.from_plugins(
@@ -64,6 +68,7 @@ def test_every_kind_is_collected_with_provider_and_meta():
         "segmenters": ["seg-a"],
         "downsamplers": ["down-a"],
         "datasets": ["data-a"],
+        "labelers": ["label-a"],
     }
     entry = registry.get("architectures", "b")
     assert (entry.kind, entry.name, entry.provider, entry.description) == (
