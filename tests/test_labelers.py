@@ -271,6 +271,7 @@ def test_ct_rate_without_released_labels_labels_its_reports(tmp_path):
         "Pleural effusion",
     ]
     assert entry.located["Pleural effusion"] == ["right_lung"]
+    assert source.label_agreement()["all"]["reports"] == 1  # the valid volume: released labels
     (missing,) = source.problems
     assert missing["case_id"] == "train_2_a_1"
     assert "no train_predicted_labels.csv and no report" in missing["error"]

@@ -140,10 +140,10 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
                 reports[row["VolumeName"]] = report_text(row)
         if labels_path.is_file():
             table = read_csv(labels_path, ("VolumeName",))
-            record.setdefault("labels_from", {})[split] = "released labels"
+            labels_from = "released labels"
         elif volumes and reports:
             table = labeler_table(reports, volumes)
-            record.setdefault("labels_from", {})[split] = "the report labeler (no labels CSV)"
+            labels_from = "the report labeler (no labels CSV)"
         elif volumes:
             raise FileNotFoundError(
                 f"{labels_path}: missing (the {split} volumes' labels), and no reports in "
@@ -151,6 +151,7 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
             )
         else:
             continue
+        record.setdefault("labels_from", {})[split] = labels_from
         names = [c for c in table.columns if c != "VolumeName"]
         unknown = [c for c in names if c not in known]
         if unknown or len(names) != len(known):
@@ -196,7 +197,7 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
                     split=SPLIT[split],
                     report=report,
                     placement=partial(placement, report, labels),  # labelled on first use
-                    meta={"release": release[name]},
+                    meta={"release": release[name], "released_labels": labels_path.is_file()},
                 )
             )
         for name, path in volumes.items():
@@ -248,7 +249,7 @@ class CtRateSource(DiskSource):
         """Per label (and ``all``, micro): volumes whose report the released labels call
         positive (``released``), the labeler does (``labeler``), both do (``both``), the F1
         of one against the other and Cohen's kappa, over the distinct reports (several
-        reconstructions share one)."""
+        reconstructions share one) of the volumes that have released labels."""
         from ctbench.regions.labeling import place
         from sklearn.metrics import cohen_kappa_score
 
@@ -256,7 +257,7 @@ class CtRateSource(DiskSource):
         seen, released, found = set(), [], []
         for entry in self.entries.values():
             key = (entry.patient, entry.report)
-            if not entry.report or key in seen:
+            if not entry.report or key in seen or not entry.meta.get("released_labels"):
                 continue
             seen.add(key)
             placed = place(entry.report, known)

@@ -159,7 +159,7 @@ def _echo_agreement(agreement: dict[str, dict]) -> None:
     from tabulate import tabulate
 
     if not agreement:
-        click.echo("no reports: the released labels cannot be compared with the labeler's")
+        click.echo("no volume has both released labels and a report: nothing to compare")
         return
     click.echo(
         f"released labels against the report labeler, over {agreement['all']['reports']} "
