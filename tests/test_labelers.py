@@ -105,6 +105,18 @@ def test_the_negex_labelers_reads_negation_by_negex():
     assert sarle(normal) == {} and negex(normal) == {"lung_nodule": ["right_lung"]}
 
 
+def test_each_labeler_fingerprints_its_rules():
+    """The fingerprint that keys PARTITION's cache names the labeler and its rules (a property
+    that raised would be read as absent, and the key would silently fall back)."""
+    from ctbench.core.api import create_labeler
+    from ctbench.regions import labeler as rules
+
+    assert create_labeler("sarle").fingerprint == f"sarle {rules.fingerprint()}"
+    assert create_labeler("negex").fingerprint.startswith(f"negex {rules.fingerprint()} negspacy")
+    sarle_negex = create_labeler("sarle-negex").fingerprint
+    assert sarle_negex.startswith(f"sarle-negex {rules.fingerprint()}")
+
+
 def test_a_labeler_whose_extra_is_missing_says_how_to_install_it(monkeypatch):
     from ctbench.core.api import create_labeler
     from ctbench.regions.labeling import labeler

@@ -31,7 +31,10 @@ def identity(name: str | None = None) -> dict[str, str]:
     from ctbench.core.registry import default_registry
 
     entry = default_registry().get("labelers", name or default_name("labelers"))
-    fingerprint = getattr(labeler(name), "fingerprint", None)
+    chosen = labeler(name)
+    declared = any("fingerprint" in vars(k) for k in type(chosen).__mro__)
+    # read it directly when declared: getattr's default would hide a property that raises
+    fingerprint = chosen.fingerprint if declared else getattr(chosen, "fingerprint", None)
     if fingerprint is None:
         try:
             fingerprint = f"{entry.provider} {metadata.version(entry.provider)}"

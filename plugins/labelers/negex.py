@@ -21,7 +21,14 @@ import re
 from functools import partial
 
 import ctbench
-from ctbench.regions.labeler import abnormal_phrase, label_sentences, normalise, vocabulary
+from ctbench.regions import labeler as rules
+from ctbench.regions.labeler import (
+    abnormal_phrase,
+    label_sentences,
+    normalise,
+    place_labels,
+    vocabulary,
+)
 
 
 class NegexLabeler:
@@ -75,8 +82,8 @@ class NegexLabeler:
     def fingerprint(self) -> str:
         from importlib.metadata import version
 
-        rules = "sarle-negex" if self.after_rules else "negex"
-        return f"{rules} {rules.fingerprint()} negspacy {version('negspacy')}"
+        name = "sarle-negex" if self.after_rules else "negex"
+        return f"{name} {rules.fingerprint()} negspacy {version('negspacy')}"
 
     def phrase(self, sentence: str) -> str:
         """Step 2: what of ``sentence`` is abnormal ('' if nothing)."""
@@ -90,8 +97,6 @@ class NegexLabeler:
         return label_sentences(report, self.phrase).locations()
 
     def place(self, report: str, table: dict[str, dict]) -> dict[str, list[str]]:
-        from ctbench.regions.labeler import place_labels
-
         return place_labels(report, table, phrase_of=self.phrase)
 
 
