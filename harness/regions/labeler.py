@@ -210,29 +210,28 @@ def _stated_sides(phrase: str) -> set[str]:
 def _sentence_locations(phrase: str, vocab: dict) -> set[str]:
     found = {name for name, entry in vocab["locations"].items() if _matches(phrase, entry)}
     if "both_lungs" in found:
-        found |= {"right_lung", "left_lung"}
-    if "lung" in found and not found & {"right_lung", "left_lung"}:
+        found |= LUNGS
+    if "lung" in found and not found & LUNGS:
         found |= _stated_sides(phrase)
-    if found & {"right_lung", "left_lung"}:
+    if found & LUNGS:
         found.discard("lung")  # a stated side is more specific than "lung"
     return found - {"both_lungs"}
 
 
 def _organs_for(abnormality: str, locations: set[str], phrase: str, vocab: dict) -> set[str]:
     """Location inference and sanity checks for one abnormality found in one phrase."""
-    lungs = {"right_lung", "left_lung"}
     if abnormality in vocab["lung_only"] or abnormality in vocab["lung_only_extra"]:
-        sides = locations & lungs or _stated_sides(phrase)
-        return sides or set(lungs)  # side unknown: both lungs allowed
+        sides = locations & LUNGS or _stated_sides(phrase)
+        return sides or set(LUNGS)  # side unknown: both lungs allowed
     if abnormality in vocab["heart_only"]:
         return {"heart"}
     organs = set()
     allows = vocab["organ_allows"]
     for organ in locations:
-        if organ in lungs and abnormality in allows["lung"]:
+        if organ in LUNGS and abnormality in allows["lung"]:
             organs.add(organ)
         elif organ == "lung" and abnormality in allows["lung"]:
-            organs |= lungs  # "pulmonary nodules": either lung
+            organs |= LUNGS  # "pulmonary nodules": either lung
         elif organ in ("heart", "great_vessel", "mediastinum") and abnormality in allows[organ]:
             organs.add(organ)
     return organs
@@ -273,11 +272,11 @@ def label_sentences(report: str, phrase_of: Callable[[str], str] | None = None) 
             found.add("lymphadenopathy")
         locations = _sentence_locations(phrase, vocab)
         elsewhere = any(term in phrase for term in vocab["elsewhere"])
+        sided = bool(locations & LUNGS or _stated_sides(phrase))
         for abnormality in sorted(found):
             organs = _organs_for(abnormality, locations, phrase, vocab)
             if not organs and not locations and not elsewhere:
                 organs = _unplaced_organs(abnormality, vocab)
-            sided = bool(locations & LUNGS or _stated_sides(phrase))
             result.mentions.append(
                 Mention(abnormality, frozenset(organs), bool(locations), elsewhere, sided)
             )
