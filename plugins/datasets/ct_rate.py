@@ -126,7 +126,25 @@ def _volumes(folder: Path, split: str) -> tuple[dict[str, Path], dict[str, str]]
     return found, release
 
 
-def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
+class ReportReadings:
+    """What the labeler reads in each report (CT-RATE's 18 labels and their organs), read once:
+    several reconstructions share a report, and the entries' placements, a split labelled from
+    its reports and the agreement all ask for it."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, dict[str, list[str]]] = {}
+
+    def __call__(self, report: str | None) -> dict[str, list[str]]:
+        if not report:
+            return {}
+        if report not in self._read:
+            from ctbench.regions.labeling import place
+
+            self._read[report] = place(report, ct_rate_labels())
+        return self._read[report]
+
+
+def index(root: Path, readings: ReportReadings) -> tuple[list[Entry], list[dict[str, str]], dict]:
     folder = dataset_folder(root)
     known = ct_rate_labels()
     entries, problems, record = [], [], {"not_downloaded": 0, "releases": {}}
@@ -142,7 +160,7 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
             table = read_csv(labels_path, ("VolumeName",))
             labels_from = "released labels"
         elif volumes and reports:
-            table = labeler_table(reports, volumes)
+            table = labeler_table(reports, volumes, readings)
             labels_from = "the report labeler (no labels CSV)"
         elif volumes:
             raise FileNotFoundError(
@@ -196,7 +214,7 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
                     patient=patient,
                     split=SPLIT[split],
                     report=report,
-                    placement=partial(placement, report, labels),  # labelled on first use
+                    placement=partial(placement, report, labels, readings),  # on first use
                     meta={"release": release[name], "released_labels": labels_path.is_file()},
                 )
             )
@@ -217,40 +235,42 @@ def index(root: Path) -> tuple[list[Entry], list[dict[str, str]], dict]:
     return entries, problems, record
 
 
-def labeler_table(reports: dict[str, str | None], volumes: dict[str, Path]):
+def labeler_table(
+    reports: dict[str, str | None], volumes: dict[str, Path], readings: ReportReadings
+):
     """A labels table of the volumes that have a report, read by the labeler: CT-RATE's
     released labels where a split has them, the labeler's where it has none."""
     import pandas as pd
-    from ctbench.regions.labeling import place
 
     known = ct_rate_labels()
     rows = []
     for name in sorted(volumes):
         if reports.get(name):
-            placed = place(reports[name], known)
+            placed = readings(reports[name])
             rows.append({"VolumeName": name, **{label: int(label in placed) for label in known}})
     return pd.DataFrame(rows, columns=["VolumeName", *known])
 
 
-def placement(report: str | None, labels) -> dict[str, list[str]]:
+def placement(report: str | None, labels, readings: ReportReadings) -> dict[str, list[str]]:
     """Each present label where the labeler reads it in the report, else in every organ where
     it may lie."""
-    from ctbench.regions.labeling import place
-
     known = ct_rate_labels()
-    placed = place(report, known) if report else {}
+    placed = readings(report)
     return present_placement(known, labels, placed, {k: v["organs"] for k, v in known.items()})
 
 
 class CtRateSource(DiskSource):
     """CT-RATE's volumes, with the agreement of its released labels and the labeler."""
 
+    def __init__(self, *args, readings: ReportReadings, **options) -> None:
+        super().__init__(*args, **options)
+        self.readings = readings
+
     def label_agreement(self) -> dict[str, dict]:
         """Per label (and ``all``, micro): volumes whose report the released labels call
         positive (``released``), the labeler does (``labeler``), both do (``both``), the F1
         of one against the other and Cohen's kappa, over the distinct reports (several
         reconstructions share one) of the volumes that have released labels."""
-        from ctbench.regions.labeling import place
         from sklearn.metrics import cohen_kappa_score
 
         known = ct_rate_labels()
@@ -260,7 +280,7 @@ class CtRateSource(DiskSource):
             if not entry.report or key in seen or not entry.meta.get("released_labels"):
                 continue
             seen.add(key)
-            placed = place(entry.report, known)
+            placed = self.readings(entry.report)
             released.append(np.asarray(entry.labels, bool))
             found.append([label in placed for label in known])
         if not released:
@@ -288,8 +308,16 @@ def _case_id(volume_name: str) -> str:
 def ct_rate(preset: str = "default", *, data_root: str | Path | None = None, **options):
     """Factory for ``create_dataset("ct-rate", data_root=..., preset=...)``."""
     root = data_folder("ct-rate", data_root)
+    readings = ReportReadings()
     return CtRateSource(
-        "ct-rate", root, preset, tuple(ct_rate_labels()), *index(root), presets=PRESETS, **options
+        "ct-rate",
+        root,
+        preset,
+        tuple(ct_rate_labels()),
+        *index(root, readings),
+        presets=PRESETS,
+        readings=readings,
+        **options,
     )
 
 
