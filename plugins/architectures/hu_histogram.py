@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctbench
 import torch
-from ctbench.core import paper
+from ctbench.data.preprocess import Preprocessing
 from ctbench.plugins.architectures.components import check_input
 from torch import nn
 from torch.nn import functional as F
@@ -47,9 +47,9 @@ class SoftHistogram(nn.Module):
         self.grid = tuple(grid)
         self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32), persistent=False)
         self.softness = float(softness)
-        low, high = paper.HU_RANGE
-        self.scale, self.offset = high - low, low
-        self.centre = 0.449  # ctbench.data.preprocess.Preprocessing.centre
+        shared = Preprocessing()  # the inverse of the shared preprocessing's scaling
+        low, high = shared.hu_range
+        self.scale, self.offset, self.centre = high - low, low, shared.centre
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hu = (x.float() + self.centre) * self.scale + self.offset  # [N, 3, Y, X]
