@@ -57,11 +57,14 @@ def predict(
     labeler: Callable[[str], dict], texts: Iterable[str], labels: tuple[str, ...]
 ) -> np.ndarray:
     """``[N, L]``: whether the labeler outputs any paper label of each CT-RATE label."""
-    mapping = ct_rate_paper_labels()
+    from ctbench.regions.labeling import from_paper_labels
+    from ctbench.vocabulary import ct_rate_labels
+
+    table = ct_rate_labels()
     rows = []
     for text in texts:
-        found = labeler(text)
-        rows.append([any(p in found for p in mapping[label]) for label in labels])
+        present = from_paper_labels(labeler(text), table)
+        rows.append([label in present for label in labels])
     return np.array(rows, bool).reshape(-1, len(labels))
 
 

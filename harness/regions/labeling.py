@@ -56,11 +56,18 @@ def place(report: str, table: dict[str, dict], name: str | None = None) -> dict[
     chosen = labeler(name)
     if hasattr(chosen, "place"):
         return chosen.place(report, table)
-    found = chosen(report)
+    return from_paper_labels(chosen(report), table)
+
+
+def from_paper_labels(found: dict[str, list[str]], table: dict[str, dict]) -> dict[str, list[str]]:
+    """``{label: organs}`` of ``table``'s labels (CT-RATE's) from a labeler's paper labels: a
+    label is present when any paper label it maps onto is (``ct_rate_paper_labels``), in the
+    organs they were found in."""
     mapping = ct_rate_paper_labels()
     out = {}
     for label in table:
-        organs = {o for paper in mapping.get(label, ()) for o in found.get(paper, ())}
-        if any(paper in found for paper in mapping.get(label, ())):
+        present = [paper for paper in mapping.get(label, ()) if paper in found]
+        if present:
+            organs = {organ for paper in present for organ in found[paper]}
             out[label] = sorted(organs or table[label]["organs"], key=ORGANS.index)
     return out
