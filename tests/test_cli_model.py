@@ -42,9 +42,19 @@ def test_model_says_its_start(tiny_phantom, monkeypatch):
     assert (summary["start"], summary["pretrained"]) == ("pretext", True)
     assert Path(summary["weights"]).name.startswith("pretext-")
     refused = invoke("axialnet-randinit", "--start", "pretext", "--preset", "tiny")
-    assert refused.exit_code == 1 and "never loads pretrained" in refused.output
+    assert refused.exit_code == 1 and "does not declare pretrainable=True" in refused.output
     both = invoke("axialnet", "--start", "random", "--pretrained")
     assert both.exit_code != 0 and "either --start" in both.output
+
+
+def test_model_builds_a_model_whose_factory_takes_no_weights():
+    """A model that does not declare pretrainable=True gets no pretrained= or weights= (its
+    factory need not take them, the architectures contract)."""
+    result = invoke("hu-histogram", "--input-shape", "9,3,64,64", "--classes", "3", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["start"], summary["pretrained"], summary["weights"]) == ("random", False, None)
+    assert summary["parameters"] == 3 * (20 + 64) + 3  # rank one: a profile and a map a label
 
 
 def test_model_loads_local_weights_and_records_them(tmp_path: Path, monkeypatch):
@@ -71,7 +81,7 @@ def test_missing_weights_is_one_clean_error(tmp_path: Path, monkeypatch):
     [
         (["axialnt"], "Did you mean 'axialnet'?"),
         (["axialnet", "--input-shape", "9,3,64"], "is not four positive integers"),
-        (["3dconv", "--input-shape", "9,3,64,64", "--pretrained"], "never loads pretrained"),
+        (["3dconv", "--input-shape", "9,3,64,64", "--pretrained"], "not declare pretrainable"),
     ],
 )
 def test_bad_arguments_are_usage_errors(args, message):

@@ -45,14 +45,17 @@ def test_a_focal_finding_moves_its_own_cell():
     assert z[band].sum().item() == pytest.approx(9 / 64, abs=3e-3)
 
 
-def test_hirescam_is_exact_on_it():
+@pytest.mark.parametrize("head", ["rank1", "full"])
+def test_hirescam_is_exact_on_it(head):
     """The maps of closed-form HiResCAM sum to the score less the bias (completeness), and the
     histogram is differentiable in the input (the generic explainers need it)."""
     torch.manual_seed(0)
-    model = ctbench.create_model("hu-histogram", 4, (9, 3, 64, 64)).eval()
+    model = ctbench.create_model("hu-histogram", 4, (9, 3, 64, 64), head=head)
     with torch.no_grad():
-        model.fc.weight.normal_()
-        model.fc.bias.normal_()
+        for parameter in model.parameters():
+            parameter.normal_()
+    model.train()(torch.randn(6, 9, 3, 64, 64) * 0.3)  # standardisation statistics
+    model.eval()
     x = torch.randn(2, 9, 3, 64, 64) * 0.3
     maps, logits = ctbench.create_explainer("hirescam").explain(model, x)
     assert maps.shape == (2, 4, 9, 8, 8)
@@ -63,11 +66,34 @@ def test_hirescam_is_exact_on_it():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_it_trains_through_ctbench_run(tmp_path, tiny_phantom, monkeypatch):
-    """No trunk, nothing pretrained: the run trains it end to end from its own initialisation
-    and scores it like any model (AUROC, OrganIoU)."""
+def test_the_rank_one_head_is_a_band_profile_times_a_map():
+    """W_m = profile_m (x) where_m: every label's weight has rank one over (band, cell), and
+    the trunk split gives the model's own output."""
+    torch.manual_seed(1)
+    model = ctbench.create_model("hu-histogram", 3, (9, 3, 64, 64)).eval()
+    with torch.no_grad():
+        model.where.normal_()
+        model.profile.normal_()
+    weight, _ = model.linear_head()
+    for m in range(3):
+        assert torch.linalg.matrix_rank(weight[m].flatten(1)).item() == 1
+    x = torch.randn(2, 9, 3, 64, 64) * 0.3
+    split = model.from_backbone_features(model.backbone_features(x))
+    assert torch.allclose(split, model(x), atol=1e-5)
+
+
+def test_it_refuses_an_unknown_head():
+    with pytest.raises(ValueError, match="rankR"):
+        ctbench.create_model("hu-histogram", 3, (9, 3, 64, 64), head="rank0")
+
+
+def test_its_run_trains_the_head_alone_on_cached_histograms(tmp_path, tiny_phantom, monkeypatch):
+    """fixed_trunk=True: the run trains the head for the preset's head epochs on the cached
+    histograms and runs no full epoch; it learns (the bias and weights moved) and is scored
+    like any model (AUROC, OrganIoU)."""
     from click.testing import CliRunner
     from ctbench.cli import main
+    from ctbench.experiments.run_config import TRAINING_RECIPES
 
     monkeypatch.setenv("CTBENCH_CACHE_DIR", str(tiny_phantom.folder.parent))
     args = ["run", "--arch", "hu-histogram", "--preset", "tiny", "--out", str(tmp_path)]
@@ -76,6 +102,12 @@ def test_it_trains_through_ctbench_run(tmp_path, tiny_phantom, monkeypatch):
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     config = json.loads((folder / "config.json").read_text())
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert config["recipe"]["name"] == "end to end from the model's own initialisation"
+    assert config["recipe"]["name"] == "head on the fixed trunk's cached output"
+    assert config["run"]["finetune"] == "head" and config["run"]["epochs"] == 0
+    head_epochs = TRAINING_RECIPES["cpu-tiny"]["head_epochs"]
+    assert config["run"]["head_epochs"] == head_epochs
+    assert metrics["training"]["head_epochs_run"] >= 1
+    state = torch.load(folder / "checkpoints" / "best.pt", weights_only=True)["state_dict"]
+    assert state["bias"].abs().sum() > 0  # trained: the bias starts at zero
     assert np.isfinite(metrics["auroc_median"]) and np.isfinite(metrics["auroc_mean"])
     assert 0.0 <= metrics["organiou"]["hirescam"] <= 1.0

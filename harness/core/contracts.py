@@ -52,6 +52,14 @@ METADATA: dict[str, dict[str, Declared]] = {
             "trunk's cached output; without it the run trains end to end and --head-epochs "
             "is refused",
         ),
+        "fixed_trunk": Declared(
+            bool,
+            False,
+            "with trunk=True: the trunk has nothing to learn (a fixed transform of the input, "
+            "such as hu-histogram's HU histograms), so a run from the model's own "
+            "initialisation trains only the rest, on the trunk's cached output, for the "
+            "preset's head_epochs, and no full epoch",
+        ),
         "scopes": Declared(
             tuple,
             (),

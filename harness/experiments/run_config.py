@@ -341,7 +341,9 @@ class RunConfig:
         it). A head warm-up needs a pretrained start and a declared trunk split
         (``trunk=True``); without one the run trains end to end: the preset's
         ``scratch_epochs`` full epochs from random weights, its ``epochs`` (or
-        ``scratch_epochs`` where those are 0) from a pretrained start.
+        ``scratch_epochs`` where those are 0) from a pretrained start. A model whose trunk has
+        nothing to learn (``fixed_trunk=True``) trains its head alone on the trunk's cached
+        output for the preset's ``head_epochs`` and no full epoch.
         """
         for name in ("mask_lambda", "lr"):
             value = getattr(self, name)
@@ -386,6 +388,8 @@ class RunConfig:
                 "(trunk=True with backbone, backbone_features and from_backbone_features), so "
                 "its head cannot be trained on a frozen trunk's output; leave --head-epochs out"
             )
+        if declared["fixed_trunk"] and not declared["trunk"]:
+            raise ValueError(f"{self.arch} declares fixed_trunk=True without trunk=True")
         scratch = start == "random"
         finetune = self._scope(defaults, declared, scratch)
         filled = {
@@ -404,7 +408,9 @@ class RunConfig:
         epochs = self.epochs
         if epochs is None:
             epochs = defaults["epochs"]
-            if scratch or (head_epochs == 0 and epochs == 0):
+            if declared["fixed_trunk"] and finetune == "head" and head_epochs:
+                epochs = 0  # a full epoch could change nothing the head epochs do not
+            elif scratch or (head_epochs == 0 and epochs == 0):
                 epochs = defaults["scratch_epochs"]  # end to end: full epochs are all there is
         if epochs + head_epochs + layer4_epochs < 1:
             raise ValueError("--epochs 0 and --head-epochs 0 leave nothing to train")
@@ -443,6 +449,8 @@ class RunConfig:
             return self.finetune
         if self.head_epochs:  # a warm-up asked for by its epochs alone: the head's
             return "head"
+        if declared["fixed_trunk"]:  # nothing before the head learns: train the head alone
+            return "head"
         chosen = "all" if scratch else defaults["finetune"]
         return chosen if chosen in scopes else "all"
 
@@ -464,6 +472,14 @@ class RunConfig:
                 f"head epochs on the backbone's cached output, then layers up to layer3 frozen "
                 f"and {self.layer4_epochs} layer4 epochs on their output cached per volume and "
                 f"augmentation, {self.epochs} full epochs",
+            }
+        if declared["fixed_trunk"] and self.finetune == "head" and self.head_epochs:
+            return {
+                "name": "head on the fixed trunk's cached output"
+                + (", then end to end" if self.epochs else ""),
+                "why": f"{self.arch} declares fixed_trunk=True (its trunk has nothing to learn): "
+                f"{self.head_epochs} head epochs on the trunk's cached output, "
+                f"{self.epochs} full epochs",
             }
         if self.start == "random":
             reason = (

@@ -1,17 +1,22 @@
 """``hu-histogram``: a non-deep baseline that calibrates how hard each label is (issue 31).
 
 Each slice group ``[3, Y, X]`` is turned back into HU (the inverse of the shared
-preprocessing: ``hu = (x + 0.449) * 1800 - 1000``) and, per cell of a ``D1 x D2`` grid, into a
-soft histogram of HU bands: the share of the cell's voxels in each band, each voxel counted by
-``sigmoid((hu - low) / t) - sigmoid((hu - high) / t)`` so that the histogram is differentiable
-in the input. One linear score per slice group reads the histograms of all cells,
-``c_h = <W, z_h> + b`` with ``W [M, K, D1, D2]``, and the volume's score is the mean over
-slice groups, as AxialNet's (paper eq. 1). HiResCAM is then exact in closed form on ``z_h``
-(the histograms are the CAM layer), so the row sits in Table 1 with OrganIoU like every model.
+preprocessing) and, per cell of a ``D1 x D2`` grid, into a soft histogram of HU bands: the share
+of the cell's voxels in each band, each voxel counted by ``sigmoid((hu - low) / t) -
+sigmoid((hu - high) / t)`` so that the histogram is differentiable in the input. Each (band,
+cell) share is standardised (BatchNorm without affine: a fixed affine map in evaluation), and one
+linear score per slice group reads them, ``c_h = <W, z_h> + b`` with ``W [M, K, D1, D2]``; the
+volume's score is the mean over slice groups, as AxialNet's (paper eq. 1). HiResCAM is exact in
+closed form on ``z_h`` (the standardised histograms are the CAM layer), so the row sits in Table 1
+with OrganIoU like every model.
 
-There is no trunk and nothing pretrained: what it learns is which HU bands, where, state each
-label. A label it gets and AxialNet misses is a recipe or resolution limit of AxialNet; one
-AxialNet gets and it misses needs shape or context, not density (docs/models.md).
+The default head is rank one per label, ``W_m = profile_m (x) where_m``: which HU bands state
+the label, times a map of where they count (``head="full"`` keeps every weight free; on the
+default preset's 192 training volumes it overfits, benchmarks/hu_histogram_heads.py). The
+histograms have nothing to learn, so the model declares ``fixed_trunk=True`` and a run trains the
+head alone on their cached output. A label it gets and AxialNet misses is a recipe or resolution
+limit of AxialNet; one AxialNet gets and it misses needs shape or context, not density
+(docs/models.md).
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ HU_EDGES = (
 consolidation above -700), fat, water, soft tissue and blood, calcification and bone."""
 
 GAIN = 10.0
-"""The head's weights are ``GAIN`` times its parameters: SGD at the paper's learning rate moves
-such a score GAIN^2 times faster, which a model trained for 3 epochs from scratch needs."""
+"""The head's weights are ``GAIN`` times its parameters: Adam moves a parameter by about the
+learning rate a step, and a score needs weights of order one within the 60 head epochs."""
 
 SOFTNESS_HU = 5.0
 """``t``: how many HU a band's edge is blurred over (the histogram's derivative lives there)."""
@@ -59,6 +64,19 @@ class SoftHistogram(nn.Module):
         return F.adaptive_avg_pool2d(share, self.grid)  # [N, K, D1, D2]
 
 
+class CellStandardise(nn.Module):
+    """``[N, K, D1, D2]`` -> each (band, cell) share standardised over the training data
+    (BatchNorm without affine over the ``K * D1 * D2`` features): a lung cell's share of soft
+    tissue is read against that cell's own usual share, not the band's over all cells."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(features, affine=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.norm(z.flatten(1)).view_as(z)
+
+
 class HUHistogram(nn.Module):
     """Per-cell HU histograms, one linear score per slice group, the mean over slice groups."""
 
@@ -68,41 +86,74 @@ class HUHistogram(nn.Module):
     head_is_affine = True
 
     def __init__(
-        self, n_classes: int, input_shape: tuple[int, int, int, int], *, grid: int = 8
+        self,
+        n_classes: int,
+        input_shape: tuple[int, int, int, int],
+        *,
+        grid: int = 8,
+        head: str = "rank1",
+        standardise: str = "cell",
     ) -> None:
         super().__init__()
         slices, _, height, width = input_shape
         if height < grid or width < grid:
             raise ValueError(f"hu-histogram: a {height} x {width} slice is smaller than its grid")
+        if standardise not in ("cell", "band"):
+            raise ValueError(f"hu-histogram: standardise must be cell or band, not {standardise!r}")
         self.input_shape = tuple(input_shape)
         bands = len(HU_EDGES) - 1
-        # the shares standardised per band (BatchNorm without affine: in evaluation a fixed
-        # affine map, so the score stays affine in the CAM layer's output): a few hundred SGD
-        # steps at the paper's learning rate then move the scores
-        self.histogram = nn.Sequential(
-            SoftHistogram((grid, grid)), nn.BatchNorm2d(bands, affine=False)
+        # the fixed trunk: nothing in it learns, so a run trains the rest on its cached output
+        self.backbone = SoftHistogram((grid, grid))
+        self.standardise = (
+            CellStandardise(bands * grid * grid)
+            if standardise == "cell"
+            else nn.BatchNorm2d(bands, affine=False)
         )
-        self.fc = nn.Conv2d(bands, n_classes, (grid, grid))  # W [M, K, D1, D2], b [M]
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        if head == "full":
+            self.rank = None
+            self.fc = nn.Conv2d(bands, n_classes, (grid, grid))  # W [M, K, D1, D2], b [M]
+            nn.init.normal_(self.fc.weight, std=0.01)
+            nn.init.zeros_(self.fc.bias)
+        elif head.startswith("rank") and head[4:].isdigit() and int(head[4:]) > 0:
+            # W_m = sum_r profile_mr (x) where_mr, each map starting flat (the whole slice)
+            self.rank = int(head[4:])
+            self.profile = nn.Parameter(torch.randn(n_classes, self.rank, bands) * 0.01)
+            self.where = nn.Parameter(torch.ones(n_classes, self.rank, grid, grid) / grid)
+            self.bias = nn.Parameter(torch.zeros(n_classes))
+        else:
+            raise ValueError(f"hu-histogram: head must be full or rankR (R >= 1), not {head!r}")
         self.representation_shape = (slices, grid, grid)
 
     @property
     def cam_layer(self) -> nn.Module:
-        return self.histogram
+        return self.standardise
 
     def linear_head(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W [M, K, D1, D2], b [M])``: ``c_mh = <W_m, z_h> + b_m`` (closed-form HiResCAM)."""
-        return self.fc.weight * GAIN, self.fc.bias * GAIN
+        if self.rank is None:
+            return self.fc.weight * GAIN, self.fc.bias * GAIN
+        weight = torch.einsum("mrk,mryx->mkyx", self.profile, self.where)
+        return weight * GAIN, self.bias * GAIN
 
-    def slice_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-slice-group scores ``C [B, M, H]`` (bias included, before the sigmoid)."""
+    def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, H, 3, Y, X]`` -> the histograms ``[B, H, K, D1, D2]`` (the fixed trunk)."""
         check_input(x, self.input_shape, type(self).__name__)
-        batch, slices = x.shape[:2]
-        z = self.histogram(x.flatten(0, 1))  # [B*H, K, D1, D2]
+        return self.backbone(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    def scores_from_histograms(self, f: torch.Tensor) -> torch.Tensor:
+        """Per-slice-group scores ``C [B, M, H]`` from the histograms ``[B, H, K, D1, D2]``."""
+        batch, slices = f.shape[:2]
+        z = self.standardise(f.flatten(0, 1))  # [B*H, K, D1, D2]
         weight, bias = self.linear_head()
         scores = F.conv2d(z, weight, bias)  # [B*H, M, 1, 1]
         return scores.view(batch, slices, -1).transpose(1, 2)
+
+    def from_backbone_features(self, f: torch.Tensor) -> torch.Tensor:
+        return self.scores_from_histograms(f).mean(dim=2)
+
+    def slice_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-slice-group scores ``C [B, M, H]`` (bias included, before the sigmoid)."""
+        return self.scores_from_histograms(self.backbone_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.slice_scores(x).mean(dim=2)
@@ -121,5 +172,7 @@ def register_architectures(register):
         "slice group, the mean over slices (no deep features, nothing pretrained)",
         explainable=True,
         mil=True,
+        trunk=True,
+        fixed_trunk=True,
         paper_name="HU histogram",
     )

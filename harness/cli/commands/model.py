@@ -39,16 +39,23 @@ def model(name, input_shape, classes, pretrained, weights, start, dataset, prese
     """Build architecture NAME and print its parameter count, representation grid and start."""
     import ctbench
     from ctbench.core.registry import default_registry
-    from ctbench.experiments.run_config import chosen_start
+    from ctbench.experiments.run_config import capabilities, chosen_start
 
     check_start(start, pretrained, weights)
     options = resolve_weights(pretrained, weights)
     start = chosen_start(start, pretrained, weights is not None) or "random"
     options["pretrained"] = start != "random"
+    pretrainable = capabilities(name)["pretrainable"]
+    if start != "random" and not pretrainable:  # its factory need not take weights
+        raise click.ClickException(
+            f"{name} does not declare pretrainable=True, so it cannot start from weights; "
+            "leave out --start, --pretrained and --weights"
+        )
+    factory_options = options if pretrainable else {}
     try:
         if start == "pretext":
             options["weights"] = _pretext_path(dataset, preset)
-        network = ctbench.create_model(name, classes, input_shape, **options)
+        network = ctbench.create_model(name, classes, input_shape, **factory_options)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     entry = default_registry().get("architectures", name)
