@@ -186,7 +186,8 @@ def test_shipped_specs_expand_on_every_preset():
     names = shipped_specs()
     for expected in ("paper-table1", "paper-table2", "paper-table5", "paper-table7"):
         assert expected in names
-    counts = {"paper-table1": 8, "paper-table2": 2, "paper-table5": 6, "paper-table7": 2}
+    counts = {"paper-table1": 8, "table1": 10, "paper-table2": 2, "paper-table5": 6}
+    counts["paper-table7"] = 2
     for name, count in counts.items():
         for preset in ("tiny", "default", "paper"):
             cells = expand_cells(apply_settings(load_spec(name), [f"preset={preset}"]))
@@ -197,6 +198,8 @@ def test_shipped_specs_expand_on_every_preset():
         "axialnet-nocustomconv", "axialnet",
     }  # fmt: skip
     assert all(c.config.explainers == ("gradcam", "hirescam") for c in table1)
+    ours = {c.config.arch for c in expand_cells(load_spec("table1"))}
+    assert ours == {c.config.arch for c in table1} | {"hu-histogram", "axialnet-ms"}
     table5 = expand_cells(load_spec("paper-table5"))
     assert {(c.config.downsampler, c.config.dilate) for c in table5} == {
         (d, dilate) for d in ("area", "trilinear", "nearest") for dilate in (False, True)

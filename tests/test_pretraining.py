@@ -96,6 +96,37 @@ def test_pretext_rebuilds_byte_for_byte_and_loads_as_resnet18(tmp_path, tiny_pha
     assert not torch.equal(fresh.trunk.resnet.state_dict()["0.weight"], state["conv1.weight"])
 
 
+def test_shipped_weights_are_copied_checked_and_rebuild_ignores_them(
+    tmp_path, tiny_phantom, monkeypatch
+):
+    """Weights shipped for the pool's key are copied into the cache (record last) instead of
+    being built; a shipped file whose SHA-256 differs from its record is one clear error;
+    --rebuild builds whatever is shipped."""
+    import json
+
+    from ctbench.train import pretraining
+
+    settings = PretextSettings(epochs=1)
+    shape = Preprocessing(volume_shape=tuple(tiny_phantom.volume_shape))
+    key = pretraining.pretext_key(tiny_phantom.pretext_source(), shape, settings)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / f"pretext-{key}.pt").write_bytes(b"not built here")
+    record = {"sha256": file_sha256(shipped / f"pretext-{key}.pt"), "key": key}
+    (shipped / f"pretext-{key}.json").write_text(json.dumps(record))
+    monkeypatch.setattr(pretraining, "SHIPPED", shipped)
+    said = []
+    path = pretext_weights(tiny_phantom, shape, settings, cache_dir=tmp_path / "c", log=said.append)
+    assert path == tmp_path / "c" / f"pretext-{key}.pt"
+    assert path.read_bytes() == b"not built here" and path.with_suffix(".json").is_file()
+    assert "shipped with ctbench" in said[0]
+    (shipped / f"pretext-{key}.pt").write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="do not match the SHA-256"):
+        pretext_weights(tiny_phantom, shape, settings, cache_dir=tmp_path / "d")
+    rebuilt = pretext_weights(tiny_phantom, shape, settings, cache_dir=tmp_path / "d", rebuild=True)
+    assert torch.load(rebuilt, weights_only=True)["conv1.weight"].shape == (64, 3, 7, 7)
+
+
 def test_pretrain_cli_prints_weights_and_hash(tmp_path, tiny_phantom, monkeypatch):
     from click.testing import CliRunner
     from ctbench.cli import main

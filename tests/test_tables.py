@@ -63,6 +63,29 @@ def test_table1_aggregates_seeds_and_sets_the_paper_beside(tmp_path):
     assert "<table>" in table.render("html")
 
 
+def test_the_label_table_gives_each_labels_test_auroc_and_interval_widths(tmp_path):
+    """Per label, the mean over seeds of the test AUROC; the mean and the largest half-width of
+    the labels' 95% intervals."""
+    for seed, nodule in ((0, 0.5), (1, 0.7)):
+        metrics = {
+            "auroc": {"nodule": nodule, "effusion": 0.9},
+            "auroc_mean": (nodule + 0.9) / 2,
+            "auroc_median": (nodule + 0.9) / 2,
+            "auroc_ci": {"nodule": [nodule - 0.15, nodule + 0.15], "effusion": [0.85, 0.95]},
+        }
+        fake_run(tmp_path, f"a{seed}", metrics, seed=seed)
+    fake_run(tmp_path, "h", {"auroc": {"nodule": 0.6}, "auroc_ci": {}}, arch="hu-histogram")
+    table = build_table("labels", tmp_path)
+    axial = cells(table, "axialnet")
+    assert axial["n"] == 2 and axial["nodule"].mean == pytest.approx(0.6)
+    assert axial["effusion"].mean == pytest.approx(0.9)
+    assert axial["mean"].mean == pytest.approx(0.75)
+    assert axial["CI half-width mean"].mean == pytest.approx(0.1)  # (0.15 + 0.05) / 2
+    assert axial["CI half-width max"].mean == pytest.approx(0.15)
+    histogram = cells(table, "hu-histogram")
+    assert histogram["effusion"] is None and histogram["CI half-width max"] is None
+
+
 def test_table2_reports_the_change_of_hirescam_organiou(tmp_path):
     for mask, hires in ((False, 0.2), (True, 0.3)):
         metrics = {"organiou": {"gradcam": 0.1, "hirescam": hires}}

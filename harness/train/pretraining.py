@@ -240,6 +240,41 @@ def pretext_source_of(dataset):
     return make()
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "pretext_weights"
+"""Pretext weights shipped with ctbench (the default phantom preset's, on the pinned torch): a
+first run copies them into the cache instead of spending minutes building them. Each is exactly
+what ``ctbench pretrain --preset default --rebuild`` builds on the machine recorded in its JSON
+(docs/pretrained-starts.md)."""
+
+
+def shipped_weights(key: str, folder: Path, log) -> Path | None:
+    """The shipped weights of ``key``, copied into the cache ``folder`` after their SHA-256 is
+    checked against their record; None when none is shipped for this key."""
+    import shutil
+
+    shipped = SHIPPED / f"pretext-{key}.pt"
+    record = shipped.with_suffix(".json")
+    if not (shipped.is_file() and record.is_file()):
+        return None
+    expected = json.loads(record.read_text())["sha256"]
+    if file_sha256(shipped) != expected:
+        raise ValueError(
+            f"{shipped}: the shipped pretext weights do not match the SHA-256 of their record "
+            f"({expected}); reinstall ctbench, or build them with ctbench pretrain --rebuild"
+        )
+    path = folder / shipped.name
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(shipped, "rb") as source, atomic_open(path, "wb") as handle:
+        shutil.copyfileobj(source, handle)
+    with atomic_open(path.with_suffix(".json"), "wb") as handle:
+        handle.write(record.read_bytes())  # the record last: with it, the weights are whole
+    log(
+        f"using the pretext start shipped with ctbench ({path.name}, sha256 {expected[:12]}...; "
+        "ctbench pretrain --rebuild builds it again)"
+    )
+    return path
+
+
 def pretext_weights(
     dataset,
     preprocessing: Preprocessing,
@@ -264,6 +299,8 @@ def pretext_weights(
     path = folder / f"pretext-{key}.pt"
     if path.is_file() and path.with_suffix(".json").is_file() and not rebuild:
         return path  # the record is written last: with it, the weights are whole
+    if not rebuild and (copied := shipped_weights(key, folder, log)) is not None:
+        return copied
     log(f"building the pretext start {path.name} (once; cached for later runs)")
     began = time.perf_counter()
     if hasattr(source, "materialise"):

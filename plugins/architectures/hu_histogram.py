@@ -174,5 +174,4 @@ def register_architectures(register):
         mil=True,
         trunk=True,
         fixed_trunk=True,
-        paper_name="HU histogram",
     )

@@ -12,7 +12,9 @@ import click
 @click.option(
     "--table",
     "names",
-    type=click.Choice(["1", "2", "5", "7", "timing", "confounders", "explainers", "ladder"]),
+    type=click.Choice(
+        ["1", "2", "5", "7", "labels", "timing", "confounders", "explainers", "ladder"]
+    ),
     multiple=True,
     help="Which table (repeat). Default: the tables the matrix's spec names.",
 )

@@ -90,8 +90,8 @@ PRESETS = {
             "volume_shape": (48, 128, 128),
             "n_train": 192,
             "n_valid": 48,
-            "n_test": 64,
-            "n_shift": 128,
+            "n_test": 256,
+            "n_shift": 256,
         },
         # nearest keeps ~4% of an organ's cells on a 4x4 grid
         "run": {"recipe": "cpu", "downsampler": "area"},
@@ -116,7 +116,7 @@ class PhantomConfig:
     volume_shape: tuple[int, int, int] = (48, 128, 128)
     n_train: int = 192
     n_valid: int = 48
-    n_test: int = 64
+    n_test: int = 256
     seed: int = 0
     prevalence: tuple[tuple[str, float], ...] = tuple(DEFAULT_PREVALENCE.items())
     shared_factor: float = 0.6  # log-odds per SD of a patient-level "sickness" factor
