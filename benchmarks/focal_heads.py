@@ -28,12 +28,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-FOCAL = (
-    "h_great_vessel_calcification",
-    "h_mediastinum_lymphadenopathy",
-    "lung_mass",
-    "lung_nodule",
-)
+from benchmarks.focal_probe import FOCAL
 
 
 def cached_layers(split: str, resnet: nn.Sequential):

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-FOCAL = (
+FOCAL = (  # the default preset's focal findings (issue 31)
     "h_great_vessel_calcification",
     "h_mediastinum_lymphadenopathy",
     "lung_mass",

@@ -26,12 +26,7 @@ from ctbench.plugins.architectures.hu_histogram import HU_EDGES
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-FOCAL = (
-    "h_great_vessel_calcification",
-    "h_mediastinum_lymphadenopathy",
-    "lung_mass",
-    "lung_nodule",
-)
+from benchmarks.focal_probe import FOCAL
 
 
 def load(split: str, seed: int, model, *, organs: bool = False):
