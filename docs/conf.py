@@ -20,6 +20,7 @@ exclude_patterns = [
     "slurm",
     "*.json",
     "paper-table1-default.md",
+    "table1-default.md",
     "paper-table2-default.md",
     "mask-ladder-default.md",
 ]

@@ -40,6 +40,21 @@ def test_generation_is_deterministic_and_per_case_independent():
     assert not np.array_equal(first.volume, reseeded.volume)
 
 
+def test_materialising_in_two_processes_writes_the_same_cases(tmp_path):
+    """Each case comes from its own seed: two generating processes write the bytes one does."""
+    from ctbench.plugins.datasets.phantom import PhantomSource
+
+    options = {"n_train": 4, "n_valid": 2, "n_test": 2}
+    serial = PhantomSource("tiny", cache_dir=tmp_path / "one", **options)
+    parallel = PhantomSource("tiny", cache_dir=tmp_path / "two", **options)
+    assert serial.materialise(progress=False, processes=1) == 8
+    assert parallel.materialise(progress=False, processes=2) == 8
+    assert parallel.materialise(progress=False, processes=2) == 0  # all cached now
+    for cid in [c for split in ("train", "valid", "test") for c in serial.case_ids(split)]:
+        for one, two in zip(serial.store.paths(cid), parallel.store.paths(cid), strict=True):
+            assert one.read_bytes() == two.read_bytes(), cid
+
+
 def test_volume_is_int16_hu_with_plausible_tissues(tiny_cases):
     for case in tiny_cases[:6]:
         assert case.volume.dtype == np.int16
