@@ -74,7 +74,9 @@ class AxialNetMS(SliceBackboneModel):
     explainable = True
     cam_layout = "per_slice"
     slice_aggregation = None  # the focal branch pools cells of all slice groups together
-    head_is_affine = False  # piecewise linear in Z (top-k), homogeneous apart from the biases
+    # piecewise linear in Z (top-k, as MaxPool's max over slices) and homogeneous apart from
+    # the biases: HiResCAM's residual is the score of Z = 0, as for an affine head
+    head_is_affine = True
 
     def __init__(
         self,
