@@ -46,8 +46,9 @@ from torch.nn import functional as F
 LAYER_CHANNELS = {"layer2": 128, "layer3": 256}
 """ResNet-18's channels at the layers the focal branch may read."""
 
-RESNET_INDEX = {"layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}
-"""Each layer's index in ``resnet18_features``' children."""
+RESNET_LAYERS = {"layer2": (5, 128, 1), "layer3": (6, 256, 2), "layer4": (7, 512, 3)}
+"""Each layer's index in ``resnet18_features``' children, its channels, and how many stride-2
+stages lie between layer1's grid and its own."""
 
 
 def fine_grid(height: int, width: int) -> tuple[int, int]:
@@ -142,11 +143,11 @@ class AxialNetMS(SliceBackboneModel):
         check_input(x, self.input_shape, type(self).__name__)
         flat = x.flatten(0, 1)
         parts, h = {}, flat
+        wanted = {RESNET_LAYERS[name][0]: name for name in (*self.layers, "layer4")}
         for index, module in enumerate(self.trunk.resnet):
             h = module(h)
-            for name, at in RESNET_INDEX.items():
-                if at == index and name in (*self.layers, "layer4"):
-                    parts[name] = h
+            if index in wanted:
+                parts[wanted[index]] = h
         packed = [parts["layer4"], self.histogram(flat), *(parts[n] for n in self.layers)]
         return torch.cat([p.flatten(1) for p in packed], 1).unflatten(0, x.shape[:2])
 
@@ -163,12 +164,10 @@ class AxialNetMS(SliceBackboneModel):
 
     def trunk_shape(self, layer: str) -> tuple[int, int, int]:
         """``(C, D1, D2)`` of ResNet-18's ``layer`` output for this input shape."""
-        side = lambda n, k: (n + 2 - 3) // 2 + 1  # noqa: E731  a stride-2 3x3 conv, padding 1
+        _, channels, steps = RESNET_LAYERS[layer]
         grid = list(self.grid)
-        steps = {"layer2": 1, "layer3": 2, "layer4": 3}[layer]
-        for _ in range(steps):
-            grid = [side(n, 3) for n in grid]
-        channels = {"layer2": 128, "layer3": 256, "layer4": 512}[layer]
+        for _ in range(steps):  # each a stride-2 3x3 convolution with padding 1
+            grid = [(n + 2 - 3) // 2 + 1 for n in grid]
         return (channels, *grid)
 
     def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
