@@ -38,23 +38,17 @@ from ctbench.plugins.architectures.components import (
     SliceTrunk,
     check_input,
     full_precision,
+    resnet_grid,
 )
 from ctbench.plugins.architectures.hu_histogram import HU_EDGES, SoftHistogram
 from torch import nn
 from torch.nn import functional as F
 
-LAYER_CHANNELS = {"layer2": 128, "layer3": 256}
-"""ResNet-18's channels at the layers the focal branch may read."""
+FOCAL_LAYERS = ("layer2", "layer3")
+"""The ResNet-18 layers the focal branch may read (``layers=``)."""
 
-RESNET_LAYERS = {"layer2": (5, 128, 1), "layer3": (6, 256, 2), "layer4": (7, 512, 3)}
-"""Each layer's index in ``resnet18_features``' children, its channels, and how many stride-2
-stages lie between layer1's grid and its own."""
-
-
-def fine_grid(height: int, width: int) -> tuple[int, int]:
-    """ResNet-18's layer1 grid (stride 4): the focal branch's cells."""
-    side = lambda n: (((n + 6 - 7) // 2 + 1) + 2 - 3) // 2 + 1  # noqa: E731  conv1, maxpool
-    return side(height), side(width)
+RESNET_LAYERS = {"layer2": (5, 128, 2), "layer3": (6, 256, 3), "layer4": (7, 512, 4)}
+"""Each layer's index in ``resnet18_features``' children, its channels and its number."""
 
 
 class Representation(nn.Module):
@@ -92,7 +86,7 @@ class AxialNetMS(SliceBackboneModel):
     ) -> None:
         super().__init__()
         slices, _, height, width = input_shape
-        unknown = set(layers) - set(LAYER_CHANNELS)
+        unknown = set(layers) - set(FOCAL_LAYERS)
         if unknown:
             raise ValueError(f"axialnet-ms: layers must be among layer2, layer3; got {unknown}")
         if top_k < 1:
@@ -104,14 +98,14 @@ class AxialNetMS(SliceBackboneModel):
             input_shape, custom_convs=True, pretrained=pretrained, weights=weights
         )
         self.fc = nn.Conv2d(self.trunk.out_channels, n_classes, self.trunk.grid)  # AxialNet's
-        self.grid = fine_grid(height, width)
+        self.grid = (resnet_grid(height, 1), resnet_grid(width, 1))  # layer1's: 4 x 4 pixels
         bands = len(HU_EDGES) - 1
         self.histogram = SoftHistogram(self.grid)
         self.local = nn.Sequential(
             nn.BatchNorm2d(bands), nn.Conv2d(bands, hidden, 3, padding=1), nn.ReLU()
         )
         self.projections = nn.ModuleDict(
-            {name: nn.Sequential(nn.Conv2d(LAYER_CHANNELS[name], hidden, 1), nn.ReLU())
+            {name: nn.Sequential(nn.Conv2d(RESNET_LAYERS[name][1], hidden, 1), nn.ReLU())
              for name in self.layers}
         )  # fmt: skip
         focal_channels = hidden * (1 + len(self.layers))
@@ -164,11 +158,9 @@ class AxialNetMS(SliceBackboneModel):
 
     def trunk_shape(self, layer: str) -> tuple[int, int, int]:
         """``(C, D1, D2)`` of ResNet-18's ``layer`` output for this input shape."""
-        _, channels, steps = RESNET_LAYERS[layer]
-        grid = list(self.grid)
-        for _ in range(steps):  # each a stride-2 3x3 convolution with padding 1
-            grid = [(n + 2 - 3) // 2 + 1 for n in grid]
-        return (channels, *grid)
+        _, channels, number = RESNET_LAYERS[layer]
+        height, width = self.input_shape[2:]
+        return (channels, resnet_grid(height, number), resnet_grid(width, number))
 
     def from_backbone_features(self, features: torch.Tensor) -> torch.Tensor:
         batch, slices = features.shape[:2]

@@ -78,11 +78,11 @@ def scaled_conv3d(
     return nn.Conv3d(in_channels, out_channels, kernels, strides), out  # type: ignore[return-value]
 
 
-def resnet_grid(side: int) -> int:
-    """In-plane size of ResNet-18's layer4 output for a ``side`` x ``side`` input."""
+def resnet_grid(side: int, layer: int = 4) -> int:
+    """In-plane size of ResNet-18's ``layer`` output (1 to 4) for a ``side`` x ``side`` input."""
     side = conv_output_size(side + 2 * 3, 7, 2)  # conv1: 7x7, stride 2, padding 3
     side = conv_output_size(side + 2 * 1, 3, 2)  # maxpool: 3x3, stride 2, padding 1
-    for _ in range(3):  # layer2..layer4 each start with a 3x3 stride-2 conv, padding 1
+    for _ in range(layer - 1):  # layer2..layer4 each start with a 3x3 stride-2 conv, padding 1
         side = conv_output_size(side + 2 * 1, 3, 2)
     return side
 
