@@ -70,21 +70,28 @@ def predict(
 
 def f1_table(truth: np.ndarray, predicted: np.ndarray, labels: tuple[str, ...]) -> dict:
     """``{label: {precision, recall, f1, positives}}`` and ``micro``."""
-    from sklearn.metrics import f1_score, precision_score, recall_score
+    from sklearn.metrics import precision_recall_fscore_support
 
-    out = {}
-    for k, label in enumerate(labels):
-        y, p = truth[:, k], predicted[:, k]
-        out[label] = {
-            "precision": float(precision_score(y, p, zero_division=0)),
-            "recall": float(recall_score(y, p, zero_division=0)),
-            "f1": float(f1_score(y, p, zero_division=0)),
-            "positives": int(y.sum()),
+    def scores(average):
+        return precision_recall_fscore_support(truth, predicted, average=average, zero_division=0)[
+            :3
+        ]
+
+    precision, recall, f1 = scores(None)
+    out = {
+        label: {
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1": float(f1[k]),
+            "positives": int(truth[:, k].sum()),
         }
+        for k, label in enumerate(labels)
+    }
+    precision, recall, f1 = scores("micro")
     out["micro"] = {
-        "precision": float(precision_score(truth, predicted, average="micro", zero_division=0)),
-        "recall": float(recall_score(truth, predicted, average="micro", zero_division=0)),
-        "f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
         "positives": int(truth.sum()),
     }
     return out
