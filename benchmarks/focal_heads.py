@@ -20,7 +20,6 @@ import time
 import ctbench
 import numpy as np
 import torch
-from ctbench.data.loader import VolumeDataset
 from ctbench.experiments.runs import preset_pretext
 from ctbench.plugins.architectures.components import custom_conv_layers, resnet18_features
 from ctbench.plugins.architectures.hu_histogram import SoftHistogram
@@ -28,16 +27,13 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.focal_probe import FOCAL
+from benchmarks.focal_probe import FOCAL, default_split
 
 
 def cached_layers(split: str, resnet: nn.Sequential):
     """``(layer2 [N, H, 128, 16, 16], layer3 [N, H, 256, 8, 8], layer4 [N, H, 512, 4, 4],
     labels [N, M])`` of one default-preset split, unaugmented, in float16 to halve memory."""
-    source = ctbench.create_dataset("phantom", preset="default")
-    source.materialise(progress=False)
-    dataset = VolumeDataset(source, split)
-    dataset.augment = False
+    dataset = default_split(split)
     out: list[list[torch.Tensor]] = [[], [], [], [], [], [], []]
     histogram = SoftHistogram((32, 32))
     with torch.no_grad():

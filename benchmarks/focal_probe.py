@@ -38,12 +38,19 @@ LAYERS = {"layer2": 5, "layer3": 6, "layer4": 7}
 """Index of each ResNet layer in torchvision's children (conv1, bn1, relu, maxpool, layer1..4)."""
 
 
-def pooled_features(split: str, resnet: torch.nn.Sequential, top_k: int):
-    """``({(layer, pooling): [N, C]}, labels [N, M])`` of one default-preset split."""
-    source = ctbench.create_dataset("phantom", preset="default")
+def default_split(split: str, seed: int = 0) -> VolumeDataset:
+    """One split of the default phantom preset (generated when missing), unaugmented, as the
+    run's caches of a frozen part's output read it."""
+    source = ctbench.create_dataset("phantom", preset="default", seed=seed)
     source.materialise(progress=False)
     dataset = VolumeDataset(source, split)
     dataset.augment = False
+    return dataset
+
+
+def pooled_features(split: str, resnet: torch.nn.Sequential, top_k: int):
+    """``({(layer, pooling): [N, C]}, labels [N, M])`` of one default-preset split."""
+    dataset = default_split(split)
     rows: dict[tuple[str, str], list[np.ndarray]] = {}
     labels = []
     with torch.no_grad():

@@ -21,20 +21,16 @@ import time
 import ctbench
 import numpy as np
 import torch
-from ctbench.data.loader import VolumeDataset
 from ctbench.plugins.architectures.hu_histogram import HU_EDGES
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.focal_probe import FOCAL
+from benchmarks.focal_probe import FOCAL, default_split
 
 
 def load(split: str, seed: int, model, *, organs: bool = False):
     """``(histograms [N, H, K, D1, D2], labels [N, M], organ histograms [N, O*K] or None)``."""
-    source = ctbench.create_dataset("phantom", preset="default", seed=seed)
-    source.materialise(progress=False)
-    dataset = VolumeDataset(source, split)
-    dataset.augment = False  # as the run's cache of the trunk's output
+    dataset = default_split(split, seed)
     feats, labels, organ_rows = [], [], []
     with torch.no_grad():
         for i in range(len(dataset)):
