@@ -248,26 +248,28 @@ what ``ctbench pretrain --preset default --rebuild`` builds on the machine recor
 
 
 def shipped_weights(key: str, folder: Path, log) -> Path | None:
-    """The shipped weights of ``key``, copied into the cache ``folder`` after their SHA-256 is
-    checked against their record; None when none is shipped for this key."""
-    import shutil
-
+    """The shipped weights of ``key``, copied into the cache ``folder`` and checked against
+    their record's SHA-256 on the way (one read); None when none is shipped for this key."""
     shipped = SHIPPED / f"pretext-{key}.pt"
     record = shipped.with_suffix(".json")
     if not (shipped.is_file() and record.is_file()):
         return None
-    expected = json.loads(record.read_text())["sha256"]
-    if file_sha256(shipped) != expected:
-        raise ValueError(
-            f"{shipped}: the shipped pretext weights do not match the SHA-256 of their record "
-            f"({expected}); reinstall ctbench, or build them with ctbench pretrain --rebuild"
-        )
+    text = record.read_bytes()
+    expected = json.loads(text)["sha256"]
     path = folder / shipped.name
-    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
     with open(shipped, "rb") as source, atomic_open(path, "wb") as handle:
-        shutil.copyfileobj(source, handle)
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            handle.write(chunk)
+        if digest.hexdigest() != expected:  # raised inside: the copy is discarded
+            raise ValueError(
+                f"{shipped}: the shipped pretext weights do not match the SHA-256 of their "
+                f"record ({expected}); reinstall ctbench, or build them with ctbench pretrain "
+                "--rebuild"
+            )
     with atomic_open(path.with_suffix(".json"), "wb") as handle:
-        handle.write(record.read_bytes())  # the record last: with it, the weights are whole
+        handle.write(text)  # the record last: with it, the weights are whole
     log(
         f"using the pretext start shipped with ctbench ({path.name}, sha256 {expected[:12]}...; "
         "ctbench pretrain --rebuild builds it again)"
