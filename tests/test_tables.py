@@ -377,3 +377,13 @@ def test_the_ladder_needs_shift_scores_and_one_matrixs_runs(tmp_path):
     ladder_run(tmp_path, "b", 0.7, 2.0, 1.0, lr=0.01)
     with pytest.raises(ValueError, match="differ in more than their arm: lr"):
         build_table("ladder", tmp_path)
+
+
+def test_the_table_command_offers_every_table():
+    """``ctbench table --table`` lists the tables build_table knows (the CLI does not import
+    the table module, which loads pandas, to build its help)."""
+    from ctbench.cli.commands.table import table
+    from ctbench.report.tables import TABLES
+
+    (option,) = [p for p in table.params if p.name == "names"]
+    assert tuple(option.type.choices) == TABLES
